@@ -1,0 +1,31 @@
+"""Domain errors raised by the library; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class EdgetuneError(Exception):
+    """Base class: a problem with the user's input that they can fix (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgetuneError):
+    """An option value is invalid or options contradict each other."""
+
+
+class DataError(EdgetuneError):
+    """The data cannot be read or is unusable (missing columns, one class, empty...)."""
+
+
+class ModelError(EdgetuneError):
+    """The model cannot be found, loaded or used for sequence classification."""
+
+
+class RunError(EdgetuneError):
+    """A run directory is missing, unfinished, or would be overwritten."""
+
+
+class GateFailed(Exception):
+    """A CI gate did not hold (exit code 1)."""
+
+    exit_code = 1

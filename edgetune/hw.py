@@ -1,0 +1,102 @@
+"""Run-time hardware detection: CPU instruction-set features and the training device."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+_X86 = {
+    "avx2": "avx2",
+    "avx512f": "avx512",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
+    "f16c": "f16c",
+}
+
+
+@lru_cache(maxsize=1)
+def cpu_features() -> dict[str, bool]:
+    """Instruction-set features of this CPU, read at run time (never assumed)."""
+    feats = {name: False for name in (*_X86.values(), "neon", "arm_dotprod", "arm_i8mm", "arm_bf16")}
+    machine = platform.machine().lower()
+    flags: set[str] = set()
+    if sys.platform.startswith("linux"):
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags.update(value.split())
+                    break
+        except OSError:
+            pass
+    elif sys.platform == "darwin" and machine in ("arm64", "aarch64"):
+        flags.update(_darwin_arm_flags())
+    for flag, name in _X86.items():
+        feats[name] = flag in flags
+    if machine in ("arm64", "aarch64"):
+        feats["neon"] = True
+        feats["arm_dotprod"] = "asimddp" in flags or "dotprod" in flags
+        feats["arm_i8mm"] = "i8mm" in flags
+        feats["arm_bf16"] = "bf16" in flags
+    return feats
+
+
+def _darwin_arm_flags() -> set[str]:
+    import subprocess
+
+    out = set()
+    for key, flag in (("FEAT_DotProd", "dotprod"), ("FEAT_I8MM", "i8mm"), ("FEAT_BF16", "bf16")):
+        try:
+            r = subprocess.run(
+                ["sysctl", "-n", f"hw.optional.arm.{key}"], capture_output=True, text=True, timeout=2
+            )
+            if r.stdout.strip() == "1":
+                out.add(flag)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+def cpu_description() -> dict[str, object]:
+    """Processor name, core count and features, for reports and manifests."""
+    import os
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "name": name,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "features": [k for k, v in cpu_features().items() if v],
+    }
+
+
+def cpu_supports_bf16() -> bool:
+    """True where bf16 matrix maths runs natively (AMX or AVX-512-BF16)."""
+    f = cpu_features()
+    return f["amx_bf16"] or f["avx512_bf16"]
+
+
+def pick_device(requested: str = "auto") -> str:
+    """The training device: ``cuda`` if present, then ``mps``, else ``cpu``."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"

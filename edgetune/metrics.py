@@ -1,0 +1,46 @@
+"""Classification metrics computed with numpy: accuracy, macro P/R/F1, per class, confusion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def classification_metrics(
+    y_true: Any, y_pred: Any, label_names: list[str]
+) -> dict[str, Any]:
+    """Accuracy, macro precision/recall/F1, a per-class report and the confusion matrix.
+
+    The confusion matrix has true labels as rows and predicted labels as columns.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    k = len(label_names)
+    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    pred_n = cm.sum(axis=0).astype(float)
+    true_n = cm.sum(axis=1).astype(float)
+    precision = np.divide(tp, pred_n, out=np.zeros(k), where=pred_n > 0)
+    recall = np.divide(tp, true_n, out=np.zeros(k), where=true_n > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    present = true_n > 0  # macro averages over classes present in the split
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(true_n[i]),
+        }
+        for i, name in enumerate(label_names)
+    }
+    return {
+        "accuracy": float(tp.sum() / max(len(t), 1)),
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "n": int(len(t)),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+    }

@@ -1,0 +1,928 @@
+"""``edgetune train``: fine-tune a compact transformer for text classification."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import run as rundir
+from .data import Data, Split, load_data
+from .errors import ConfigError, DataError, EdgetuneError, ModelError
+from .presets import ModelSource, resolve_model
+
+STRATEGIES = ("full", "head", "lora")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+METRICS = ("accuracy", "macro_f1", "loss")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+class TrainingInterrupted(EdgetuneError):
+    """Ctrl-C during training; the checkpoint was saved."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; validated on construction.
+
+    ``None`` means "from the model preset, else a sensible default" and is resolved when
+    training starts; the resolved values are written to the run's ``config.json``.
+    """
+
+    model: str
+    data: str
+    output: str
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+    label_names: tuple[str, ...] = ()
+    val_size: float = 0.1
+    test_size: float = 0.1
+    max_length: int | None = None
+    strategy: str = "full"
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    dropout: float | None = None
+    seed: int = 42
+    class_weights: str = "none"
+    eval_steps: int | None = None
+    metric: str = "accuracy"
+    patience: int | None = None
+    augment: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"
+    freeze_embeddings: bool | None = None
+    group_by_length: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        self.text_columns = tuple(self.text_columns)
+        self.label_names = tuple(self.label_names)
+        checks = [
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
+            (self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}"),
+            (self.class_weights in CLASS_WEIGHTS, "--class-weights must be none or balanced"),
+            (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
+            (self.learning_rate is None or 0 < self.learning_rate < 1, "--learning-rate must be in (0, 1)"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.grad_accum >= 1, "--grad-accum must be at least 1"),
+            (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (self.max_length is None or self.max_length >= 8, "--max-length must be at least 8"),
+            (self.eval_steps is None or self.eval_steps >= 1, "--eval-steps must be at least 1"),
+            (self.patience is None or self.patience >= 1, "--patience must be at least 1"),
+            (0 <= self.augment < 1, "--augment is a probability in [0, 1)"),
+            (self.val_size > 0 and self.test_size > 0, "--val-size and --test-size must be > 0"),
+            (len(self.text_columns) <= 2, "pass --text-column once, or twice for sentence pairs"),
+            (self.lora_r >= 1 and self.lora_alpha >= 1, "--lora-r and --lora-alpha must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        out, data = Path(self.output).expanduser(), Path(self.data).expanduser()
+        if data.exists() and out.resolve() == data.resolve():
+            raise ConfigError("--output is the data path; choose a new directory for the run")
+        if Path(self.model).exists() and out.resolve() == Path(self.model).resolve():
+            raise ConfigError("--output is the model directory; choose a new directory for the run")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["text_columns"] = list(self.text_columns)
+        d["label_names"] = list(self.label_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} in config")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns (and what ``metrics.json`` holds)."""
+
+    output: str
+    config: dict[str, Any]
+    label_names: list[str]
+    best: dict[str, Any]
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    history: list[dict[str, Any]]
+    timing: dict[str, float]
+    data: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": rundir.FORMAT, "version": rundir.FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainResult:
+        d = {k: v for k, v in d.items() if k not in ("format", "version")}
+        return cls(**d)
+
+    def summary(self) -> str:
+        """A one-screen, human-readable summary."""
+        v, t, c = self.validation, self.test, self.config
+        d = self.data
+        lines = [
+            f"run        {self.output}",
+            f"model      {c['model']}  ({c['strategy']}, {self.environment.get('device')}, "
+            f"{self.environment.get('precision')})",
+            f"data       {d['train']['rows']} train / {d['validation']['rows']} validation / "
+            f"{d['test']['rows']} test; labels: {', '.join(self.label_names)}",
+            f"cleaning   dropped {_dropped(d)}",
+            f"best       epoch {self.best['epoch']:.2f} (step {self.best['step']}), "
+            f"validation {c['metric']} {self.best['value']:.4f}"
+            + ("  [stopped early]" if self.stopped_early else ""),
+            "",
+            f"{'':12}{'accuracy':>10}{'macro P':>10}{'macro R':>10}{'macro F1':>10}",
+        ]
+        for name, m in (("validation", v), ("test", t)):
+            lines.append(
+                f"{name:12}{m['accuracy'] * 100:>9.2f}%{m['macro_precision'] * 100:>9.2f}%"
+                f"{m['macro_recall'] * 100:>9.2f}%{m['macro_f1'] * 100:>9.2f}%"
+            )
+        lines += [
+            "",
+            f"per class (test)  " + "   ".join(
+                f"{k}: F1 {p['f1'] * 100:.1f}% (n={p['support']})" for k, p in t["per_class"].items()
+            ),
+            f"time       {self.timing['total_s']:.0f} s total, {self.timing['train_s']:.0f} s training, "
+            f"{self.timing['samples_per_s']:.1f} samples/s",
+        ]
+        return "\n".join(lines)
+
+
+def _dropped(d: dict[str, Any]) -> str:
+    parts = []
+    for split in ("train", "validation", "test"):
+        r = d.get(split, {})
+        n = [r.get("dropped_empty_text", 0), r.get("dropped_missing_label", 0), r.get("dropped_duplicates", 0)]
+        if "read" in r:
+            parts.append(f"{split}: {n[0]} empty, {n[1]} unlabelled, {n[2]} duplicate")
+        else:
+            parts.append(f"{split}: carved from train")
+    return "; ".join(parts)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig | None = None,
+    /,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Fine-tune a sequence classifier and write a run directory.
+
+    Args:
+        config: a ``TrainConfig``; or pass its fields as keyword arguments.
+        resume: continue the unfinished run at ``output`` from its last checkpoint.
+        overwrite: replace an existing run at ``output``.
+        progress: show progress bars and status lines on stderr.
+
+    Returns:
+        The run's metrics (also written to ``output/metrics.json``).
+    """
+    t_start = time.perf_counter()
+    if resume:
+        # The saved configuration wins: a resumed run continues exactly the run it was.
+        out = options.get("output") or (config.output if config else None)
+        if not out:
+            raise ConfigError("--resume needs --output: the run directory to continue")
+        work = rundir.check_output(Path(out).expanduser(), overwrite=False, resume=True)
+        saved = rundir.read_json(work / rundir.CONFIG)
+        config = TrainConfig.from_dict({**saved["config"], "output": str(out)})
+    elif config is None:
+        config = TrainConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    output = Path(config.output).expanduser()
+    if not resume:
+        work = rundir.check_output(output, overwrite=overwrite, resume=False)
+
+    source = resolve_model(config.model)
+    data = load_data(
+        config.data,
+        text_columns=config.text_columns,
+        label_column=config.label_column,
+        val_size=config.val_size,
+        test_size=config.test_size,
+        seed=config.seed,
+    )
+    label_names = _apply_label_names(data, config.label_names)
+    config, env = _resolve(config, source)
+    say = _sayer(progress)
+    say(
+        f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
+        f"{data.num_labels} classes; dropped {_dropped(data.report)}"
+    )
+
+    _seed_everything(config.seed)
+    tokenizer, model = _load(source, config, label_names)
+    if not resume:
+        rundir.create_work(work)
+        rundir.write_json(work / rundir.CONFIG, _config_file(config, source, env))
+    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress)
+    if resume:
+        trainer.load_checkpoint()
+        say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        trainer.save_checkpoint()
+        raise TrainingInterrupted(
+            f"interrupted at step {trainer.state['step']}; checkpoint saved in {work}; "
+            f"continue with `edgetune train --resume --output {output}`"
+        ) from None
+
+    # Final figures come from the saved best model in fp32: exactly what export will see.
+    say("evaluating the best checkpoint on validation and test (fp32)")
+    best_model = _load_saved(work / rundir.BEST).to(env["device"])
+    ev = _Evaluator(best_model, tokenizer, config, env, precision="fp32")
+    val = ev.metrics(data.validation, label_names)
+    test = ev.metrics(data.test, label_names)
+    state = trainer.state
+    timing = {
+        "total_s": time.perf_counter() - t_start,
+        "train_s": state["train_s"],
+        "samples_per_s": state["samples"] / max(state["train_s"], 1e-9),
+    }
+    result = TrainResult(
+        output=str(output),
+        config=config.to_dict(),
+        label_names=label_names,
+        best=state["best"],
+        validation=val,
+        test=test,
+        history=state["history"],
+        timing=timing,
+        data=data.report,
+        environment=env,
+        stopped_early=state.get("stopped_early", False),
+    )
+    rundir.write_json(work / rundir.METRICS, result.to_dict())
+    _plot(state["history"], config.metric, work / rundir.CURVE)
+    rundir.finalize(work, output)
+    return result
+
+
+def load_result(run: str | Path) -> TrainResult:
+    """Read a finished run's metrics."""
+    path = rundir.open_run(run)
+    return TrainResult.from_dict(rundir.read_json(path / rundir.METRICS))
+
+
+# -- set-up helpers -----------------------------------------------------------------------------
+
+
+def _sayer(progress: bool):
+    def say(msg: str) -> None:
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(msg, file=sys.stderr)
+
+    return say
+
+
+def _apply_label_names(data: Data, names: tuple[str, ...]) -> list[str]:
+    if not names:
+        return data.label_names
+    if len(names) != data.num_labels:
+        raise DataError(
+            f"--label-names gives {len(names)} names but the data has {data.num_labels} classes "
+            f"({', '.join(data.label_names)}); give one name per class, in that order"
+        )
+    if len(set(names)) != len(names):
+        raise DataError("--label-names has repeated names; give each class its own name")
+    data.label_names = list(names)
+    data.report["label_names"] = list(names)
+    data.report["class_counts"] = dict(zip(names, data.report["class_counts"].values()))
+    return data.label_names
+
+
+def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dict[str, Any]]:
+    """Fill preset/auto values; refuse precisions the device cannot run."""
+    import torch
+
+    from . import hw
+
+    p = source.preset
+    device = hw.pick_device(config.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA GPU is visible; use --device cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps but MPS is not available; use --device cpu or auto")
+    precision = config.precision
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device == "cpu" and hw.cpu_supports_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
+    if precision == "bf16" and device == "cpu" and not hw.cpu_supports_bf16():
+        raise ConfigError(
+            "--precision bf16: this CPU has neither AMX nor AVX-512-BF16, so bf16 would be slow; "
+            "use --precision fp32"
+        )
+    if precision == "bf16" and device == "mps":
+        raise ConfigError("--precision bf16 is not supported on MPS here; use fp32")
+    resolved = replace(
+        config,
+        device=device,
+        precision=precision,
+        max_length=config.max_length or (p.max_length if p else 128),
+        learning_rate=config.learning_rate or (p.learning_rate if p else 5e-5),
+        epochs=config.epochs or (p.epochs if p else 3),
+        # Pretrained word embeddings barely move in fine-tuning; random ones must learn.
+        freeze_embeddings=(
+            config.freeze_embeddings if config.freeze_embeddings is not None
+            else source.kind != "config"
+        ),
+    )
+    env = _environment(device, precision)
+    return resolved, env
+
+
+def _environment(device: str, precision: str) -> dict[str, Any]:
+    import platform
+
+    import torch
+    import transformers
+
+    from . import __version__, hw
+
+    env: dict[str, Any] = {
+        "device": device,
+        "precision": precision,
+        "edgetune": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "cpu": hw.cpu_description(),
+        "threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def _config_file(config: TrainConfig, source: ModelSource, env: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": rundir.FORMAT,
+        "version": rundir.FORMAT_VERSION,
+        "config": config.to_dict(),
+        "model_source": {"kind": source.kind, "location": source.location},
+        "environment": env,
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _quiet_transformers():
+    import transformers
+
+    @contextlib.contextmanager
+    def ctx():
+        level = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            transformers.logging.set_verbosity(level)
+
+    return ctx()
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
+    """Tokenizer and sequence-classification model with the label map in its config."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    id2label = dict(enumerate(label_names))
+    label2id = {n: i for i, n in enumerate(label_names)}
+    trust = config.trust_remote_code
+    where = source.location
+    if source.kind == "local" and not any(Path(where).glob("*.safetensors")):
+        raise ModelError(
+            f"{where} has no safetensors weights; edgetune does not load pickled weights. "
+            "Convert with `model.save_pretrained(dir, safe_serialization=True)`"
+        )
+    with _quiet_transformers():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust)
+            if source.kind == "config":
+                assert source.preset is not None
+                spec = dict(source.preset.config)
+                cfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
+                cfg.vocab_size = len(tokenizer)
+                cfg.pad_token_id = tokenizer.pad_token_id
+            else:
+                cfg = AutoConfig.from_pretrained(where, trust_remote_code=trust)
+            cfg.num_labels = len(label_names)
+            cfg.id2label, cfg.label2id = id2label, label2id
+            if config.dropout is not None:
+                for name in (
+                    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+                    "attention_dropout", "seq_classif_dropout", "classifier_dropout",
+                ):
+                    if hasattr(cfg, name):
+                        setattr(cfg, name, config.dropout)
+            if source.kind == "config":
+                model = AutoModelForSequenceClassification.from_config(cfg)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    where, config=cfg, trust_remote_code=trust, use_safetensors=True,
+                    ignore_mismatched_sizes=True,
+                )
+        except ValueError as e:
+            msg = _first_line(e)
+            if "trust_remote_code" in msg:
+                raise ModelError(
+                    f"model {config.model} needs its own code from the hub; "
+                    "pass --trust-remote-code only if you trust its authors"
+                ) from None
+            raise ModelError(
+                f"model {config.model} cannot be used for sequence classification: {msg}; "
+                "use a BERT-class encoder (e.g. a preset)"
+            ) from None
+        except OSError as e:
+            raise ModelError(
+                f"cannot load model {config.model!r} ({_first_line(e)}); check the id and network, "
+                "or pass a local directory or a preset"
+            ) from None
+    if tokenizer.pad_token_id is None:
+        raise ModelError(f"the tokenizer of {config.model} has no padding token; set one and save it")
+    tokenizer.model_max_length = config.max_length
+    return tokenizer, model
+
+
+def _load_saved(path: Path):
+    from transformers import AutoModelForSequenceClassification
+
+    with _quiet_transformers():
+        return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+
+
+# -- batching -----------------------------------------------------------------------------------
+
+
+def encode(tokenizer: Any, split: Split, max_length: int) -> dict[str, list[list[int]]]:
+    """Tokenize without padding (batches are padded to their own longest row)."""
+    enc = tokenizer(split.texts, split.pairs, truncation=True, max_length=max_length)
+    return {k: enc[k] for k in tokenizer.model_input_names if k in enc}
+
+
+def make_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool
+) -> list[np.ndarray]:
+    """Shuffled batches; with grouping, rows of similar length share a batch (less padding).
+
+    Grouping sorts within shuffled mega-batches of 50 batches and then shuffles the batch
+    order, so each batch is still a random draw of the data, only of similar length.
+    """
+    idx = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    mega = batch_size * 50
+    batches = []
+    for i in range(0, len(idx), mega):
+        chunk = idx[i : i + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def collate(enc: dict[str, list[list[int]]], rows: np.ndarray, pad_id: int) -> dict[str, Any]:
+    import torch
+
+    ids = enc["input_ids"]
+    width = max(len(ids[r]) for r in rows)
+    out = {}
+    for key, seqs in enc.items():
+        fill = pad_id if key == "input_ids" else 0
+        arr = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, r in enumerate(rows):
+            s = seqs[r]
+            arr[i, : len(s)] = s
+        out[key] = torch.from_numpy(arr)
+    return out
+
+
+def _autocast(device: str, precision: str):
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
+class _Evaluator:
+    """Batched, length-sorted inference returning logits in input order."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: TrainConfig, env: dict[str, Any],
+                 precision: str | None = None) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.device = env["device"]
+        self.precision = precision or env["precision"]
+        self._cache: dict[int, dict[str, list[list[int]]]] = {}
+
+    def logits(self, split: Split) -> np.ndarray:
+        import torch
+
+        key = id(split)
+        if key not in self._cache:
+            self._cache[key] = encode(self.tokenizer, split, self.config.max_length or 128)
+        enc = self._cache[key]
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        bs = max(64, self.config.batch_size * 2)
+        out = np.zeros((len(split), self.model.config.num_labels), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode(), _autocast(self.device, self.precision):
+            for i in range(0, len(order), bs):
+                rows = order[i : i + bs]
+                batch = {k: v.to(self.device) for k, v in collate(enc, rows, self.tokenizer.pad_token_id).items()}
+                out[rows] = self.model(**batch).logits.float().cpu().numpy()
+        self.model.train(was_training)
+        return out
+
+    def metrics(self, split: Split, label_names: list[str]) -> dict[str, Any]:
+        from .metrics import classification_metrics
+
+        lg = self.logits(split)
+        m = classification_metrics(split.labels, lg.argmax(-1), label_names)
+        m["loss"] = _cross_entropy(lg, np.asarray(split.labels))
+        return m
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+# Attention query/value projections per architecture; others fall back to peft's own table.
+_LORA_TARGETS = {
+    "distilbert": ["q_lin", "v_lin"],
+    "mpnet": ["q", "v"],
+    "albert": ["query", "value"],
+    "bert": ["query", "value"],
+}
+
+
+class _Trainer:
+    """The training loop: epochs, accumulation, evaluation, checkpoints, early stopping."""
+
+    def __init__(self, config: TrainConfig, env: dict[str, Any], data: Data, tokenizer: Any,
+                 model: Any, work: Path, say: Any, progress: bool) -> None:
+        import torch
+
+        self.config, self.env, self.data = config, env, data
+        self.tokenizer, self.work, self.say, self.progress = tokenizer, work, say, progress
+        self.device = env["device"]
+        self.model = self._prepare(model).to(self.device)
+        self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
+        self.labels = torch.tensor(data.train.labels)
+        weight = None
+        if config.class_weights == "balanced":
+            counts = np.bincount(data.train.labels, minlength=data.num_labels).astype(np.float64)
+            w = len(data.train) / (data.num_labels * np.maximum(counts, 1))
+            weight = torch.tensor(w, dtype=torch.float32, device=self.device)
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        accum = config.grad_accum
+        self.batches_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / accum)
+        self.total_steps = self.steps_per_epoch * (config.epochs or 1)
+        self.optimizer = self._optimizer()
+        from transformers import get_linear_schedule_with_warmup
+
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
+        self.evaluator = _Evaluator(self.model, tokenizer, config, env)
+        higher = config.metric != "loss"
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "next_batch": 0, "samples": 0, "train_s": 0.0,
+            "history": [],
+            "best": {"metric": config.metric, "value": -math.inf if higher else math.inf,
+                     "step": 0, "epoch": 0.0},
+            "bad_evals": 0, "stopped_early": False, "done": False,
+        }
+        self._loss_sum = 0.0
+        self._loss_n = 0
+        self._mark_boundary()
+
+    # model set-up per strategy
+    def _prepare(self, model: Any) -> Any:
+        c = self.config
+        if c.strategy == "head":
+            prefix = model.base_model_prefix
+            for name, p in model.named_parameters():
+                p.requires_grad = not name.startswith(prefix + ".") or ".pooler." in name
+        elif c.strategy == "lora":
+            from peft import LoraConfig, TaskType, get_peft_model
+
+            try:
+                model = get_peft_model(model, LoraConfig(
+                    task_type=TaskType.SEQ_CLS, r=c.lora_r, lora_alpha=c.lora_alpha,
+                    lora_dropout=c.lora_dropout,
+                    target_modules=_LORA_TARGETS.get(model.config.model_type),
+                ))
+            except ValueError as e:
+                raise ConfigError(f"--strategy lora: {_first_line(e)}; use --strategy full") from None
+        elif c.freeze_embeddings:
+            # Word embeddings are half of a small model's weights but gain little from
+            # fine-tuning; freezing them skips their optimizer update and gradient.
+            model.get_input_embeddings().weight.requires_grad = False
+        return model
+
+    def _optimizer(self) -> Any:
+        import torch
+
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        try:
+            return torch.optim.AdamW(groups, lr=self.config.learning_rate, fused=self.device in ("cpu", "cuda"))
+        except (RuntimeError, TypeError):
+            return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def _epoch_encoding(self, epoch: int) -> dict[str, list[list[int]]]:
+        c = self.config
+        if c.augment <= 0:
+            return self.train_enc
+        from .augment import augment_text
+
+        rng = random.Random(c.seed * 1_000_003 + epoch)
+        t = self.data.train
+        aug = Split([augment_text(x, c.augment, rng) for x in t.texts], t.labels,
+                    None if t.pairs is None else [augment_text(x, c.augment, rng) for x in t.pairs])
+        return encode(self.tokenizer, aug, c.max_length or 128)
+
+    def fit(self) -> None:
+        from tqdm.auto import tqdm
+
+        c, s = self.config, self.state
+        epochs = c.epochs or 1
+        self.say(
+            f"training {c.model} ({c.strategy}, {self.trainable_parameters() / 1e6:.2f}M trainable "
+            f"parameters) on {self.device} in {self.env['precision']} for {epochs} epoch(s)"
+        )
+        self.model.train()
+        pad = self.tokenizer.pad_token_id
+        while s["epoch"] < epochs and not s["done"]:
+            epoch = s["epoch"]
+            enc = self._epoch_encoding(epoch)
+            lengths = np.array([len(x) for x in enc["input_ids"]])
+            batches = make_batches(lengths, c.batch_size, np.random.default_rng(c.seed + epoch), c.group_by_length)
+            start = s["next_batch"]
+            bar = tqdm(total=len(batches), initial=start, desc=f"epoch {epoch + 1}/{epochs}",
+                       unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
+            t0 = time.perf_counter()
+            for bi in range(start, len(batches)):
+                rows = batches[bi]
+                batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
+                labels = self.labels[rows].to(self.device)
+                with _autocast(self.device, self.env["precision"]):
+                    logits = self.model(**batch).logits
+                loss = self.loss_fn(logits.float(), labels) / c.grad_accum
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                self._loss_sum += loss.item() * c.grad_accum * len(rows)
+                self._loss_n += len(rows)
+                s["samples"] += len(rows)
+                bar.update(1)
+                if (bi + 1) % c.grad_accum and bi + 1 < len(batches):
+                    continue
+                self._step()
+                s["step"] += 1
+                s["next_batch"] = bi + 1
+                self._mark_boundary()
+                if bar.n % 20 == 0 or bi + 1 == len(batches):
+                    bar.set_postfix(loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}", refresh=False)
+                if c.eval_steps and s["step"] % c.eval_steps == 0:
+                    s["train_s"] += time.perf_counter() - t0
+                    self._evaluate(epoch + (bi + 1) / len(batches))
+                    t0 = time.perf_counter()
+                    if s["done"]:
+                        break
+            else:
+                s["train_s"] += time.perf_counter() - t0
+                s["epoch"] += 1
+                s["next_batch"] = 0
+                last = s["history"][-1]["step"] if s["history"] else -1
+                if last != s["step"]:
+                    self._evaluate(float(s["epoch"]))
+                if not s["done"] and s["epoch"] < epochs:
+                    self.save_checkpoint()
+            bar.close()
+        s["done"] = True
+
+    def _mark_boundary(self) -> None:
+        """Remember what a checkpoint taken now must hold (RNG and loss sums at this step)."""
+        import torch
+
+        self._boundary = (torch.get_rng_state(), self._loss_sum, self._loss_n, self.state["samples"])
+
+    def _step(self) -> None:
+        import torch
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _evaluate(self, epoch: float) -> None:
+        c, s = self.config, self.state
+        m = self.evaluator.metrics(self.data.validation, self.data.label_names)
+        entry = {
+            "epoch": round(epoch, 4),
+            "step": s["step"],
+            "train_loss": self._loss_sum / max(self._loss_n, 1),
+            "val_loss": m["loss"],
+            "val_accuracy": m["accuracy"],
+            "val_macro_f1": m["macro_f1"],
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "train_s": round(s["train_s"], 2),
+        }
+        self._loss_sum, self._loss_n = 0.0, 0
+        self._mark_boundary()
+        s["history"].append(entry)
+        value = m[c.metric]
+        best = s["best"]
+        better = value < best["value"] if c.metric == "loss" else value > best["value"]
+        if better:
+            best.update(value=value, step=s["step"], epoch=entry["epoch"])
+            s["bad_evals"] = 0
+            self._save_best()
+        else:
+            s["bad_evals"] += 1
+        mark = "  * best" if better else ""
+        self.say(
+            f"epoch {entry['epoch']:.2f} step {s['step']}: train loss {entry['train_loss']:.4f}, "
+            f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
+            f"val macro F1 {m['macro_f1'] * 100:.2f}%{mark}"
+        )
+        if c.patience and s["bad_evals"] >= c.patience:
+            self.say(f"early stop: no improvement in {c.patience} evaluation(s)")
+            s["stopped_early"] = True
+            s["done"] = True
+        if c.eval_steps:
+            self.save_checkpoint()
+
+    def _save_best(self) -> None:
+        tmp = self.work / (rundir.BEST + ".tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        model = self.model
+        if self.config.strategy == "lora":
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        rundir.replace_dir(tmp, self.work / rundir.BEST)
+
+    def save_checkpoint(self) -> None:
+        import torch
+        from safetensors.torch import save_model
+
+        tmp = self.work / (rundir.CHECKPOINT + ".tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        # Interrupted mid-accumulation: roll back to the last optimizer step, whose batch
+        # index, RNG state and loss sums are what resuming needs.
+        rng, loss_sum, loss_n, samples = self._boundary
+        save_model(self.model, str(tmp / "model.safetensors"))
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "torch_rng": rng,
+            },
+            tmp / "optimizer.pt",
+        )
+        state = {**self.state, "samples": samples, "loss_sum": loss_sum, "loss_n": loss_n}
+        rundir.write_json(tmp / rundir.STATE, state)
+        rundir.replace_dir(tmp, self.work / rundir.CHECKPOINT)
+
+    def load_checkpoint(self) -> None:
+        import torch
+        from safetensors.torch import load_model
+
+        ck = self.work / rundir.CHECKPOINT
+        load_model(self.model, str(ck / "model.safetensors"), device=self.device)
+        extra = torch.load(ck / "optimizer.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.scheduler.load_state_dict(extra["scheduler"])
+        if self.scaler is not None and extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        torch.set_rng_state(extra["torch_rng"].cpu())
+        state = rundir.read_json(ck / rundir.STATE)
+        self._loss_sum = state.pop("loss_sum", 0.0)
+        self._loss_n = state.pop("loss_n", 0)
+        self.state.update(state)
+        self._mark_boundary()
+        self.state["samples"] = 0
+        self.state["train_s"] = 0.0
+
+
+# -- the curve ----------------------------------------------------------------------------------
+
+
+def _plot(history: list[dict[str, Any]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(steps, [h["train_loss"] for h in history], "o-", label="train loss")
+    a.plot(steps, [h["val_loss"] for h in history], "s-", label="validation loss")
+    a.set_xlabel("optimizer step")
+    a.set_ylabel("cross-entropy")
+    a.legend()
+    a.grid(alpha=0.3)
+    b.plot(steps, [h["val_accuracy"] * 100 for h in history], "o-", label="validation accuracy")
+    b.plot(steps, [h["val_macro_f1"] * 100 for h in history], "s-", label="validation macro F1")
+    b.set_xlabel("optimizer step")
+    b.set_ylabel("%")
+    b.legend()
+    b.grid(alpha=0.3)
+    fig.suptitle(f"training curve (best by validation {metric})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Model presets: one TOML file per known compact model (installed as ``edgetune._presets``)."""

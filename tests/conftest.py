@@ -1,0 +1,65 @@
+"""Shared fixtures: isolated caches, tiny data in every format, a tiny local model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """Point every cache and home folder at a temporary directory; never touch the network."""
+    home = tmp_path_factory.mktemp("home")
+    for var in ("HOME", "HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME", "TORCH_HOME"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def sentiment() -> pd.DataFrame:
+    return pd.read_csv(ASSETS / "sentiment.csv")
+
+
+@pytest.fixture
+def csv_file(tmp_path) -> Path:
+    dst = tmp_path / "sentiment.csv"
+    shutil.copy(ASSETS / "sentiment.csv", dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random DistilBERT saved in HF format (safetensors + tokenizer)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DistilBertConfig
+
+    from edgetune.presets import resolve_model
+
+    tok_dir = resolve_model("tiny-distilbert").location
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    torch.manual_seed(0)
+    cfg = DistilBertConfig(
+        vocab_size=len(tok), dim=32, hidden_dim=64, n_layers=2, n_heads=2,
+        max_position_embeddings=64, num_labels=2,
+    )
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    out = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def train_kwargs(**over):
+    """Fast, deterministic settings for tiny training runs."""
+    kw = dict(model="tiny-distilbert", epochs=2, batch_size=8, learning_rate=5e-3,
+              precision="fp32", device="cpu", val_size=0.25, test_size=0.25, seed=0)
+    kw.update(over)
+    return kw

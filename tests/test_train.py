@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import edgetune
+from edgetune import run as rundir
+from edgetune.errors import ConfigError, ModelError, RunError
+from edgetune.train import TrainConfig, TrainingInterrupted, _Trainer, load_result
+
+from .conftest import train_kwargs
+
+
+def predict_with_saved(run_dir, texts):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run_dir / "best")
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "best").eval()
+    with torch.inference_mode():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    return logits.argmax(-1).numpy()
+
+
+def test_full_run_writes_a_complete_run_directory(csv_file, tmp_path):
+    out = tmp_path / "run"
+    r = edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=3))
+    assert sorted(p.name for p in out.iterdir()) == ["best", "config.json", "metrics.json", "training_curve.png"]
+    assert not rundir.partial_path(out).exists()
+    cfg = json.loads((out / "best" / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "negative", "1": "positive"}
+    assert any(p.suffix == ".safetensors" for p in (out / "best").iterdir())
+    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # The resolved config reproduces the run's settings.
+    saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text())["config"])
+    assert saved.learning_rate == 5e-3 and saved.max_length == 64 and saved.precision == "fp32"
+    # Metrics on disk equal the returned result, and test accuracy is what the saved model gives.
+    again = load_result(out)
+    assert again.test == r.test and len(r.history) == 3
+    from edgetune.data import load_data
+
+    d = load_data(str(csv_file), val_size=0.25, test_size=0.25, seed=0)
+    preds = predict_with_saved(out, d.test.texts)
+    assert r.test["accuracy"] == pytest.approx(float(np.mean(preds == np.array(d.test.labels))))
+    assert r.test["n"] == len(d.test)
+    assert set(r.test["per_class"]) == {"negative", "positive"}
+    assert np.array(r.test["confusion_matrix"]).sum() == len(d.test)
+    assert r.timing["samples_per_s"] > 0
+
+
+def test_tiny_model_learns_the_easy_task(csv_file, tmp_path):
+    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "r"), progress=False,
+                       **train_kwargs(epochs=8, learning_rate=1e-2))
+    assert r.best["value"] >= 0.75 and r.test["accuracy"] >= 0.75
+    assert r.config["freeze_embeddings"] is False  # random init: embeddings must learn
+
+
+def _weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_head_strategy_trains_only_the_head(csv_file, tmp_path, tiny_model_dir):
+    out = tmp_path / "head"
+    edgetune.train(data=str(csv_file), output=str(out), progress=False,
+                   **train_kwargs(model=str(tiny_model_dir), strategy="head"))
+    before, after = _weights(tiny_model_dir), _weights(out / "best")
+    enc = [k for k in after if k.startswith("distilbert.")]
+    head = [k for k in after if not k.startswith("distilbert.")]
+    assert enc and head
+    assert all(np.array_equal(before[k], after[k]) for k in enc)
+    assert any(not np.array_equal(before[k], after[k]) for k in head if k in before)
+
+
+def test_full_strategy_freezes_only_word_embeddings_by_default(csv_file, tmp_path, tiny_model_dir):
+    out = tmp_path / "full"
+    edgetune.train(data=str(csv_file), output=str(out), progress=False,
+                   **train_kwargs(model=str(tiny_model_dir)))
+    before, after = _weights(tiny_model_dir), _weights(out / "best")
+    emb = "distilbert.embeddings.word_embeddings.weight"
+    assert np.array_equal(before[emb], after[emb])
+    layer = "distilbert.transformer.layer.0.attention.q_lin.weight"
+    assert not np.array_equal(before[layer], after[layer])
+    out2 = tmp_path / "full2"
+    edgetune.train(data=str(csv_file), output=str(out2), progress=False,
+                   **train_kwargs(model=str(tiny_model_dir), freeze_embeddings=False))
+    assert not np.array_equal(before[emb], _weights(out2 / "best")[emb])
+
+
+def test_lora_is_merged_into_a_plain_model(csv_file, tmp_path, tiny_model_dir):
+    out = tmp_path / "lora"
+    r = edgetune.train(data=str(csv_file), output=str(out), progress=False,
+                       **train_kwargs(model=str(tiny_model_dir), strategy="lora", lora_r=4))
+    before, after = _weights(tiny_model_dir), _weights(out / "best")
+    assert not any("lora" in k for k in after)
+    assert set(after) == set(before)  # same architecture as the source, no adapter keys
+    q = "distilbert.transformer.layer.0.attention.q_lin.weight"
+    ffn = "distilbert.transformer.layer.0.ffn.lin1.weight"
+    assert not np.array_equal(before[q], after[q])  # LoRA target, merged
+    assert np.array_equal(before[ffn], after[ffn])  # not a LoRA target
+    from edgetune.data import load_data
+
+    d = load_data(str(csv_file), val_size=0.25, test_size=0.25, seed=0)
+    preds = predict_with_saved(out, d.test.texts)
+    assert r.test["accuracy"] == pytest.approx(float(np.mean(preds == np.array(d.test.labels))))
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(csv_file, tmp_path, monkeypatch):
+    kw = train_kwargs(epochs=3, data=str(csv_file), progress=False)
+    ref = edgetune.train(output=str(tmp_path / "ref"), **kw)
+
+    calls = {"n": 0}
+    real_step = _Trainer._step
+
+    def flaky_step(self):
+        calls["n"] += 1
+        if calls["n"] == 6:  # mid-epoch 2 (3 steps per epoch)
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(_Trainer, "_step", flaky_step)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        edgetune.train(output=str(out), **kw)
+    assert not out.exists()
+    state = json.loads((rundir.partial_path(out) / "checkpoint" / "trainer_state.json").read_text())
+    assert (state["step"], state["epoch"], state["next_batch"]) == (5, 1, 2)
+    monkeypatch.setattr(_Trainer, "_step", real_step)
+    # A new run may not silently replace the unfinished one.
+    with pytest.raises(RunError, match="unfinished run"):
+        edgetune.train(output=str(out), **kw)
+    res = edgetune.train(output=str(out), resume=True, progress=False)
+    assert (out / "metrics.json").is_file() and not rundir.partial_path(out).exists()
+    assert [h["step"] for h in res.history] == [h["step"] for h in ref.history]
+    for a, b in zip(res.history, ref.history):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    wa, wb = _weights(out / "best"), _weights(tmp_path / "ref" / "best")
+    assert all(np.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(RunError, match="no checkpoint"):
+        edgetune.train(output=str(tmp_path / "none"), resume=True)
+
+
+def test_early_stopping_and_eval_steps(csv_file, tmp_path):
+    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "es"), progress=False,
+                       **train_kwargs(epochs=6, learning_rate=1e-9, patience=1))
+    assert r.stopped_early and len(r.history) == 2 and r.best["step"] == r.history[0]["step"]
+    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "steps"), progress=False,
+                       **train_kwargs(epochs=2, eval_steps=2))
+    assert [h["step"] for h in r.history] == [2, 3, 4, 6]  # every 2 steps and at epoch ends
+
+
+def test_grad_accum_class_weights_augment_dropout(csv_file, tmp_path):
+    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "x"), progress=False,
+                       **train_kwargs(grad_accum=2, class_weights="balanced", augment=0.2,
+                                      dropout=0.0, label_names=("neg", "pos")))
+    assert r.history[-1]["step"] == 2 * 2  # 23 rows / bs 8 = 3 batches -> 2 steps per epoch
+    assert r.label_names == ["neg", "pos"]
+    cfg = json.loads((tmp_path / "x" / "best" / "config.json").read_text())
+    assert cfg["dropout"] == 0.0 and cfg["id2label"]["1"] == "pos"
+
+
+def test_existing_output_is_protected(csv_file, tmp_path):
+    out = tmp_path / "run"
+    edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=1))
+    stamp = (out / "metrics.json").read_bytes()
+    with pytest.raises(RunError, match="--overwrite"):
+        edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=1))
+    assert (out / "metrics.json").read_bytes() == stamp
+    edgetune.train(data=str(csv_file), output=str(out), overwrite=True, progress=False,
+                   **train_kwargs(epochs=1, seed=5))
+    assert (out / "metrics.json").read_bytes() != stamp
+
+
+def test_bad_options_and_models(csv_file, tmp_path):
+    with pytest.raises(ConfigError, match="--strategy"):
+        TrainConfig(model="tiny-distilbert", data=str(csv_file), output="x", strategy="bogus")
+    with pytest.raises(ConfigError, match="--output is the data path"):
+        TrainConfig(model="tiny-distilbert", data=str(tmp_path), output=str(tmp_path))
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        edgetune.train(data=str(csv_file), output=str(tmp_path / "a"), progress=False,
+                       **train_kwargs(precision="fp16"))
+    with pytest.raises(ModelError, match="cannot load model"):
+        edgetune.train(data=str(csv_file), output=str(tmp_path / "b"), progress=False,
+                       **train_kwargs(model="no-such-org/no-such-model"))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text('{"model_type": "distilbert"}')
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(ModelError, match="no safetensors"):
+        edgetune.train(data=str(csv_file), output=str(tmp_path / "c"), progress=False,
+                       **train_kwargs(model=str(pickled)))
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
