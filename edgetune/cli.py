@@ -35,54 +35,141 @@ def _presets_help() -> str:
 
 @main.command()
 @click.option("--model", required=False, help="Preset name, local HF-format directory, or hub id.")
-@click.option("--data", required=False, help="CSV/TSV/JSON/JSONL/Parquet file, folder of splits, or HF dataset (name[:config]).")
+@click.option(
+    "--data",
+    required=False,
+    help="CSV/TSV/JSON/JSONL/Parquet file, folder of splits, or HF dataset (name[:config]).",
+)
 @click.option("--output", required=True, type=click.Path(), help="Run directory to create.")
-@click.option("--text-column", "text_columns", multiple=True, help="Text column (twice for sentence pairs). Detected if omitted.")
+@click.option(
+    "--text-column",
+    "text_columns",
+    multiple=True,
+    help="Text column (twice for sentence pairs). Detected if omitted.",
+)
 @click.option("--label-column", help="Label column. Detected if omitted.")
-@click.option("--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive.")
-@click.option("--val-size", type=float, default=0.1, show_default=True, help="Validation rows carved from train if absent (fraction or count).")
-@click.option("--test-size", type=float, default=0.1, show_default=True, help="Test rows carved from train if absent (fraction or count).")
+@click.option(
+    "--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive."
+)
+@click.option(
+    "--val-size",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Validation rows carved from train if absent (fraction or count).",
+)
+@click.option(
+    "--test-size",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Test rows carved from train if absent (fraction or count).",
+)
 @click.option("--max-length", type=int, help="Truncate to this many tokens [preset, else 128].")
-@click.option("--strategy", type=click.Choice(["full", "head", "lora"]), default="full", show_default=True, help="Train all weights, only the head, or LoRA adapters (merged at the end).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["full", "head", "lora"]),
+    default="full",
+    show_default=True,
+    help="Train all weights, only the head, or LoRA adapters (merged at the end).",
+)
 @click.option("--epochs", type=int, help="Epochs [preset, else 3].")
 @click.option("--learning-rate", type=float, help="Peak learning rate [preset, else 5e-5].")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Gradient accumulation steps.")
-@click.option("--warmup-ratio", type=float, default=0.06, show_default=True, help="Linear warm-up share of all steps.")
-@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay (L2).")
+@click.option(
+    "--grad-accum", type=int, default=1, show_default=True, help="Gradient accumulation steps."
+)
+@click.option(
+    "--warmup-ratio",
+    type=float,
+    default=0.06,
+    show_default=True,
+    help="Linear warm-up share of all steps.",
+)
+@click.option(
+    "--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay (L2)."
+)
 @click.option("--dropout", type=float, help="Override the model's dropout probabilities.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Weight the loss by inverse class frequency.")
-@click.option("--eval-steps", type=int, help="Validate every N optimizer steps (default: every epoch).")
-@click.option("--metric", type=click.Choice(["accuracy", "macro_f1", "loss"]), default="accuracy", show_default=True, help="Validation metric that picks the best checkpoint.")
+@click.option(
+    "--class-weights",
+    type=click.Choice(["none", "balanced"]),
+    default="none",
+    show_default=True,
+    help="Weight the loss by inverse class frequency.",
+)
+@click.option(
+    "--eval-steps", type=int, help="Validate every N optimizer steps (default: every epoch)."
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["accuracy", "macro_f1", "loss"]),
+    default="accuracy",
+    show_default=True,
+    help="Validation metric that picks the best checkpoint.",
+)
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
-@click.option("--augment", type=float, default=0.0, show_default=True, help="Word deletion/swap/noise probability (training split only).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Mixed precision; auto picks bf16 on CPUs with AMX/AVX-512-BF16 and on recent GPUs.")
-@click.option("--freeze-embeddings/--train-embeddings", default=None, help="Keep word embeddings frozen in full fine-tuning (faster) [default: frozen for pretrained models].")
-@click.option("--group-by-length/--no-group-by-length", default=True, show_default=True, help="Batch rows of similar length together (less padding).")
+@click.option(
+    "--augment",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Word deletion/swap/noise probability (training split only).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision; auto picks bf16 on CPUs with AMX/AVX-512-BF16 and on recent GPUs.",
+)
+@click.option(
+    "--freeze-embeddings/--train-embeddings",
+    default=None,
+    help="Keep word embeddings frozen in full fine-tuning (faster) [default: frozen for pretrained models].",
+)
+@click.option(
+    "--group-by-length/--no-group-by-length",
+    default=True,
+    show_default=True,
+    help="Batch rows of similar length together (less padding).",
+)
 @click.option("--lora-r", type=int, default=8, show_default=True)
 @click.option("--lora-alpha", type=int, default=16, show_default=True)
 @click.option("--lora-dropout", type=float, default=0.1, show_default=True)
-@click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own Python code.")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run at --output from its last checkpoint.")
+@click.option(
+    "--trust-remote-code", is_flag=True, help="Allow a hub model to run its own Python code."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the unfinished run at --output from its last checkpoint.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run at --output.")
 @click.option("--quiet", is_flag=True, help="No progress bars or status lines.")
-def train(resume: bool, overwrite: bool, quiet: bool, label_names: str | None, **options: Any) -> None:
+def train(
+    resume: bool, overwrite: bool, quiet: bool, label_names: str | None, **options: Any
+) -> None:
     """Fine-tune a compact transformer for text classification.
 
     \b
     Example:
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/sst2
     """
-    from .train import TrainConfig, train as run_train
+    from .train import TrainConfig
+    from .train import train as run_train
 
     if resume:
         result = run_train(resume=True, output=options["output"], progress=not quiet)
     else:
         if not (options["model"] and options["data"]):
             raise click.UsageError("--model and --data are required (unless --resume)")
-        options["label_names"] = tuple(n.strip() for n in label_names.split(",")) if label_names else ()
+        options["label_names"] = (
+            tuple(n.strip() for n in label_names.split(",")) if label_names else ()
+        )
         config = TrainConfig(**options)
         result = run_train(config, overwrite=overwrite, progress=not quiet)
     click.echo(result.summary())
@@ -99,8 +186,14 @@ def presets() -> None:
     from .presets import list_presets
 
     for name, p in list_presets().items():
-        where = {"package": f"pip package {p.pip}", "hub": f"hub {p.hub_id}", "config": "random init"}[p.source]
-        click.echo(f"{name:26} {p.description}  [{where}; max_length {p.max_length}, lr {p.learning_rate:g}]")
+        where = {
+            "package": f"pip package {p.pip}",
+            "hub": f"hub {p.hub_id}",
+            "config": "random init",
+        }[p.source]
+        click.echo(
+            f"{name:26} {p.description}  [{where}; max_length {p.max_length}, lr {p.learning_rate:g}]"
+        )
 
 
 if __name__ == "__main__":

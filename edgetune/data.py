@@ -85,7 +85,9 @@ def load_data(
             label, for each split the data does not provide.
     """
     if len(text_columns) > 2:
-        raise DataError(f"got {len(text_columns)} text columns; pass one, or two for sentence pairs")
+        raise DataError(
+            f"got {len(text_columns)} text columns; pass one, or two for sentence pairs"
+        )
     frames, class_names = _read_splits(spec)
     if "train" not in frames:
         raise DataError(
@@ -103,7 +105,9 @@ def load_data(
             )
 
     report: dict[str, Any] = {"source": spec, "text_columns": list(texts), "label_column": label}
-    cleaned = {name: _clean(df, texts, label, report.setdefault(name, {})) for name, df in frames.items()}
+    cleaned = {
+        name: _clean(df, texts, label, report.setdefault(name, {})) for name, df in frames.items()
+    }
     label_names, to_id = _label_map([c[2] for c in cleaned.values()], class_names, label)
     splits: dict[str, Split] = {}
     for name, (a, b, raw_labels) in cleaned.items():
@@ -143,7 +147,9 @@ def load_data(
         label_names[i]: int(c)
         for i, c in enumerate(np.bincount(splits["train"].labels, minlength=len(label_names)))
     }
-    return Data(splits["train"], splits["validation"], splits["test"], label_names, texts, label, report)
+    return Data(
+        splits["train"], splits["validation"], splits["test"], label_names, texts, label, report
+    )
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -189,8 +195,12 @@ def _read_file(path: Path) -> Any:
         elif suffix in (".tsv", ".tab"):
             # GLUE-style TSV: no quoting, quotes are part of the text.
             df = pd.read_csv(
-                path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False,
-                na_values=[""], encoding="utf-8",
+                path,
+                sep="\t",
+                quoting=csv.QUOTE_NONE,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
             )
         elif suffix in (".jsonl", ".ndjson"):
             df = pd.read_json(path, lines=True, dtype=False)
@@ -212,7 +222,9 @@ def _read_file(path: Path) -> Any:
         raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
     except Exception as e:  # pandas/pyarrow raise many types for malformed files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"cannot read {path}: {msg}; check that it is a valid {suffix[1:]} file") from None
+        raise DataError(
+            f"cannot read {path}: {msg}; check that it is a valid {suffix[1:]} file"
+        ) from None
     if len(df.columns) == 0 or len(df) == 0:
         raise DataError(f"{path} holds no rows; check the file")
     df.columns = [str(c) for c in df.columns]
@@ -274,8 +286,7 @@ def _text_columns(columns: list[str], given: tuple[str, ...], spec: str) -> tupl
             "pass --text-column NAME (twice for sentence pairs)"
         )
     raise DataError(
-        f"no text column found in {spec} (columns: {', '.join(columns)}); "
-        "pass --text-column NAME"
+        f"no text column found in {spec} (columns: {', '.join(columns)}); pass --text-column NAME"
     )
 
 
@@ -284,7 +295,9 @@ def _label_column(columns: list[str], given: str | None, texts: tuple[str, ...],
         if given not in columns:
             raise DataError(f"label column {given} not in {spec}; it has: {', '.join(columns)}")
         if given in texts:
-            raise DataError(f"column {given} cannot be both text and label; pass another --label-column")
+            raise DataError(
+                f"column {given} cannot be both text and label; pass another --label-column"
+            )
         return given
     hits = [c for n in LABEL_NAMES if (c := _find(columns, n)) and c not in texts]
     if len(hits) == 1:
@@ -320,7 +333,9 @@ def _clean(df: Any, texts: tuple[str, ...], label: str, report: dict[str, Any]):
     b = [_text(v) for v in df[texts[1]].tolist()] if len(texts) == 2 else None
     raw = df[label].tolist()
     report["read"] = len(a)
-    out_a, out_b, out_l = [], [] if b is not None else None, []
+    out_a: list[str] = []
+    out_b: list[str] | None = [] if b is not None else None
+    out_l: list[Any] = []
     seen: set[tuple[Any, ...]] = set()
     empty = missing = dupes = 0
     for i in range(len(a)):

@@ -22,7 +22,9 @@ _X86 = {
 @lru_cache(maxsize=1)
 def cpu_features() -> dict[str, bool]:
     """Instruction-set features of this CPU, read at run time (never assumed)."""
-    feats = {name: False for name in (*_X86.values(), "neon", "arm_dotprod", "arm_i8mm", "arm_bf16")}
+    feats = {
+        name: False for name in (*_X86.values(), "neon", "arm_dotprod", "arm_i8mm", "arm_bf16")
+    }
     machine = platform.machine().lower()
     flags: set[str] = set()
     if sys.platform.startswith("linux"):
@@ -53,7 +55,10 @@ def _darwin_arm_flags() -> set[str]:
     for key, flag in (("FEAT_DotProd", "dotprod"), ("FEAT_I8MM", "i8mm"), ("FEAT_BF16", "bf16")):
         try:
             r = subprocess.run(
-                ["sysctl", "-n", f"hw.optional.arm.{key}"], capture_output=True, text=True, timeout=2
+                ["sysctl", "-n", f"hw.optional.arm.{key}"],
+                capture_output=True,
+                text=True,
+                timeout=2,
             )
             if r.stdout.strip() == "1":
                 out.add(flag)

@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 
 
-def classification_metrics(
-    y_true: Any, y_pred: Any, label_names: list[str]
-) -> dict[str, Any]:
+def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> dict[str, Any]:
     """Accuracy, macro precision/recall/F1, a per-class report and the confusion matrix.
 
     The confusion matrix has true labels as rows and predicted labels as columns.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import ModelError
 

@@ -73,7 +73,9 @@ def open_run(path: str | Path) -> Path:
     if is_run(p):
         return p
     if partial_path(p).exists():
-        raise RunError(f"run {p} is unfinished; continue it with `edgetune train --resume --output {p}`")
+        raise RunError(
+            f"run {p} is unfinished; continue it with `edgetune train --resume --output {p}`"
+        )
     raise RunError(f"{p} is not an edgetune run (no {METRICS} and {BEST}/); pass a run directory")
 
 

@@ -82,7 +82,10 @@ class TrainConfig:
             (self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}"),
             (self.class_weights in CLASS_WEIGHTS, "--class-weights must be none or balanced"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
-            (self.learning_rate is None or 0 < self.learning_rate < 1, "--learning-rate must be in (0, 1)"),
+            (
+                self.learning_rate is None or 0 < self.learning_rate < 1,
+                "--learning-rate must be in (0, 1)",
+            ),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.grad_accum >= 1, "--grad-accum must be at least 1"),
             (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
@@ -168,8 +171,10 @@ class TrainResult:
             )
         lines += [
             "",
-            f"per class (test)  " + "   ".join(
-                f"{k}: F1 {p['f1'] * 100:.1f}% (n={p['support']})" for k, p in t["per_class"].items()
+            "per class (test)  "
+            + "   ".join(
+                f"{k}: F1 {p['f1'] * 100:.1f}% (n={p['support']})"
+                for k, p in t["per_class"].items()
             ),
             f"time       {self.timing['total_s']:.0f} s total, {self.timing['train_s']:.0f} s training, "
             f"{self.timing['samples_per_s']:.1f} samples/s",
@@ -181,7 +186,11 @@ def _dropped(d: dict[str, Any]) -> str:
     parts = []
     for split in ("train", "validation", "test"):
         r = d.get(split, {})
-        n = [r.get("dropped_empty_text", 0), r.get("dropped_missing_label", 0), r.get("dropped_duplicates", 0)]
+        n = [
+            r.get("dropped_empty_text", 0),
+            r.get("dropped_missing_label", 0),
+            r.get("dropped_duplicates", 0),
+        ]
         if "read" in r:
             parts.append(f"{split}: {n[0]} empty, {n[1]} unlabelled, {n[2]} duplicate")
         else:
@@ -368,7 +377,8 @@ def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dic
         epochs=config.epochs or (p.epochs if p else 3),
         # Pretrained word embeddings barely move in fine-tuning; random ones must learn.
         freeze_embeddings=(
-            config.freeze_embeddings if config.freeze_embeddings is not None
+            config.freeze_embeddings
+            if config.freeze_embeddings is not None
             else source.kind != "config"
         ),
     )
@@ -465,8 +475,12 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
             cfg.id2label, cfg.label2id = id2label, label2id
             if config.dropout is not None:
                 for name in (
-                    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
-                    "attention_dropout", "seq_classif_dropout", "classifier_dropout",
+                    "hidden_dropout_prob",
+                    "attention_probs_dropout_prob",
+                    "dropout",
+                    "attention_dropout",
+                    "seq_classif_dropout",
+                    "classifier_dropout",
                 ):
                     if hasattr(cfg, name):
                         setattr(cfg, name, config.dropout)
@@ -474,7 +488,10 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
                 model = AutoModelForSequenceClassification.from_config(cfg)
             else:
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    where, config=cfg, trust_remote_code=trust, use_safetensors=True,
+                    where,
+                    config=cfg,
+                    trust_remote_code=trust,
+                    use_safetensors=True,
                     ignore_mismatched_sizes=True,
                 )
         except ValueError as e:
@@ -494,7 +511,9 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
                 "or pass a local directory or a preset"
             ) from None
     if tokenizer.pad_token_id is None:
-        raise ModelError(f"the tokenizer of {config.model} has no padding token; set one and save it")
+        raise ModelError(
+            f"the tokenizer of {config.model} has no padding token; set one and save it"
+        )
     tokenizer.model_max_length = config.max_length
     return tokenizer, model
 
@@ -564,8 +583,14 @@ def _autocast(device: str, precision: str):
 class _Evaluator:
     """Batched, length-sorted inference returning logits in input order."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: TrainConfig, env: dict[str, Any],
-                 precision: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: TrainConfig,
+        env: dict[str, Any],
+        precision: str | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.device = env["device"]
         self.precision = precision or env["precision"]
@@ -587,7 +612,10 @@ class _Evaluator:
         with torch.inference_mode(), _autocast(self.device, self.precision):
             for i in range(0, len(order), bs):
                 rows = order[i : i + bs]
-                batch = {k: v.to(self.device) for k, v in collate(enc, rows, self.tokenizer.pad_token_id).items()}
+                batch = {
+                    k: v.to(self.device)
+                    for k, v in collate(enc, rows, self.tokenizer.pad_token_id).items()
+                }
                 out[rows] = self.model(**batch).logits.float().cpu().numpy()
         self.model.train(was_training)
         return out
@@ -622,8 +650,17 @@ _LORA_TARGETS = {
 class _Trainer:
     """The training loop: epochs, accumulation, evaluation, checkpoints, early stopping."""
 
-    def __init__(self, config: TrainConfig, env: dict[str, Any], data: Data, tokenizer: Any,
-                 model: Any, work: Path, say: Any, progress: bool) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: dict[str, Any],
+        data: Data,
+        tokenizer: Any,
+        model: Any,
+        work: Path,
+        say: Any,
+        progress: bool,
+    ) -> None:
         import torch
 
         self.config, self.env, self.data = config, env, data
@@ -652,11 +689,21 @@ class _Trainer:
         self.evaluator = _Evaluator(self.model, tokenizer, config, env)
         higher = config.metric != "loss"
         self.state: dict[str, Any] = {
-            "step": 0, "epoch": 0, "next_batch": 0, "samples": 0, "train_s": 0.0,
+            "step": 0,
+            "epoch": 0,
+            "next_batch": 0,
+            "samples": 0,
+            "train_s": 0.0,
             "history": [],
-            "best": {"metric": config.metric, "value": -math.inf if higher else math.inf,
-                     "step": 0, "epoch": 0.0},
-            "bad_evals": 0, "stopped_early": False, "done": False,
+            "best": {
+                "metric": config.metric,
+                "value": -math.inf if higher else math.inf,
+                "step": 0,
+                "epoch": 0.0,
+            },
+            "bad_evals": 0,
+            "stopped_early": False,
+            "done": False,
         }
         self._loss_sum = 0.0
         self._loss_n = 0
@@ -673,13 +720,20 @@ class _Trainer:
             from peft import LoraConfig, TaskType, get_peft_model
 
             try:
-                model = get_peft_model(model, LoraConfig(
-                    task_type=TaskType.SEQ_CLS, r=c.lora_r, lora_alpha=c.lora_alpha,
-                    lora_dropout=c.lora_dropout,
-                    target_modules=_LORA_TARGETS.get(model.config.model_type),
-                ))
+                model = get_peft_model(
+                    model,
+                    LoraConfig(
+                        task_type=TaskType.SEQ_CLS,
+                        r=c.lora_r,
+                        lora_alpha=c.lora_alpha,
+                        lora_dropout=c.lora_dropout,
+                        target_modules=_LORA_TARGETS.get(model.config.model_type),
+                    ),
+                )
             except ValueError as e:
-                raise ConfigError(f"--strategy lora: {_first_line(e)}; use --strategy full") from None
+                raise ConfigError(
+                    f"--strategy lora: {_first_line(e)}; use --strategy full"
+                ) from None
         elif c.freeze_embeddings:
             # Word embeddings are half of a small model's weights but gain little from
             # fine-tuning; freezing them skips their optimizer update and gradient.
@@ -689,19 +743,23 @@ class _Trainer:
     def _optimizer(self) -> Any:
         import torch
 
-        decay, no_decay = [], []
+        decay: list[Any] = []
+        no_decay: list[Any] = []
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+            (
+                no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay
+            ).append(p)
         groups = [
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        lr = float(self.config.learning_rate or 5e-5)
         try:
-            return torch.optim.AdamW(groups, lr=self.config.learning_rate, fused=self.device in ("cpu", "cuda"))
+            return torch.optim.AdamW(groups, lr=lr, fused=self.device in ("cpu", "cuda"))
         except (RuntimeError, TypeError):
-            return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+            return torch.optim.AdamW(groups, lr=lr)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -714,8 +772,11 @@ class _Trainer:
 
         rng = random.Random(c.seed * 1_000_003 + epoch)
         t = self.data.train
-        aug = Split([augment_text(x, c.augment, rng) for x in t.texts], t.labels,
-                    None if t.pairs is None else [augment_text(x, c.augment, rng) for x in t.pairs])
+        aug = Split(
+            [augment_text(x, c.augment, rng) for x in t.texts],
+            t.labels,
+            None if t.pairs is None else [augment_text(x, c.augment, rng) for x in t.pairs],
+        )
         return encode(self.tokenizer, aug, c.max_length or 128)
 
     def fit(self) -> None:
@@ -733,10 +794,19 @@ class _Trainer:
             epoch = s["epoch"]
             enc = self._epoch_encoding(epoch)
             lengths = np.array([len(x) for x in enc["input_ids"]])
-            batches = make_batches(lengths, c.batch_size, np.random.default_rng(c.seed + epoch), c.group_by_length)
+            batches = make_batches(
+                lengths, c.batch_size, np.random.default_rng(c.seed + epoch), c.group_by_length
+            )
             start = s["next_batch"]
-            bar = tqdm(total=len(batches), initial=start, desc=f"epoch {epoch + 1}/{epochs}",
-                       unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=len(batches),
+                initial=start,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                disable=not self.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
             t0 = time.perf_counter()
             for bi in range(start, len(batches)):
                 rows = batches[bi]
@@ -760,7 +830,9 @@ class _Trainer:
                 s["next_batch"] = bi + 1
                 self._mark_boundary()
                 if bar.n % 20 == 0 or bi + 1 == len(batches):
-                    bar.set_postfix(loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}", refresh=False
+                    )
                 if c.eval_steps and s["step"] % c.eval_steps == 0:
                     s["train_s"] += time.perf_counter() - t0
                     self._evaluate(epoch + (bi + 1) / len(batches))
@@ -783,7 +855,12 @@ class _Trainer:
         """Remember what a checkpoint taken now must hold (RNG and loss sums at this step)."""
         import torch
 
-        self._boundary = (torch.get_rng_state(), self._loss_sum, self._loss_n, self.state["samples"])
+        self._boundary = (
+            torch.get_rng_state(),
+            self._loss_sum,
+            self._loss_n,
+            self.state["samples"],
+        )
 
     def _step(self) -> None:
         import torch

@@ -47,8 +47,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     tok = AutoTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(0)
     cfg = DistilBertConfig(
-        vocab_size=len(tok), dim=32, hidden_dim=64, n_layers=2, n_heads=2,
-        max_position_embeddings=64, num_labels=2,
+        vocab_size=len(tok),
+        dim=32,
+        hidden_dim=64,
+        n_layers=2,
+        n_heads=2,
+        max_position_embeddings=64,
+        num_labels=2,
     )
     model = AutoModelForSequenceClassification.from_config(cfg)
     out = tmp_path_factory.mktemp("tiny-model")
@@ -59,7 +64,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 def train_kwargs(**over):
     """Fast, deterministic settings for tiny training runs."""
-    kw = dict(model="tiny-distilbert", epochs=2, batch_size=8, learning_rate=5e-3,
-              precision="fp32", device="cpu", val_size=0.25, test_size=0.25, seed=0)
+    kw = dict(
+        model="tiny-distilbert",
+        epochs=2,
+        batch_size=8,
+        learning_rate=5e-3,
+        precision="fp32",
+        device="cpu",
+        val_size=0.25,
+        test_size=0.25,
+        seed=0,
+    )
     kw.update(over)
     return kw

