@@ -117,6 +117,13 @@ def _presets_help() -> str:
     help="Word deletion/swap/noise probability (training split only).",
 )
 @click.option(
+    "--ema",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Evaluate and keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off).",
+)
+@click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
 )
 @click.option(

@@ -63,6 +63,7 @@ class TrainConfig:
     metric: str = "accuracy"
     patience: int | None = None
     augment: float = 0.0
+    ema: float = 0.0
     device: str = "auto"
     precision: str = "auto"
     freeze_embeddings: bool | None = None
@@ -95,6 +96,7 @@ class TrainConfig:
             (self.eval_steps is None or self.eval_steps >= 1, "--eval-steps must be at least 1"),
             (self.patience is None or self.patience >= 1, "--patience must be at least 1"),
             (0 <= self.augment < 1, "--augment is a probability in [0, 1)"),
+            (0 <= self.ema < 1, "--ema is a decay in [0, 1) (0 = off), e.g. 0.999"),
             (self.val_size > 0 and self.test_size > 0, "--val-size and --test-size must be > 0"),
             (len(self.text_columns) <= 2, "pass --text-column once, or twice for sentence pairs"),
             (self.lora_r >= 1 and self.lora_alpha >= 1, "--lora-r and --lora-alpha must be >= 1"),
@@ -707,6 +709,10 @@ class _Trainer:
         }
         self._loss_sum = 0.0
         self._loss_n = 0
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        # Exponential moving average of the trainable weights (Polyak averaging): evaluated
+        # and saved instead of the raw weights, it smooths the step-to-step noise of SGD.
+        self._ema = [p.detach().clone() for p in self._params] if config.ema else None
         self._mark_boundary()
 
     # model set-up per strategy
@@ -827,6 +833,7 @@ class _Trainer:
                     continue
                 self._step()
                 s["step"] += 1
+                self._update_ema()
                 s["next_batch"] = bi + 1
                 self._mark_boundary()
                 if bar.n % 20 == 0 or bi + 1 == len(batches):
@@ -850,6 +857,33 @@ class _Trainer:
                     self.save_checkpoint()
             bar.close()
         s["done"] = True
+
+    def _update_ema(self) -> None:
+        import torch
+
+        if self._ema is None:
+            return
+        step = self.state["step"]
+        decay = min(self.config.ema, (1 + step) / (10 + step))  # warm-up: early weights fade fast
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema, [p.detach() for p in self._params], 1 - decay)
+
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """Temporarily load the EMA weights into the model (no-op without EMA)."""
+        import torch
+
+        if self._ema is None:
+            yield
+            return
+        with torch.no_grad():
+            raw = [p.detach().clone() for p in self._params]
+            torch._foreach_copy_(self._params, self._ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self._params, raw)
 
     def _mark_boundary(self) -> None:
         """Remember what a checkpoint taken now must hold (RNG and loss sums at this step)."""
@@ -879,7 +913,8 @@ class _Trainer:
 
     def _evaluate(self, epoch: float) -> None:
         c, s = self.config, self.state
-        m = self.evaluator.metrics(self.data.validation, self.data.label_names)
+        with self._ema_weights():
+            m = self.evaluator.metrics(self.data.validation, self.data.label_names)
         entry = {
             "epoch": round(epoch, 4),
             "step": s["step"],
@@ -899,7 +934,8 @@ class _Trainer:
         if better:
             best.update(value=value, step=s["step"], epoch=entry["epoch"])
             s["bad_evals"] = 0
-            self._save_best()
+            with self._ema_weights():
+                self._save_best()
         else:
             s["bad_evals"] += 1
         mark = "  * best" if better else ""
@@ -942,6 +978,10 @@ class _Trainer:
         # index, RNG state and loss sums are what resuming needs.
         rng, loss_sum, loss_n, samples = self._boundary
         save_model(self.model, str(tmp / "model.safetensors"))
+        if self._ema is not None:
+            from safetensors.torch import save_file
+
+            save_file({str(i): t.contiguous() for i, t in enumerate(self._ema)}, str(tmp / "ema.safetensors"))
         torch.save(
             {
                 "optimizer": self.optimizer.state_dict(),
@@ -961,6 +1001,11 @@ class _Trainer:
 
         ck = self.work / rundir.CHECKPOINT
         load_model(self.model, str(ck / "model.safetensors"), device=self.device)
+        if self._ema is not None:
+            from safetensors.torch import load_file
+
+            saved = load_file(str(ck / "ema.safetensors"), device=self.device)
+            self._ema = [saved[str(i)] for i in range(len(self._ema))]
         extra = torch.load(ck / "optimizer.pt", map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])

@@ -135,7 +135,7 @@ def test_lora_is_merged_into_a_plain_model(csv_file, tmp_path, tiny_model_dir):
 
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run(csv_file, tmp_path, monkeypatch):
-    kw = train_kwargs(epochs=3, data=str(csv_file), progress=False)
+    kw = train_kwargs(epochs=3, data=str(csv_file), progress=False, ema=0.9)
     ref = edgetune.train(output=str(tmp_path / "ref"), **kw)
 
     calls = {"n": 0}
@@ -258,3 +258,16 @@ def test_bad_options_and_models(csv_file, tmp_path):
             **train_kwargs(model=str(pickled)),
         )
     assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
+
+
+def test_ema_keeps_an_average_not_the_last_weights(csv_file, tmp_path, tiny_model_dir):
+    kw = train_kwargs(model=str(tiny_model_dir), epochs=2, data=str(csv_file), progress=False)
+    raw = edgetune.train(output=str(tmp_path / "raw"), **kw)
+    ema = edgetune.train(output=str(tmp_path / "ema"), ema=0.9, **kw)
+    assert ema.config["ema"] == 0.9 and raw.config["ema"] == 0.0
+    a, b = _weights(tmp_path / "raw" / "best"), _weights(tmp_path / "ema" / "best")
+    q = "distilbert.transformer.layer.0.attention.q_lin.weight"
+    assert not np.allclose(a[q], b[q])
+    # Averaged weights move less from the initial weights than the raw ones.
+    init = _weights(tiny_model_dir)[q]
+    assert np.abs(b[q] - init).sum() < np.abs(a[q] - init).sum()
