@@ -183,6 +183,72 @@ def train(
 
 
 @main.command()
+@click.argument("source", type=click.Path())
+@click.option("--output", required=True, type=click.Path(), help="Bundle directory to create.")
+@click.option(
+    "--optimize",
+    type=click.Choice(["auto", "O1", "O2", "O3"]),
+    default="auto",
+    show_default=True,
+    help="Graph optimization: O1 basic, O2 transformer fusions, O3 + GELU approximation; auto = O2.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "dynamic", "static", "fp16"]),
+    default="dynamic",
+    show_default=True,
+    help="The default variant: fp32, int8 dynamic, int8 static (calibrated QDQ), or fp16 (GPU).",
+)
+@click.option(
+    "--per-channel/--per-tensor",
+    default=True,
+    show_default=True,
+    help="Int8 weight scales per output channel.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["auto", "avx2", "avx512", "avx512_vnni", "arm64"]),
+    default="auto",
+    show_default=True,
+    help="Instruction set the int8 settings are chosen for; auto = this CPU.",
+)
+@click.option(
+    "--variants",
+    default="",
+    help="Extra variants to build beside the default, e.g. fp32,int8-static.",
+)
+@click.option(
+    "--embeddings",
+    type=click.Choice(["int4", "int8", "fp32"]),
+    default="int4",
+    show_default=True,
+    help="Word-embedding table precision in int8 variants (int4: 4-bit blocks of 32).",
+)
+@click.option(
+    "--calibration-data", help="Texts for static calibration (default: the run's training data)."
+)
+@click.option("--calibration-samples", type=int, default=256, show_default=True)
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code to run.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output.")
+@click.option("--quiet", is_flag=True, help="No status lines.")
+def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: Any) -> None:
+    """Export a run (or HF model directory) SOURCE to an ONNX bundle.
+
+    \b
+    Example:
+      edgetune export runs/sst2 --output bundles/sst2 --variants fp32
+    """
+    from .export import ExportConfig, export as run_export
+
+    names = tuple(v.strip() for v in variants.split(",") if v.strip())
+    config = ExportConfig(source=source, variants=names, **options)
+    result = run_export(config, overwrite=overwrite, progress=not quiet)
+    click.echo(result.summary())
+
+
+@main.command()
 def presets() -> None:
     """List the model presets (`--model NAME`).
 

@@ -415,3 +415,21 @@ def _carve(train: Split, count: float, rng: np.random.Generator, name: str, spec
     keep_idx = np.flatnonzero(~taken)
     take_idx = np.sort(np.asarray(take))
     return train.subset(keep_idx), train.subset(take_idx)
+
+
+def load_texts(spec: str, text_columns: tuple[str, ...] = ()) -> list[str]:
+    """Texts only (no labels needed), e.g. for calibration: a file, folder (train split) or dataset.
+
+    Sentence pairs are joined with a space; calibration only needs realistic activations.
+    """
+    frames, _ = _read_splits(spec)
+    df = frames.get("train")
+    if df is None:
+        df = next(iter(frames.values()))
+    cols = _text_columns(list(df.columns), tuple(text_columns), spec)
+    rows = zip(*(df[c].tolist() for c in cols))
+    texts = [" ".join(_text(v) for v in row).strip() for row in rows]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"no non-empty texts in {spec}; check --text-column")
+    return texts

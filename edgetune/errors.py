@@ -25,6 +25,10 @@ class RunError(EdgetuneError):
     """A run directory is missing, unfinished, or would be overwritten."""
 
 
+class BundleError(EdgetuneError):
+    """A bundle is missing, malformed, tampered with, or would be overwritten."""
+
+
 class GateFailed(Exception):
     """A CI gate did not hold (exit code 1)."""
 

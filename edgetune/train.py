@@ -981,7 +981,10 @@ class _Trainer:
         if self._ema is not None:
             from safetensors.torch import save_file
 
-            save_file({str(i): t.contiguous() for i, t in enumerate(self._ema)}, str(tmp / "ema.safetensors"))
+            save_file(
+                {str(i): t.contiguous() for i, t in enumerate(self._ema)},
+                str(tmp / "ema.safetensors"),
+            )
         torch.save(
             {
                 "optimizer": self.optimizer.state_dict(),

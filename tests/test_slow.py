@@ -23,7 +23,10 @@ def test_minilm_learns_sentiment_from_a_small_sample(tmp_path):
             tmp_path / f"{split}.csv", index=False
         )
     r = edgetune.train(
-        model="minilm-l6", data=str(tmp_path), output=str(tmp_path / "run"), epochs=1,
+        model="minilm-l6",
+        data=str(tmp_path),
+        output=str(tmp_path / "run"),
+        epochs=1,
         progress=False,
     )
     assert r.test["accuracy"] >= 0.78

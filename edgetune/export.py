@@ -1,0 +1,659 @@
+"""``edgetune export``: Optimum ONNX export, graph optimization, quantization, and a bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from . import bundle as bundlefmt
+from . import run as rundir
+from .errors import BundleError, ConfigError, ModelError
+
+TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
+QUANTIZE = ("none", "dynamic", "static", "fp16")
+OPTIMIZE = ("auto", "O1", "O2", "O3")
+VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
+EMBEDDINGS = ("int4", "int8", "fp32")
+_DEFAULT_VARIANT = {
+    "none": "fp32",
+    "dynamic": "int8-dynamic",
+    "static": "int8-static",
+    "fp16": "fp16",
+}
+# Architectures whose attention/LayerNorm patterns ORT's transformer optimizer fuses as "bert".
+_ORT_MODEL_TYPE = {
+    "bert": "bert",
+    "distilbert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "mpnet": "bert",
+    "albert": "bert",
+}
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """Int8 settings for one instruction set (like optimum's ``AutoQuantizationConfig``).
+
+    Without VNNI, x86 int8 kernels multiply u8 x s8 pairs into saturating 16-bit sums
+    (``vpmaddubsw``); 7-bit weights (``reduce_range``) keep those sums from overflowing.
+    """
+
+    target: str
+    per_channel: bool = True
+    reduce_range: bool = False
+    embeddings: str = "int4"
+    block_size: int = 32
+
+    @classmethod
+    def avx2(cls, per_channel: bool = True) -> QuantizationConfig:
+        return cls("avx2", per_channel, reduce_range=True)
+
+    @classmethod
+    def avx512(cls, per_channel: bool = True) -> QuantizationConfig:
+        return cls("avx512", per_channel, reduce_range=True)
+
+    @classmethod
+    def avx512_vnni(cls, per_channel: bool = True) -> QuantizationConfig:
+        return cls("avx512_vnni", per_channel, reduce_range=False)
+
+    @classmethod
+    def arm64(cls, per_channel: bool = True) -> QuantizationConfig:
+        return cls("arm64", per_channel, reduce_range=False)
+
+    @classmethod
+    def for_target(cls, target: str = "auto", per_channel: bool = True) -> QuantizationConfig:
+        """The preset for ``target``; ``auto`` detects this CPU's features at run time."""
+        if target == "auto":
+            from .hw import cpu_features
+
+            f = cpu_features()
+            if f["neon"]:
+                target = "arm64"
+            elif f["avx512_vnni"] or f["avx_vnni"]:
+                target = "avx512_vnni"
+            elif f["avx512"]:
+                target = "avx512"
+            else:
+                target = "avx2"
+        presets = {
+            "avx2": cls.avx2,
+            "avx512": cls.avx512,
+            "avx512_vnni": cls.avx512_vnni,
+            "arm64": cls.arm64,
+        }
+        if target not in presets:
+            raise ConfigError(f"--target must be one of {', '.join(TARGETS)}")
+        return presets[target](per_channel)
+
+
+@dataclass
+class ExportConfig:
+    """What ``export`` builds; validated on construction."""
+
+    source: str
+    output: str
+    optimize: str = "auto"
+    quantize: str = "dynamic"
+    per_channel: bool = True
+    target: str = "auto"
+    variants: tuple[str, ...] = ()
+    embeddings: str = "int4"
+    calibration_data: str | None = None
+    calibration_samples: int = 256
+    opset: int = 18
+    archive: bool = False
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        self.variants = tuple(self.variants)
+        checks = [
+            (self.optimize in OPTIMIZE, f"--optimize must be one of {', '.join(OPTIMIZE)}"),
+            (self.quantize in QUANTIZE, f"--quantize must be one of {', '.join(QUANTIZE)}"),
+            (self.target in TARGETS, f"--target must be one of {', '.join(TARGETS)}"),
+            (self.embeddings in EMBEDDINGS, f"--embeddings must be one of {', '.join(EMBEDDINGS)}"),
+            (
+                all(v in VARIANTS for v in self.variants),
+                f"--variants takes a comma-separated list of {', '.join(VARIANTS)}",
+            ),
+            (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
+            (14 <= self.opset <= 20, "--opset must be between 14 and 20"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if Path(self.output).expanduser().resolve() == Path(self.source).expanduser().resolve():
+            raise ConfigError("--output is the source; choose a new directory for the bundle")
+
+    @property
+    def default_variant(self) -> str:
+        return _DEFAULT_VARIANT[self.quantize]
+
+    def all_variants(self) -> list[str]:
+        out = [self.default_variant]
+        out += [v for v in self.variants if v != self.default_variant]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["variants"] = list(self.variants)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExportConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class ExportResult:
+    output: str
+    default_variant: str
+    variants: dict[str, dict[str, Any]]
+    fp32_onnx_bytes: int
+    archive: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    time_s: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"bundle     {self.output}" + (f"  (archive {self.archive})" if self.archive else "")
+        ]
+        lines.append(f"{'variant':16}{'file':26}{'size':>10}{'vs fp32':>9}  settings")
+        for name, v in self.variants.items():
+            mark = " (default)" if name == self.default_variant else ""
+            size = v["size_bytes"]
+            lines.append(
+                f"{name:16}{v['file']:26}{size / 1e6:>8.1f}MB{size / self.fp32_onnx_bytes * 100:>8.1f}%  "
+                f"{_settings(v)}{mark}"
+            )
+        lines.append(f"time       {self.time_s:.0f} s")
+        return "\n".join(lines)
+
+
+def _settings(v: dict[str, Any]) -> str:
+    parts = [v.get("optimization", "")]
+    q = v.get("quantization")
+    if q:
+        parts.append(
+            f"{q['mode']}, {'per-channel' if q['per_channel'] else 'per-tensor'}"
+            f"{', reduced range' if q.get('reduce_range') else ''}, target {q['target']}, "
+            f"embeddings {q['embeddings']}"
+        )
+    return "; ".join(p for p in parts if p)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def export(
+    config: ExportConfig | None = None,
+    /,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ExportResult:
+    """Export a run (or HF model directory) to an ONNX bundle with the requested variants."""
+    if config is None:
+        config = ExportConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    t0 = time.perf_counter()
+    output = Path(config.output).expanduser()
+    bundlefmt.check_output(output, overwrite)
+    src = _resolve_source(Path(config.source).expanduser())
+    quant = replace(
+        QuantizationConfig.for_target(config.target, config.per_channel),
+        embeddings=config.embeddings,
+    )
+    if config.optimize == "auto":
+        # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
+        config = replace(config, optimize="O2")
+    say = _sayer(progress)
+    calibration = None
+    if "int8-static" in config.all_variants():
+        calibration = _calibration_texts(config, src)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
+    try:
+        work = staging / "work"
+        bundle_dir = staging / "bundle"
+        say(f"exporting {src['model_dir']} to ONNX (opset {config.opset})")
+        fp32 = _export_onnx(src["model_dir"], work / "onnx", config)
+        bundle_dir.mkdir()
+        for f in (work / "onnx").iterdir():
+            if f.suffix != ".onnx" and f.is_file():
+                shutil.copy2(f, bundle_dir / f.name)
+        model_cfg = json.loads((src["model_dir"] / "config.json").read_text())
+        say(f"optimizing the graph ({config.optimize})")
+        optimized = _optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
+        variants: dict[str, dict[str, Any]] = {}
+        for name in config.all_variants():
+            say(f"building variant {name}")
+            default = name == config.default_variant
+            dst = bundle_dir / bundlefmt.variant_file(name, default)
+            info = _build_variant(
+                name, fp32, optimized, dst, work, model_cfg, config, quant, calibration, src
+            )
+            info["file"] = dst.name
+            info["size_bytes"] = dst.stat().st_size
+            variants[name] = info
+        _smoke_test(bundle_dir, variants)
+        manifest = _manifest(config, src, model_cfg, variants, fp32)
+        shutil.rmtree(work)
+        manifest = bundlefmt.write_manifest(bundle_dir, manifest)
+        bundlefmt.install(bundle_dir, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    archive = str(bundlefmt.archive(output)) if config.archive else None
+    return ExportResult(
+        output=str(output),
+        default_variant=config.default_variant,
+        variants=variants,
+        fp32_onnx_bytes=manifest["fp32_onnx_bytes"],
+        archive=archive,
+        manifest=manifest,
+        time_s=time.perf_counter() - t0,
+    )
+
+
+def _sayer(progress: bool):
+    import sys
+
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    return say
+
+
+# -- source -------------------------------------------------------------------------------------
+
+
+def _resolve_source(path: Path) -> dict[str, Any]:
+    """A finished run (uses ``best/``) or an HF-format sequence-classification directory."""
+    run_cfg = None
+    if rundir.partial_path(path).exists() and not path.exists():
+        raise BundleError(
+            f"run {path} is unfinished (no finished checkpoint); finish it with "
+            f"`edgetune train --resume --output {path}`"
+        )
+    if rundir.is_run(path):
+        run_cfg = rundir.read_json(path / rundir.CONFIG)
+        model_dir = path / rundir.BEST
+    elif (path / "config.json").is_file():
+        model_dir = path
+    elif path.is_dir() and (path / rundir.CHECKPOINT).exists():
+        raise BundleError(f"{path} has no finished checkpoint; finish the run first")
+    else:
+        raise BundleError(
+            f"{path} is not an edgetune run or a Hugging Face model directory "
+            "(no metrics.json + best/, no config.json); pass a run or model directory"
+        )
+    cfg = json.loads((model_dir / "config.json").read_text())
+    archs = cfg.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelError(
+            f"{model_dir} holds {', '.join(archs) or 'an unknown architecture'}, not a sequence "
+            "classifier; export a model fine-tuned with `edgetune train` (or any *ForSequenceClassification)"
+        )
+    if not any(model_dir.glob("*.safetensors")):
+        raise ModelError(
+            f"{model_dir} has no safetensors weights; save it with safe_serialization=True"
+        )
+    return {"path": path, "model_dir": model_dir, "run_config": run_cfg}
+
+
+def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
+    import random
+
+    from .data import load_texts
+
+    if config.calibration_data:
+        texts = load_texts(config.calibration_data)
+    elif src["run_config"]:
+        rc = src["run_config"]["config"]
+        texts = load_texts(rc["data"], text_columns=tuple(rc.get("text_columns") or ()))
+    else:
+        raise ConfigError(
+            "static quantization needs calibration texts: pass --calibration-data FILE "
+            "(the source is a model directory, not a run with training data)"
+        )
+    rng = random.Random(0)
+    if len(texts) > config.calibration_samples:
+        texts = rng.sample(texts, config.calibration_samples)
+    return texts
+
+
+# -- building blocks ----------------------------------------------------------------------------
+
+
+def _export_onnx(model_dir: Path, out: Path, config: ExportConfig) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    from .train import _quiet_transformers
+
+    try:
+        with _quiet_transformers():
+            main_export(
+                str(model_dir),
+                output=str(out),
+                task="text-classification",
+                library_name="transformers",
+                opset=config.opset,
+                do_validation=False,
+                trust_remote_code=config.trust_remote_code,
+            )
+    except (ValueError, KeyError, NotImplementedError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"Optimum cannot export {model_dir} to ONNX: {msg}") from None
+    path = out / "model.onnx"
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def _heads_hidden(cfg: dict[str, Any]) -> tuple[int, int]:
+    heads = cfg.get("num_attention_heads") or cfg.get("n_heads") or 0
+    hidden = cfg.get("hidden_size") or cfg.get("dim") or 0
+    return int(heads), int(hidden)
+
+
+def _optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
+    """O1: ORT's basic graph rewrites; O2: + transformer fusions; O3: + GELU approximation."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model_type = _ORT_MODEL_TYPE.get(cfg.get("model_type", ""))
+    heads, hidden = _heads_hidden(cfg)
+    if level == "O1" or model_type is None:
+        m = optimize_model(str(src), model_type="bert", opt_level=1, only_onnxruntime=True)
+    else:
+        opts = FusionOptions(model_type)
+        # The word-embedding Gather stays separate so it can be quantized on its own.
+        opts.enable_embed_layer_norm = False
+        opts.enable_gelu_approximation = level == "O3"
+        m = optimize_model(
+            str(src),
+            model_type=model_type,
+            num_heads=heads,
+            hidden_size=hidden,
+            optimization_options=opts,
+            opt_level=0,
+        )
+    m.save_model_to_file(str(dst))
+    return dst
+
+
+def _word_gather(model: Any, cfg: dict[str, Any]) -> Any:
+    import onnx
+
+    vocab = cfg.get("vocab_size")
+    _, hidden = _heads_hidden(cfg)
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        t = inits.get(n.input[0]) if n.op_type == "Gather" else None
+        if (
+            t is not None
+            and list(t.dims) == [vocab, hidden]
+            and t.data_type == onnx.TensorProto.FLOAT
+        ):
+            return n
+    return None
+
+
+def _gather_to_int4(model: Any, node: Any, block: int) -> None:
+    """Replace the fp32 word-embedding Gather by com.microsoft GatherBlockQuantized (4-bit)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    init = next(t for t in model.graph.initializer if t.name == node.input[0])
+    w = numpy_helper.to_array(init).astype(np.float32)
+    v, h = w.shape
+    blk = w.reshape(v, h // block, block)
+    scale = np.abs(blk).max(-1) / 7.0
+    scale[scale == 0] = 1.0
+    q = (np.clip(np.rint(blk / scale[..., None]) + 8, 0, 15).astype(np.uint8)).reshape(v, h)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)  # low nibble = even column
+    model.graph.initializer.remove(init)
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(packed, init.name + "_q4"),
+            numpy_helper.from_array(scale.astype(np.float32), init.name + "_scales"),
+        ]
+    )
+    idx = list(model.graph.node).index(node)
+    new = helper.make_node(
+        "GatherBlockQuantized",
+        [init.name + "_q4", node.input[1], init.name + "_scales"],
+        list(node.output),
+        name=node.name + "_q4",
+        domain="com.microsoft",
+        bits=4,
+        block_size=block,
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    model.graph.node.remove(node)
+    model.graph.node.insert(idx, new)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def _build_variant(
+    name: str,
+    fp32: Path,
+    optimized: Path,
+    dst: Path,
+    work: Path,
+    cfg: dict[str, Any],
+    config: ExportConfig,
+    quant: QuantizationConfig,
+    calibration: list[str] | None,
+    src: dict[str, Any],
+) -> dict[str, Any]:
+    import onnx
+
+    info: dict[str, Any] = {"optimization": config.optimize}
+    if name == "fp32":
+        shutil.copy2(optimized, dst)
+        return info
+    if name == "fp16":
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        m = OnnxModel(onnx.load(str(optimized)))
+        m.convert_float_to_float16(keep_io_types=True)
+        m.save_model_to_file(str(dst))
+        info["precision"] = "fp16"
+        return info
+    word = _word_gather(onnx.load(str(optimized)), cfg)
+    exclude = [word.name] if word is not None and quant.embeddings == "int4" else []
+    ops = ["MatMul", "Attention"] + (["Gather"] if quant.embeddings != "fp32" else [])
+    extra = {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}
+    tmp = work / f"{name}.onnx"
+    from onnxruntime.quantization import QuantType
+
+    if name == "int8-dynamic":
+        from onnxruntime.quantization import quantize_dynamic
+
+        quantize_dynamic(
+            str(optimized),
+            str(tmp),
+            op_types_to_quantize=ops,
+            per_channel=quant.per_channel,
+            reduce_range=quant.reduce_range,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            extra_options=extra,
+        )
+    else:
+        _quantize_static(optimized, tmp, work, cfg, src, quant, calibration or [], exclude, extra)
+    m = onnx.load(str(tmp))
+    if exclude:
+        node = next(n for n in m.graph.node if n.name == exclude[0])
+        _gather_to_int4(m, node, quant.block_size)
+    onnx.save(m, str(dst))
+    info["quantization"] = {
+        "mode": "dynamic" if name == "int8-dynamic" else "static",
+        "format": "QOperator" if name == "int8-dynamic" else "QDQ",
+        "weights": "int8 symmetric",
+        "activations": "uint8 dynamic per-tensor"
+        if name == "int8-dynamic"
+        else "uint8 static (MinMax)",
+        "per_channel": quant.per_channel,
+        "reduce_range": quant.reduce_range,
+        "target": quant.target,
+        "embeddings": quant.embeddings,
+        "embedding_block_size": quant.block_size if quant.embeddings == "int4" else None,
+        "operators": ops,
+    }
+    if name == "int8-static":
+        info["quantization"]["calibration_samples"] = len(calibration or [])
+    return info
+
+
+def _quantize_static(
+    src: Path,
+    dst: Path,
+    work: Path,
+    cfg: dict[str, Any],
+    srcinfo: dict[str, Any],
+    quant: QuantizationConfig,
+    texts: list[str],
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """QDQ int8 with MinMax ranges collected chunk by chunk (bounded memory)."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(srcinfo["model_dir"])
+    names = {
+        i.name
+        for i in ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()
+    }
+    max_len = min(int(getattr(tok, "model_max_length", 128) or 128), 512)
+    feeds = []
+    for t in texts:
+        enc = tok(t, truncation=True, max_length=max_len, return_tensors="np")
+        feeds.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.start, self.end, self.i = 0, len(feeds), 0
+
+        def get_next(self):
+            if self.i >= self.end:
+                return None
+            self.i += 1
+            return feeds[self.i - 1]
+
+        def __len__(self) -> int:
+            return len(feeds)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.start, self.end, self.i = start_index, end_index, start_index
+
+    # Ranges are collected in strides of `stride` samples and merged, so memory holds one
+    # stride's reduced outputs at a time (ORT's own max-intermediate-outputs option drops data).
+    stride = max(d for d in range(1, min(32, len(feeds)) + 1) if len(feeds) % d == 0)
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
+        per_channel=quant.per_channel,
+        reduce_range=quant.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
+        extra_options={**extra, "CalibStridedMinMax": stride},
+    )
+
+
+def _smoke_test(bundle_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
+    """Every variant loads in ONNX Runtime and produces finite logits."""
+    import numpy as np
+    import onnxruntime as ort
+
+    for name, v in variants.items():
+        if name == "fp16":
+            continue  # fp16 targets GPUs; CPU kernels may be missing
+        sess = ort.InferenceSession(str(bundle_dir / v["file"]), providers=["CPUExecutionProvider"])
+        feed = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
+        out = sess.run(None, feed)[0]
+        if not np.all(np.isfinite(out)):
+            raise BundleError(
+                f"variant {name} produced non-finite logits; try --optimize O1 or --quantize none"
+            )
+
+
+def _manifest(
+    config: ExportConfig,
+    src: dict[str, Any],
+    cfg: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+    fp32: Path,
+) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+    import optimum.version
+    import torch
+    import transformers
+
+    from . import __version__
+    from .hw import cpu_description
+
+    labels = [cfg["id2label"][str(i)] for i in range(len(cfg.get("id2label", {})))]
+    tok_cfg_path = src["model_dir"] / "tokenizer_config.json"
+    max_length = 128
+    if tok_cfg_path.is_file():
+        max_length = int(
+            min(json.loads(tok_cfg_path.read_text()).get("model_max_length", 128), 512)
+        )
+    run_cfg = src["run_config"]
+    return {
+        "default_variant": config.default_variant,
+        "variants": variants,
+        "labels": labels,
+        "max_length": max_length,
+        "model_type": cfg.get("model_type"),
+        "source": {
+            "path": str(src["path"].resolve()),
+            "model": run_cfg["config"]["model"] if run_cfg else str(src["model_dir"]),
+            "run": str(src["path"].resolve()) if run_cfg else None,
+            "qat": bool(run_cfg and run_cfg["config"].get("qat")),
+        },
+        "export_config": config.to_dict(),
+        "opset": config.opset,
+        "fp32_onnx_bytes": fp32.stat().st_size,
+        "versions": {
+            "edgetune": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "optimum": optimum.version.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "export_cpu": cpu_description(),
+        "metrics": {},
+    }

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edgetune
+from edgetune import bundle as bundlefmt
+from edgetune.cli import main
+from edgetune.errors import BundleError, ModelError
+from edgetune.export import ExportConfig, QuantizationConfig, export
+
+from .conftest import ASSETS, train_kwargs
+
+TEXTS = [
+    "a wonderful and moving film .",
+    "the script is awful .",
+    "what a boring mess !",
+    "brilliant , charming cast",
+    "the ending feels dull and weak .",
+    "a delightful comedy",
+    "ugly , tedious picture",
+    "the story is smart and fresh .",
+    "terrible performance",
+    "this drama feels beautiful and funny .",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(out),
+        progress=False,
+        **train_kwargs(epochs=8, learning_rate=1e-2),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "b"
+    export(
+        source=str(trained_run),
+        output=str(out),
+        variants=("fp32", "int8-static"),
+        progress=False,
+        archive=True,
+    )
+    return out
+
+
+def ort_logits(path, tok_dir, texts):
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    enc = tok(texts, padding=True, return_tensors="np")
+    return sess.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]
+
+
+def torch_logits(model_dir, texts):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        return model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy()
+
+
+def test_bundle_layout_and_manifest(bundle_dir):
+    m = bundlefmt.verify(bundle_dir)
+    assert m["default_variant"] == "int8-dynamic"
+    assert set(m["variants"]) == {"int8-dynamic", "fp32", "int8-static"}
+    assert m["variants"]["int8-dynamic"]["file"] == "model.onnx"
+    assert m["labels"] == ["negative", "positive"] and m["max_length"] == 64
+    for f in (
+        "model.onnx",
+        "model_fp32.onnx",
+        "model_int8_static.onnx",
+        "config.json",
+        "tokenizer.json",
+    ):
+        assert (bundle_dir / f).is_file() and m["files"][f] == bundlefmt.sha256(bundle_dir / f)
+    assert set(m["versions"]) >= {"torch", "transformers", "optimum", "onnxruntime"}
+    assert "features" in m["export_cpu"]
+    cfg = json.loads((bundle_dir / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "negative", "1": "positive"}
+    with tarfile.open(bundle_dir.with_name("b.tar.gz")) as tar:
+        assert "b/edgetune.json" in tar.getnames()
+
+
+def test_fp32_onnx_matches_pytorch(bundle_dir, trained_run):
+    ref = torch_logits(trained_run / "best", TEXTS)
+    got = ort_logits(bundle_dir / "model_fp32.onnx", bundle_dir, TEXTS)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+    assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model_int8_static.onnx"])
+def test_int8_agrees_with_fp32(bundle_dir, file):
+    import pandas as pd
+
+    texts = pd.read_csv(ASSETS / "sentiment.csv")["text"].tolist() + TEXTS
+    fp32 = ort_logits(bundle_dir / "model_fp32.onnx", bundle_dir, texts).argmax(-1)
+    int8 = ort_logits(bundle_dir / file, bundle_dir, texts).argmax(-1)
+    assert np.mean(fp32 == int8) >= 0.95
+
+
+def test_int8_is_much_smaller(bundle_dir):
+    m = bundlefmt.read_manifest(bundle_dir)
+    assert m["variants"]["int8-dynamic"]["size_bytes"] < 0.4 * m["fp32_onnx_bytes"]
+    q = m["variants"]["int8-dynamic"]["quantization"]
+    assert q["embeddings"] == "int4" and q["mode"] == "dynamic"
+
+
+def test_stock_optimum_loader_and_pipeline(bundle_dir):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, pipeline
+
+    model = ORTModelForSequenceClassification.from_pretrained(bundle_dir)
+    tok = AutoTokenizer.from_pretrained(bundle_dir)
+    clf = pipeline("text-classification", model=model, tokenizer=tok)
+    labels = [r["label"] for r in clf(TEXTS)]
+    ours = ort_logits(bundle_dir / "model.onnx", bundle_dir, TEXTS).argmax(-1)
+    assert labels == [["negative", "positive"][i] for i in ours]
+
+
+def test_tampered_or_truncated_bundle_is_refused(bundle_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle_dir, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its SHA-256"):
+        bundlefmt.verify(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(BundleError, match="missing config.json"):
+        bundlefmt.verify(copy)
+
+
+def test_fp16_and_per_tensor_variants(trained_run, tmp_path):
+    r = export(
+        source=str(trained_run),
+        output=str(tmp_path / "b16"),
+        quantize="fp16",
+        per_channel=False,
+        variants=("int8-dynamic",),
+        embeddings="int8",
+        progress=False,
+    )
+    assert r.default_variant == "fp16"
+    assert r.variants["fp16"]["size_bytes"] < 0.6 * r.fp32_onnx_bytes
+    q = r.variants["int8-dynamic"]["quantization"]
+    assert q["per_channel"] is False and q["embeddings"] == "int8"
+    # Works from a plain HF model directory too (no run around it).
+    r2 = export(source=str(trained_run / "best"), output=str(tmp_path / "plain"), progress=False)
+    assert bundlefmt.verify(tmp_path / "plain")["source"]["run"] is None
+    assert r2.default_variant == "int8-dynamic"
+
+
+def test_quantization_presets_follow_the_cpu(monkeypatch):
+    assert QuantizationConfig.avx2().reduce_range and QuantizationConfig.avx512().reduce_range
+    assert not QuantizationConfig.avx512_vnni().reduce_range
+    assert not QuantizationConfig.arm64().reduce_range
+    import edgetune.hw as hw
+
+    base = {k: False for k in hw.cpu_features()}
+    monkeypatch.setattr(hw, "cpu_features", lambda: {**base, "avx2": True})
+    assert QuantizationConfig.for_target("auto").target == "avx2"
+    monkeypatch.setattr(
+        hw, "cpu_features", lambda: {**base, "avx2": True, "avx512": True, "avx512_vnni": True}
+    )
+    assert QuantizationConfig.for_target("auto").target == "avx512_vnni"
+    monkeypatch.setattr(hw, "cpu_features", lambda: {**base, "neon": True, "arm_dotprod": True})
+    assert QuantizationConfig.for_target("auto").target == "arm64"
+
+
+def test_bad_sources_and_outputs(trained_run, bundle_dir, tmp_path, tiny_model_dir):
+    with pytest.raises(BundleError, match="not an edgetune run or a Hugging Face model"):
+        export(source=str(tmp_path), output=str(tmp_path / "x"), progress=False)
+    (tmp_path / "unfinished.partial" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(BundleError, match="unfinished"):
+        export(source=str(tmp_path / "unfinished"), output=str(tmp_path / "y"), progress=False)
+    from transformers import AutoModel
+
+    base = tmp_path / "base"
+    AutoModel.from_pretrained(tiny_model_dir).save_pretrained(base)
+    with pytest.raises(ModelError, match="not a sequence classifier"):
+        export(source=str(base), output=str(tmp_path / "z"), progress=False)
+    stamp = (bundle_dir / "edgetune.json").read_bytes()
+    r = CliRunner().invoke(
+        main, ["export", str(trained_run), "--output", str(bundle_dir), "--quiet"]
+    )
+    assert r.exit_code == 2 and "already holds a bundle" in r.output and "Traceback" not in r.output
+    assert (bundle_dir / "edgetune.json").read_bytes() == stamp
+    r = CliRunner().invoke(
+        main, ["export", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2 and r.output.startswith("error: ")
+    assert not (tmp_path / "o").exists()
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+    assert ExportConfig(source="a", output="b", quantize="static").default_variant == "int8-static"
+
+
+def test_static_needs_calibration_texts_for_plain_models(trained_run, tmp_path):
+    from edgetune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--calibration-data"):
+        export(
+            source=str(trained_run / "best"),
+            output=str(tmp_path / "s"),
+            quantize="static",
+            progress=False,
+        )
+    r = export(
+        source=str(trained_run / "best"),
+        output=str(tmp_path / "s"),
+        quantize="static",
+        calibration_data=str(ASSETS / "sentiment.csv"),
+        calibration_samples=20,
+        progress=False,
+    )
+    assert r.variants["int8-static"]["quantization"]["calibration_samples"] == 20
