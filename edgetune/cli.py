@@ -240,7 +240,8 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
     Example:
       edgetune export runs/sst2 --output bundles/sst2 --variants fp32
     """
-    from .export import ExportConfig, export as run_export
+    from .export import ExportConfig
+    from .export import export as run_export
 
     names = tuple(v.strip() for v in variants.split(",") if v.strip())
     config = ExportConfig(source=source, variants=names, **options)
