@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .fsutil import replace_dir, write_json
 
 FORMAT = "edgetune-bundle"
 FORMAT_VERSION = 1
@@ -52,11 +52,7 @@ def file_hashes(root: Path) -> dict[str, str]:
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write ``edgetune.json`` with fresh hashes of every other file (atomically)."""
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, **manifest, "files": file_hashes(root)}
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, root / MANIFEST)
+    write_json(root / MANIFEST, manifest)
     return manifest
 
 
@@ -102,26 +98,18 @@ def update_manifest(root: str | Path, **fields: Any) -> dict[str, Any]:
 
 
 def check_output(output: Path, overwrite: bool) -> None:
+    if output.is_file():
+        raise BundleError(f"output {output} is a file; choose a directory path for --output")
     if output.exists() and not overwrite:
         what = "holds a bundle" if (output / MANIFEST).exists() else "exists"
         raise BundleError(
             f"output {output} already {what}; pass --overwrite to replace it or choose another --output"
         )
-    if output.exists() and output.is_file() and not overwrite:
-        raise BundleError(f"output {output} is a file; choose a directory path for --output")
 
 
 def install(staged: Path, output: Path) -> None:
     """Move a complete staged bundle into place, replacing an older one."""
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        output.rename(old)
-    staged.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(staged, output)
 
 
 def archive(root: Path) -> Path:

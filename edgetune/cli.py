@@ -119,9 +119,7 @@ def _presets_help() -> str:
 @click.option(
     "--ema",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Evaluate and keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off).",
+    help="Evaluate and keep an exponential moving average of the weights with this decay, e.g. 0.999; 0 = off [preset, else 0].",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True

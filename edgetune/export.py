@@ -320,8 +320,9 @@ def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
     if config.calibration_data:
         texts = load_texts(config.calibration_data)
     elif src["run_config"]:
-        rc = src["run_config"]["config"]
-        texts = load_texts(rc["data"], text_columns=tuple(rc.get("text_columns") or ()))
+        rc = src["run_config"]
+        spec = rc.get("data_location") or rc["config"]["data"]
+        texts = load_texts(spec, text_columns=tuple(rc["config"].get("text_columns") or ()))
     else:
         raise ConfigError(
             "static quantization needs calibration texts: pass --calibration-data FILE "
@@ -337,12 +338,15 @@ def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
 
 
 def _export_onnx(model_dir: Path, out: Path, config: ExportConfig) -> Path:
+    import warnings
+
     from optimum.exporters.onnx import main_export
 
     from .train import _quiet_transformers
 
     try:
-        with _quiet_transformers():
+        with _quiet_transformers(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about constants in the trace
             main_export(
                 str(model_dir),
                 output=str(out),
@@ -571,11 +575,17 @@ def _quantize_static(
         def set_range(self, start_index: int, end_index: int) -> None:
             self.start, self.end, self.i = start_index, end_index, start_index
 
+    # ORT's symbolic shape inference knows the fused contrib ops; without it the quantizer
+    # cannot type the tensors between them and silently skips those MatMuls.
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    inferred = work / "static-inferred.onnx"
+    quant_pre_process(str(src), str(inferred), skip_optimization=True, auto_merge=True)
     # Ranges are collected in strides of `stride` samples and merged, so memory holds one
     # stride's reduced outputs at a time (ORT's own max-intermediate-outputs option drops data).
     stride = max(d for d in range(1, min(32, len(feeds)) + 1) if len(feeds) % d == 0)
     quantize_static(
-        str(src),
+        str(inferred),
         str(dst),
         Reader(),
         quant_format=QuantFormat.QDQ,

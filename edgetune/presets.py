@@ -26,6 +26,7 @@ class Preset:
     max_length: int = 128
     learning_rate: float = 5e-5
     epochs: int = 3
+    ema: float = 0.0
     hub_id: str | None = None
     package: str | None = None
     path: str | None = None

@@ -13,14 +13,13 @@ and renamed to ``RUN`` only when complete, so a finished run is never half-writt
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from .errors import RunError
+from .fsutil import read_json, replace_dir, write_json
+
+__all__ = ["read_json", "replace_dir", "write_json"]  # re-exported for the stages
 
 FORMAT = "edgetune-run"
 FORMAT_VERSION = 1
@@ -34,33 +33,6 @@ STATE = "trainer_state.json"
 
 def partial_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a completed directory into place, replacing an older one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def is_run(path: Path) -> bool:

@@ -63,7 +63,7 @@ class TrainConfig:
     metric: str = "accuracy"
     patience: int | None = None
     augment: float = 0.0
-    ema: float = 0.0
+    ema: float | None = None
     device: str = "auto"
     precision: str = "auto"
     freeze_embeddings: bool | None = None
@@ -96,7 +96,10 @@ class TrainConfig:
             (self.eval_steps is None or self.eval_steps >= 1, "--eval-steps must be at least 1"),
             (self.patience is None or self.patience >= 1, "--patience must be at least 1"),
             (0 <= self.augment < 1, "--augment is a probability in [0, 1)"),
-            (0 <= self.ema < 1, "--ema is a decay in [0, 1) (0 = off), e.g. 0.999"),
+            (
+                self.ema is None or 0 <= self.ema < 1,
+                "--ema is a decay in [0, 1) (0 = off), e.g. 0.999",
+            ),
             (self.val_size > 0 and self.test_size > 0, "--val-size and --test-size must be > 0"),
             (len(self.text_columns) <= 2, "pass --text-column once, or twice for sentence pairs"),
             (self.lora_r >= 1 and self.lora_alpha >= 1, "--lora-r and --lora-alpha must be >= 1"),
@@ -377,6 +380,7 @@ def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dic
         max_length=config.max_length or (p.max_length if p else 128),
         learning_rate=config.learning_rate or (p.learning_rate if p else 5e-5),
         epochs=config.epochs or (p.epochs if p else 3),
+        ema=config.ema if config.ema is not None else (p.ema if p else 0.0),
         # Pretrained word embeddings barely move in fine-tuning; random ones must learn.
         freeze_embeddings=(
             config.freeze_embeddings
@@ -417,6 +421,10 @@ def _config_file(config: TrainConfig, source: ModelSource, env: dict[str, Any]) 
         "version": rundir.FORMAT_VERSION,
         "config": config.to_dict(),
         "model_source": {"kind": source.kind, "location": source.location},
+        # Where the data was, so later stages (e.g. static calibration) find it from any cwd.
+        "data_location": str(Path(config.data).expanduser().resolve())
+        if Path(config.data).expanduser().exists()
+        else config.data,
         "environment": env,
     }
 
