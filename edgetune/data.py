@@ -191,7 +191,7 @@ def _read_file(path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path, keep_default_na=False, na_values=[""], encoding="utf-8")
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
         elif suffix in (".tsv", ".tab"):
             # GLUE-style TSV: no quoting, quotes are part of the text.
             df = pd.read_csv(
@@ -200,7 +200,7 @@ def _read_file(path: Path) -> Any:
                 quoting=csv.QUOTE_NONE,
                 keep_default_na=False,
                 na_values=[""],
-                encoding="utf-8",
+                encoding="utf-8-sig",  # tolerate a byte-order mark
             )
         elif suffix in (".jsonl", ".ndjson"):
             df = pd.read_json(path, lines=True, dtype=False)

@@ -235,3 +235,9 @@ def test_glue_style_tsv_keeps_quotes(tmp_path):
     assert any('"' in t for t in d.train.texts + d.test.texts + d.validation.texts)
     assert len(d.train) + len(d.validation) + len(d.test) == 20
     json.dumps(d.report)  # the report is JSON-serialisable
+
+
+def test_byte_order_mark_does_not_hide_the_header(tmp_path, sentiment):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + sentiment.to_csv(index=False).encode())
+    assert load_data(str(path)).text_columns == ("text",)
