@@ -271,3 +271,18 @@ def test_ema_keeps_an_average_not_the_last_weights(csv_file, tmp_path, tiny_mode
     # Averaged weights move less from the initial weights than the raw ones.
     init = _weights(tiny_model_dir)[q]
     assert np.abs(b[q] - init).sum() < np.abs(a[q] - init).sum()
+
+
+def test_sentence_pairs_train_and_predict(tmp_path):
+    import pandas as pd
+
+    rows = []
+    for i in range(30):
+        a = f"the film {i} is great"
+        rows.append((a, f"the film {i} is great", "same"))
+        rows.append((a, f"the movie {i} is awful", "different"))
+    path = tmp_path / "pairs.jsonl"
+    pd.DataFrame(rows, columns=["sentence1", "sentence2", "label"]).to_json(path, orient="records", lines=True)
+    r = edgetune.train(data=str(path), output=str(tmp_path / "run"), progress=False, **train_kwargs())
+    assert r.config["text_columns"] == [] and r.data["text_columns"] == ["sentence1", "sentence2"]
+    assert r.label_names == ["different", "same"] and r.test["n"] == 16  # 8 per class
