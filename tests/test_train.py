@@ -282,7 +282,11 @@ def test_sentence_pairs_train_and_predict(tmp_path):
         rows.append((a, f"the film {i} is great", "same"))
         rows.append((a, f"the movie {i} is awful", "different"))
     path = tmp_path / "pairs.jsonl"
-    pd.DataFrame(rows, columns=["sentence1", "sentence2", "label"]).to_json(path, orient="records", lines=True)
-    r = edgetune.train(data=str(path), output=str(tmp_path / "run"), progress=False, **train_kwargs())
+    pd.DataFrame(rows, columns=["sentence1", "sentence2", "label"]).to_json(
+        path, orient="records", lines=True
+    )
+    r = edgetune.train(
+        data=str(path), output=str(tmp_path / "run"), progress=False, **train_kwargs()
+    )
     assert r.config["text_columns"] == [] and r.data["text_columns"] == ["sentence1", "sentence2"]
     assert r.label_names == ["different", "same"] and r.test["n"] == 16  # 8 per class

@@ -1,0 +1,83 @@
+"""Latency measurement that holds up on noisy machines: warm-up, interleaving, paired ratios.
+
+Every candidate is timed in turn within each round (A B C A B C ...), so a slow spell on the
+machine hits all of them alike; speed-ups are medians of per-round ratios with a bootstrap
+confidence interval. Needs only numpy; the callables bring their own runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    """Per-call wall times of one candidate, in seconds."""
+
+    times: np.ndarray
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.times, q))
+
+    def summary(self, batch_size: int = 1) -> dict[str, float]:
+        p50 = self.percentile(50)
+        return {
+            "p50_ms": p50 * 1e3,
+            "p90_ms": self.percentile(90) * 1e3,
+            "p99_ms": self.percentile(99) * 1e3,
+            "mean_ms": float(self.times.mean() * 1e3),
+            "throughput_per_s": batch_size / p50 if p50 > 0 else float("inf"),
+            "n": int(len(self.times)),
+        }
+
+
+def measure(
+    candidates: dict[str, Callable[[], Any]],
+    *,
+    rounds: int = 50,
+    warmup: int = 5,
+    min_time_s: float = 0.0,
+) -> dict[str, Timing]:
+    """Time each candidate once per round, interleaved; after ``warmup`` untimed rounds.
+
+    ``min_time_s`` keeps adding rounds until every candidate has run that long in total.
+    """
+    names = list(candidates)
+    for _ in range(warmup):
+        for n in names:
+            candidates[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    done = 0
+    while done < rounds or min(sum(t) for t in times.values()) < min_time_s:
+        # Alternate the order each round so no candidate always runs first after the other.
+        order = names if done % 2 == 0 else names[::-1]
+        for n in order:
+            t0 = time.perf_counter()
+            candidates[n]()
+            times[n].append(time.perf_counter() - t0)
+        done += 1
+        if done >= 100 * max(rounds, 1):
+            break
+    return {n: Timing(np.asarray(t)) for n, t in times.items()}
+
+
+def speedup(
+    baseline: Timing,
+    candidate: Timing,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median of per-round ratios baseline/candidate, with a bootstrap confidence interval."""
+    n = min(len(baseline.times), len(candidate.times))
+    ratios = baseline.times[:n] / candidate.times[:n]
+    rng = np.random.default_rng(seed)
+    boots = np.median(rng.choice(ratios, size=(resamples, n), replace=True), axis=1)
+    lo, hi = np.percentile(boots, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    return {"ratio": float(np.median(ratios)), "ci_low": float(lo), "ci_high": float(hi)}

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from edgetune.latency import Timing, measure, speedup
+
+
+def busy(seconds):
+    def f():
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return f
+
+
+def test_measure_interleaves_and_orders_candidates():
+    calls = []
+    t = measure(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=4, warmup=1
+    )
+    assert calls[:2] == ["a", "b"]  # warm-up
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # alternating order per round
+    assert len(t["a"].times) == len(t["b"].times) == 4
+
+
+def test_speedup_detects_a_slower_candidate_with_a_tight_interval():
+    t = measure({"slow": busy(0.004), "fast": busy(0.001)}, rounds=30, warmup=2)
+    s = speedup(t["slow"], t["fast"])
+    assert 3.0 < s["ratio"] < 5.0
+    assert s["ci_low"] <= s["ratio"] <= s["ci_high"]
+    same = speedup(t["fast"], t["fast"])
+    assert same["ratio"] == 1.0 and same["ci_low"] == 1.0
+
+
+def test_timing_summary_percentiles():
+    t = Timing(np.array([0.001] * 90 + [0.002] * 9 + [0.010]))
+    s = t.summary(batch_size=4)
+    assert s["p50_ms"] == pytest.approx(1.0) and s["p90_ms"] == pytest.approx(1.0)
+    assert 2.0 <= s["p99_ms"] <= 10.0
+    assert s["throughput_per_s"] == pytest.approx(4000.0) and s["n"] == 100
