@@ -820,6 +820,8 @@ class _Trainer:
                 disable=not self.progress,
                 leave=False,
                 dynamic_ncols=True,
+                # Logs (CI, files) get an update every 30 s instead of a redraw per batch.
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
             )
             t0 = time.perf_counter()
             for bi in range(start, len(batches)):
