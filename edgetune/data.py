@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 SUFFIXES = {".csv", ".tsv", ".tab", ".json", ".jsonl", ".ndjson", ".parquet", ".pq"}
 SPLIT_NAMES = {
@@ -221,7 +221,7 @@ def _read_file(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
     except Exception as e:  # pandas/pyarrow raise many types for malformed files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise DataError(
             f"cannot read {path}: {msg}; check that it is a valid {suffix[1:]} file"
         ) from None
@@ -238,7 +238,7 @@ def _read_hub(spec: str) -> tuple[dict[str, Any], list[str] | None]:
     try:
         ds = datasets.load_dataset(name, config or None)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise DataError(
             f"cannot load Hugging Face dataset {spec!r}: {msg}; "
             "check the name (name or name:config) and the network, or pass a local file"

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name if empty), for one-line errors."""
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
 class EdgetuneError(Exception):
     """Base class: a problem with the user's input that they can fix (exit code 2)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import bundle as bundlefmt
 from . import run as rundir
-from .errors import BundleError, ConfigError, ModelError
+from .errors import BundleError, ConfigError, ModelError, first_line
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
 QUANTIZE = ("none", "dynamic", "static", "fp16")
@@ -216,7 +216,9 @@ def export(
     if config.optimize == "auto":
         # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
         config = replace(config, optimize="O2")
-    say = _sayer(progress)
+    from .train import sayer
+
+    say = sayer(progress)
     calibration = None
     if "int8-static" in config.all_variants():
         calibration = _calibration_texts(config, src)
@@ -263,16 +265,6 @@ def export(
         manifest=manifest,
         time_s=time.perf_counter() - t0,
     )
-
-
-def _sayer(progress: bool):
-    import sys
-
-    def say(msg: str) -> None:
-        if progress:
-            print(msg, file=sys.stderr, flush=True)
-
-    return say
 
 
 # -- source -------------------------------------------------------------------------------------
@@ -357,7 +349,7 @@ def _export_onnx(model_dir: Path, out: Path, config: ExportConfig) -> Path:
                 trust_remote_code=config.trust_remote_code,
             )
     except (ValueError, KeyError, NotImplementedError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise ModelError(f"Optimum cannot export {model_dir} to ONNX: {msg}") from None
     path = out / "model.onnx"
     import onnx
@@ -538,7 +530,6 @@ def _quantize_static(
 ) -> None:
     """QDQ int8 with MinMax ranges collected chunk by chunk (bounded memory)."""
     import numpy as np
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -549,10 +540,10 @@ def _quantize_static(
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(srcinfo["model_dir"])
-    names = {
-        i.name
-        for i in ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()
-    }
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    names = {i.name for i in graph.input} - {t.name for t in graph.initializer}
     max_len = min(int(getattr(tok, "model_max_length", 128) or 128), 512)
     feeds = []
     for t in texts:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import run as rundir
 from .data import Data, Split, load_data
-from .errors import ConfigError, DataError, EdgetuneError, ModelError
+from .errors import ConfigError, DataError, EdgetuneError, ModelError, first_line
 from .presets import ModelSource, resolve_model
 
 STRATEGIES = ("full", "head", "lora")
@@ -254,7 +254,7 @@ def train(
     )
     label_names = _apply_label_names(data, config.label_names)
     config, env = _resolve(config, source)
-    say = _sayer(progress)
+    say = sayer(progress)
     say(
         f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
         f"{data.num_labels} classes; dropped {_dropped(data.report)}"
@@ -318,7 +318,9 @@ def load_result(run: str | Path) -> TrainResult:
 # -- set-up helpers -----------------------------------------------------------------------------
 
 
-def _sayer(progress: bool):
+def sayer(progress: bool):
+    """Status lines on stderr that do not break progress bars (silent when not progress)."""
+
     def say(msg: str) -> None:
         if progress:
             from tqdm.auto import tqdm
@@ -452,11 +454,6 @@ def _quiet_transformers():
     return ctx()
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
 def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
     """Tokenizer and sequence-classification model with the label map in its config."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -505,7 +502,7 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
                     ignore_mismatched_sizes=True,
                 )
         except ValueError as e:
-            msg = _first_line(e)
+            msg = first_line(e)
             if "trust_remote_code" in msg:
                 raise ModelError(
                     f"model {config.model} needs its own code from the hub; "
@@ -517,7 +514,7 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
             ) from None
         except OSError as e:
             raise ModelError(
-                f"cannot load model {config.model!r} ({_first_line(e)}); check the id and network, "
+                f"cannot load model {config.model!r} ({first_line(e)}); check the id and network, "
                 "or pass a local directory or a preset"
             ) from None
     if tokenizer.pad_token_id is None:
@@ -746,7 +743,7 @@ class _Trainer:
                 )
             except ValueError as e:
                 raise ConfigError(
-                    f"--strategy lora: {_first_line(e)}; use --strategy full"
+                    f"--strategy lora: {first_line(e)}; use --strategy full"
                 ) from None
         elif c.freeze_embeddings:
             # Word embeddings are half of a small model's weights but gain little from
