@@ -71,11 +71,16 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return m
 
 
-def verify(root: str | Path) -> dict[str, Any]:
-    """Check every file against the manifest's SHA-256; return the manifest."""
+def verify(root: str | Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check every file against the manifest's SHA-256; return the manifest.
+
+    ``ignore`` holds path prefixes left unchecked (a report that is being rewritten).
+    """
     root = Path(root)
     m = read_manifest(root)
     for rel, digest in m.get("files", {}).items():
+        if rel.startswith(ignore):
+            continue
         p = root / rel
         if not p.is_file():
             raise BundleError(f"bundle {root} is missing {rel}; re-export or re-copy the bundle")
@@ -87,10 +92,12 @@ def verify(root: str | Path) -> dict[str, Any]:
     return m
 
 
-def update_manifest(root: str | Path, **fields: Any) -> dict[str, Any]:
-    """Merge fields into the manifest (e.g. metrics) and re-hash."""
+def update_manifest(
+    root: str | Path, ignore: tuple[str, ...] = (), **fields: Any
+) -> dict[str, Any]:
+    """Merge fields into the manifest (e.g. metrics) and re-hash (after verifying, see ``verify``)."""
     root = Path(root)
-    m = verify(root)
+    m = verify(root, ignore)
     m.update(fields)
     for key in ("format", "version", "files"):
         m.pop(key, None)

@@ -227,6 +227,13 @@ def train(
 )
 @click.option("--calibration-samples", type=int, default=256, show_default=True)
 @click.option("--opset", type=int, default=18, show_default=True)
+@click.option(
+    "--validate/--no-validate",
+    default=True,
+    show_default=True,
+    help="Validate the bundle against the PyTorch original at the end (needs labelled data).",
+)
+@click.option("--data", help="Labelled data for that validation [default: the run's data].")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code to run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output.")
@@ -241,10 +248,86 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
     from .export import ExportConfig
     from .export import export as run_export
 
-    names = tuple(v.strip() for v in variants.split(",") if v.strip())
-    config = ExportConfig(source=source, variants=names, **options)
+    config = ExportConfig(source=source, variants=_csv(variants), **options)
     result = run_export(config, overwrite=overwrite, progress=not quiet)
     click.echo(result.summary())
+
+
+def _csv(value: str, cast=str, option: str = "") -> tuple:
+    try:
+        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{option} takes comma-separated integers, e.g. 16,32,128") from None
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--data", help="Labelled data; its --split is used [default: the run's data].")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+)
+@click.option("--text-column", "text_columns", multiple=True, help="Text column(s) of --data.")
+@click.option("--label-column", help="Label column of --data.")
+@click.option("--source", help="The PyTorch original (run or HF dir) [default: from the manifest].")
+@click.option("--pytorch/--no-pytorch", default=True, help="Compare with the PyTorch original.")
+@click.option("--variants", default="", help="Variants to measure [default: all in the bundle].")
+@click.option(
+    "--seq-lengths",
+    default="16,32,128",
+    show_default=True,
+    help="Batch-1 latency at these sequence lengths.",
+)
+@click.option(
+    "--data-lengths/--no-data-lengths",
+    default=True,
+    help="Also time batch 1 over the data's own lengths.",
+)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Throughput batch.")
+@click.option(
+    "--threads", type=int, help="Intra-op threads for every variant [default: all cores]."
+)
+@click.option("--rounds", type=int, default=40, show_default=True, help="Timed rounds per case.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed rounds first.")
+@click.option("--max-samples", type=int, help="Evaluate at most this many rows (random, seeded).")
+@click.option("--memory/--no-memory", default=True, help="Measure peak memory per variant.")
+@click.option("--max-accuracy-drop", type=float, help="Gate: points the default may lose.")
+@click.option("--min-agreement", type=float, help="Gate: share of labels equal to the baseline.")
+@click.option(
+    "--min-speedup",
+    multiple=True,
+    help="Gate: default vs PyTorch fp32, e.g. 3 (every length) or 128:3 (repeatable).",
+)
+@click.option("--report-dir", type=click.Path(), help="[default: BUNDLE/validation]")
+@click.option("--quiet", is_flag=True, help="No status lines.")
+def validate(
+    variants: str, seq_lengths: str, min_speedup: tuple[str, ...], quiet: bool, **options: Any
+) -> None:
+    """Measure every variant of BUNDLE against the PyTorch original; gate for CI (exit 1).
+
+    \b
+    Example:
+      edgetune validate bundles/sst2 --max-accuracy-drop 0.5 --min-speedup 128:3
+    """
+    from .validate import ValidateConfig, parse_speedup
+    from .validate import validate as run_validate
+
+    config = ValidateConfig(
+        variants=_csv(variants),
+        seq_lengths=_csv(seq_lengths, int, "--seq-lengths") if seq_lengths else (),
+        min_speedup=tuple(parse_speedup(s) for s in min_speedup),
+        **options,
+    )
+    result = run_validate(config, progress=not quiet, raise_on_failure=False)
+    click.echo(result.summary())
+    for line in result.failures:
+        click.secho(line, fg="red", err=True)
+    if result.failures:
+        sys.exit(GateFailed.exit_code)
 
 
 @main.command()

@@ -108,6 +108,8 @@ class ExportConfig:
     calibration_data: str | None = None
     calibration_samples: int = 256
     opset: int = 18
+    validate: bool = True
+    data: str | None = None
     archive: bool = False
     trust_remote_code: bool = False
 
@@ -160,6 +162,8 @@ class ExportResult:
     archive: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     time_s: float = 0.0
+    validation: Any = None  # ValidationResult, when validated
+    note: str | None = None
 
     def summary(self) -> str:
         lines = [
@@ -174,6 +178,10 @@ class ExportResult:
                 f"{_settings(v)}{mark}"
             )
         lines.append(f"time       {self.time_s:.0f} s")
+        if self.validation is not None:
+            lines.append(self.validation.summary())
+        if self.note:
+            lines.append(self.note)
         return "\n".join(lines)
 
 
@@ -255,6 +263,18 @@ def export(
         bundlefmt.install(bundle_dir, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    validation, note = None, None
+    if config.validate and (config.data or src["run_config"]):
+        from .validate import validate
+
+        say("validating the bundle against the PyTorch original")
+        validation = validate(bundle=str(output), data=config.data, progress=progress)
+        manifest = validation.manifest
+    elif config.validate:
+        note = (
+            "not validated: the source is not a run with data; run "
+            f"`edgetune validate {output} --data FILE` (or export with --data FILE)"
+        )
     archive = str(bundlefmt.archive(output)) if config.archive else None
     return ExportResult(
         output=str(output),
@@ -264,6 +284,8 @@ def export(
         archive=archive,
         manifest=manifest,
         time_s=time.perf_counter() - t0,
+        validation=validation,
+        note=note,
     )
 
 

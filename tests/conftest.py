@@ -77,3 +77,33 @@ def train_kwargs(**over):
     )
     kw.update(over)
     return kw
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    import edgetune
+
+    edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(out),
+        progress=False,
+        **train_kwargs(epochs=8, learning_rate=1e-2),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_run, tmp_path_factory):
+    from edgetune.export import export
+
+    out = tmp_path_factory.mktemp("bundles") / "b"
+    export(
+        source=str(trained_run),
+        output=str(out),
+        variants=("fp32", "int8-static"),
+        progress=False,
+        archive=True,
+        validate=False,
+    )
+    return out

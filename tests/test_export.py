@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import edgetune
 from edgetune import bundle as bundlefmt
 from edgetune.cli import main
 from edgetune.errors import BundleError, ModelError
 from edgetune.export import ExportConfig, QuantizationConfig, export
 
-from .conftest import ASSETS, train_kwargs
+from .conftest import ASSETS
 
 TEXTS = [
     "a wonderful and moving film .",
@@ -27,31 +26,6 @@ TEXTS = [
     "terrible performance",
     "this drama feels beautiful and funny .",
 ]
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run"
-    edgetune.train(
-        data=str(ASSETS / "sentiment.csv"),
-        output=str(out),
-        progress=False,
-        **train_kwargs(epochs=8, learning_rate=1e-2),
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(trained_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "b"
-    export(
-        source=str(trained_run),
-        output=str(out),
-        variants=("fp32", "int8-static"),
-        progress=False,
-        archive=True,
-    )
-    return out
 
 
 def ort_logits(path, tok_dir, texts):
@@ -157,6 +131,7 @@ def test_fp16_and_per_tensor_variants(trained_run, tmp_path):
         variants=("int8-dynamic",),
         embeddings="int8",
         progress=False,
+        validate=False,
     )
     assert r.default_variant == "fp16"
     assert r.variants["fp16"]["size_bytes"] < 0.6 * r.fp32_onnx_bytes
@@ -166,6 +141,7 @@ def test_fp16_and_per_tensor_variants(trained_run, tmp_path):
     r2 = export(source=str(trained_run / "best"), output=str(tmp_path / "plain"), progress=False)
     assert bundlefmt.verify(tmp_path / "plain")["source"]["run"] is None
     assert r2.default_variant == "int8-dynamic"
+    assert r2.validation is None and "not validated" in r2.note  # no labelled data known
 
 
 def test_quantization_presets_follow_the_cpu(monkeypatch):
