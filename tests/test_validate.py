@@ -15,7 +15,9 @@ from edgetune.validate import ValidateConfig, _gates, parse_speedup, validate
 
 from .conftest import ASSETS
 
-FAST = dict(rounds=5, warmup=1, seq_lengths=(16, 32), memory=False, progress=False, threads=1)
+FAST = dict(
+    rounds=5, warmup=1, pause_s=0.002, seq_lengths=(16, 32), memory=False, progress=False, threads=1
+)
 
 
 @pytest.fixture
@@ -104,6 +106,8 @@ def test_gates_pass_and_fail_with_exit_codes(bundle):
         [
             "validate",
             str(bundle),
+            "--pause",
+            "0",
             "--rounds",
             "5",
             "--seq-lengths",
@@ -125,6 +129,8 @@ def test_gates_pass_and_fail_with_exit_codes(bundle):
         [
             "validate",
             str(bundle),
+            "--pause",
+            "0",
             "--rounds",
             "5",
             "--seq-lengths",
