@@ -1,0 +1,75 @@
+"""Export a run and validate every variant against PyTorch: accuracy, agreement, latency, size.
+
+Exports RUN with ``edgetune export`` in its own process (so its time and peak memory are its
+own), then runs ``edgetune validate`` with the issue's gates: accuracy drop <= 0.5 points,
+speed-up >= 4x at sequence 32 and >= 3x at 128 (batch 1, --threads). Duration: about
+3 minutes for MiniLM-L6 on 2 cores.
+
+    python bench/export_validate.py runs/sst2 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import machine_info, write_results  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--variants", default="fp32,int8-static")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="export_validate")
+    a = ap.parse_args()
+
+    from edgetune.validate import _markdown, validate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / Path(a.run).name
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "edgetune.cli", "export", a.run, "--output", str(out)]
+        subprocess.run(cmd + ["--variants", a.variants, "--no-validate", "--quiet"], check=True)
+        export_s = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result = validate(
+            bundle=str(out),
+            threads=a.threads,
+            max_accuracy_drop=0.5,
+            min_speedup=((32, 4.0), (128, 3.0)),
+            raise_on_failure=False,
+        )
+    report = result.report
+    print(result.summary())
+    body = _markdown(report).splitlines()[2:]  # the title is write_results'
+    body += [
+        "",
+        f"Export of {len(report['variants']) - 1} variants: {export_s:.0f} s, peak memory "
+        f"{peak_mb:.0f} MB (one process: model load, ONNX export, optimization, calibration).",
+    ]
+    write_results(
+        a.name,
+        {
+            "benchmark": a.name,
+            "run": a.run,
+            "export_s": export_s,
+            "export_peak_rss_mb": peak_mb,
+            "validation": report,
+            "machine": machine_info(),
+        },
+        f"Export and validation of {Path(a.run).name}",
+        body,
+    )
+
+
+if __name__ == "__main__":
+    main()
