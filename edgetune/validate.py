@@ -182,10 +182,16 @@ def validate(
     if not split.texts:
         raise DataError(f"the {config.split} split of {data_info['source']} is empty")
 
+    max_len = int(manifest.get("max_length", 128))
+    too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
+    if too_long:
+        raise ConfigError(
+            f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
+            f"model's max length {max_len}; gate a length up to {max_len}"
+        )
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(root)
-    max_len = int(manifest.get("max_length", 128))
     enc = tok(split.texts, split.pairs, truncation=True, max_length=max_len)
 
     runners: dict[str, Any] = {}
@@ -228,7 +234,8 @@ def validate(
             "threads": config.threads,
             "rounds": config.rounds,
             "warmup": config.warmup,
-            "seq_lengths": list(config.seq_lengths),
+            "seq_lengths": [s for s in config.seq_lengths if s <= max_len],
+            "skipped_seq_lengths": [s for s in config.seq_lengths if s > max_len],
             "data_lengths": config.data_lengths,
             "batch_size": config.batch_size,
             "max_length": max_len,
@@ -677,11 +684,11 @@ def _gates(
         if PYTORCH not in rows:
             raise ConfigError("--min-speedup compares with PyTorch fp32; drop --no-pytorch")
         lengths = [seq] if seq is not None else list(config.seq_lengths)
+        lengths = [s for s in lengths if f"seq{s}" in row["latency"]]  # within max length
+        if not lengths:
+            raise ConfigError("--min-speedup has no measured sequence length to judge")
         for s in lengths:
-            case = row["latency"].get(f"seq{s}")
-            if case is None:
-                continue  # longer than the model's max length
-            sp = case["speedup"]
+            sp = row["latency"][f"seq{s}"]["speedup"]
             gate(
                 f"min_speedup@{s}",
                 sp["ratio"],

@@ -228,6 +228,7 @@ def test_bad_input_exits_2(bundle, tmp_path):
         (["validate", str(bundle), "--source", str(tmp_path / "gone")], "--no-pytorch"),
         (["validate", str(bundle), "--min-speedup", "64:2"], "not measured"),
         (["validate", str(bundle), "--min-agreement", "1.5"], "fraction"),
+        (["validate", str(bundle), "--min-speedup", "128:2"], "beyond the model's max length 64"),
         (["validate", str(bundle), "--data", str(tmp_path / "missing.csv")], "missing.csv"),
     ]
     for args, msg in cases:
