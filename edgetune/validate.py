@@ -797,7 +797,7 @@ def _markdown(report: dict[str, Any]) -> str:
         f"`{report['data']['source']}`. Baseline: {report['baseline'] or 'none'}. "
         f"Default variant (gated): **{report['default_variant']}** (marked *).",
         f"Latency: batch 1, {s['threads']} thread(s), {s['warmup']} warm-up + at least {s['rounds']} "
-        "interleaved rounds per case; speed-ups are medians of paired per-round ratios vs "
+        "interleaved rounds per case; speed-ups are medians of per-call ratios paired within a round vs "
         "PyTorch fp32 (95% bootstrap intervals in report.json).",
         "",
         "| " + " | ".join(head) + " |",
