@@ -146,6 +146,37 @@ def _presets_help() -> str:
 @click.option("--lora-alpha", type=int, default=16, show_default=True)
 @click.option("--lora-dropout", type=float, default=0.1, show_default=True)
 @click.option(
+    "--qat",
+    type=click.Choice(["dynamic", "static"]),
+    is_flag=False,
+    flag_value="dynamic",
+    default=None,
+    help="Quantization-aware training against the export's int8 (bare --qat: dynamic).",
+)
+@click.option(
+    "--qat-start",
+    default="0",
+    show_default=True,
+    help="Plain training first: N epochs, or Nsteps optimizer steps.",
+)
+@click.option(
+    "--qat-per-channel/--qat-per-tensor", default=True, show_default=True, help="Weight scales."
+)
+@click.option(
+    "--qat-target",
+    type=click.Choice(["auto", "avx2", "avx512", "avx512_vnni", "arm64"]),
+    default="auto",
+    show_default=True,
+    help="Instruction set whose int8 kernels are simulated (as export --target).",
+)
+@click.option(
+    "--qat-embeddings",
+    type=click.Choice(["int4", "int8", "fp32"]),
+    default="int4",
+    show_default=True,
+    help="Word-embedding precision simulated (as export --embeddings).",
+)
+@click.option(
     "--trust-remote-code", is_flag=True, help="Allow a hub model to run its own Python code."
 )
 @click.option(
@@ -192,10 +223,11 @@ def train(
 )
 @click.option(
     "--quantize",
-    type=click.Choice(["none", "dynamic", "static", "fp16"]),
-    default="dynamic",
+    type=click.Choice(["auto", "none", "dynamic", "static", "fp16"]),
+    default="auto",
     show_default=True,
-    help="The default variant: fp32, int8 dynamic, int8 static (calibrated QDQ), or fp16 (GPU).",
+    help="The default variant: fp32, int8 dynamic, int8 static (QDQ), or fp16 (GPU); "
+    "auto = dynamic, or the scheme a QAT run was trained with.",
 )
 @click.option(
     "--per-channel/--per-tensor",

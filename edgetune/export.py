@@ -15,7 +15,7 @@ from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
-QUANTIZE = ("none", "dynamic", "static", "fp16")
+QUANTIZE = ("auto", "none", "dynamic", "static", "fp16")
 OPTIMIZE = ("auto", "O1", "O2", "O3")
 VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
 EMBEDDINGS = ("int4", "int8", "fp32")
@@ -100,7 +100,7 @@ class ExportConfig:
     source: str
     output: str
     optimize: str = "auto"
-    quantize: str = "dynamic"
+    quantize: str = "auto"  # dynamic int8; a QAT run's own mode
     per_channel: bool = True
     target: str = "auto"
     variants: tuple[str, ...] = ()
@@ -136,7 +136,7 @@ class ExportConfig:
 
     @property
     def default_variant(self) -> str:
-        return _DEFAULT_VARIANT[self.quantize]
+        return _DEFAULT_VARIANT["dynamic" if self.quantize == "auto" else self.quantize]
 
     def all_variants(self) -> list[str]:
         out = [self.default_variant]
@@ -218,10 +218,21 @@ def export(
     output = Path(config.output).expanduser()
     bundlefmt.check_output(output, overwrite)
     src = _resolve_source(Path(config.source).expanduser())
-    quant = replace(
-        QuantizationConfig.for_target(config.target, config.per_channel),
-        embeddings=config.embeddings,
-    )
+    qat = src["qat"]
+    if qat is not None:
+        # A QAT run is exported with the scheme it was trained against.
+        if config.quantize == "auto":
+            config = replace(config, quantize=qat.mode)
+        quant = QuantizationConfig(
+            qat.target, qat.per_channel, qat.reduce_range, qat.embeddings, qat.block_size
+        )
+    else:
+        if config.quantize == "auto":
+            config = replace(config, quantize="dynamic")
+        quant = replace(
+            QuantizationConfig.for_target(config.target, config.per_channel),
+            embeddings=config.embeddings,
+        )
     if config.optimize == "auto":
         # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
         config = replace(config, optimize="O2")
@@ -229,7 +240,7 @@ def export(
 
     say = sayer(progress)
     calibration = None
-    if "int8-static" in config.all_variants():
+    if "int8-static" in config.all_variants() and not (qat and qat.mode == "static"):
         calibration = _calibration_texts(config, src)
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -246,9 +257,9 @@ def export(
         model_cfg = json.loads((src["model_dir"] / "config.json").read_text())
         say(f"optimizing the graph ({config.optimize})")
         optimized = _optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
-        cpu_graph = optimized
+        cpu_graph = _gemm_as_matmul(optimized, work / "optimized-cpu.onnx")
         if config.instance_norm:
-            cpu_graph = _layernorm_as_instancenorm(optimized, work / "optimized-cpu.onnx")
+            cpu_graph = _layernorm_as_instancenorm(cpu_graph, cpu_graph)
         variants: dict[str, dict[str, Any]] = {}
         for name in config.all_variants():
             say(f"building variant {name}")
@@ -258,7 +269,7 @@ def export(
             info = _build_variant(
                 name, fp32, graph, dst, work, model_cfg, config, quant, calibration, src
             )
-            if graph is not optimized:
+            if graph is not optimized and config.instance_norm:
                 info["layernorm"] = "InstanceNormalization"
             info["file"] = dst.name
             info["size_bytes"] = dst.stat().st_size
@@ -330,7 +341,10 @@ def _resolve_source(path: Path) -> dict[str, Any]:
         raise ModelError(
             f"{model_dir} has no safetensors weights; save it with safe_serialization=True"
         )
-    return {"path": path, "model_dir": model_dir, "run_config": run_cfg}
+    from .qat import read_scheme
+
+    qat = read_scheme(model_dir)
+    return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat}
 
 
 def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
@@ -416,6 +430,54 @@ def _optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
             opt_level=0,
         )
     m.save_model_to_file(str(dst))
+    return dst
+
+
+def _gemm_as_matmul(src: Path, dst: Path) -> Path:
+    """Rewrite linear-layer Gemm nodes (2-D inputs, e.g. classifier heads) as MatMul + Add.
+
+    The int8 quantizers handle MatMul in every mode, so every linear layer of every architecture
+    is quantized alike (and as quantization-aware training simulated it).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    nodes = []
+    for n in g.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if (
+            n.op_type != "Gemm"
+            or n.input[1] not in inits
+            or attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
+            nodes.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        if attrs.get("transB", 0):
+            w = w.T
+        name = n.name or n.output[0]
+        wname = f"{n.input[1]}/matmul_b"
+        g.initializer.append(numpy_helper.from_array(w.copy(), wname))
+        has_bias = len(n.input) > 2 and n.input[2]
+        mm_out = f"{name}/matmul" if has_bias else n.output[0]
+        nodes.append(
+            helper.make_node("MatMul", [n.input[0], wname], [mm_out], name=f"{name}/MatMul")
+        )
+        if has_bias:
+            nodes.append(
+                helper.make_node("Add", [mm_out, n.input[2]], [n.output[0]], name=f"{name}/Add")
+            )
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    for t in [t for t in g.initializer if t.name not in used]:
+        g.initializer.remove(t)
+    onnx.save(model, str(dst))
     return dst
 
 
@@ -603,9 +665,18 @@ def _build_variant(
         m.save_model_to_file(str(dst))
         info["precision"] = "fp16"
         return info
-    word = _word_gather(onnx.load(str(optimized)), cfg)
+    proto = onnx.load(str(optimized))
+    word = _word_gather(proto, cfg)
     exclude = [word.name] if word is not None and quant.embeddings == "int4" else []
     ops = ["MatMul", "Attention"] + (["Gather"] if quant.embeddings != "fp32" else [])
+    qat = src["qat"]
+    if qat is not None:
+        # Only what training simulated is quantized: position and type embeddings stay fp32.
+        exclude += [
+            n.name
+            for n in proto.graph.node
+            if n.op_type == "Gather" and (word is None or n.name != word.name)
+        ]
     extra = {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}
     tmp = work / f"{name}.onnx"
     from onnxruntime.quantization import QuantType
@@ -623,6 +694,8 @@ def _build_variant(
             nodes_to_exclude=exclude,
             extra_options=extra,
         )
+    elif qat is not None and qat.mode == "static":
+        _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
     else:
         _quantize_static(optimized, tmp, work, cfg, src, quant, calibration or [], exclude, extra)
     m = onnx.load(str(tmp))
@@ -644,9 +717,18 @@ def _build_variant(
         "embedding_block_size": quant.block_size if quant.embeddings == "int4" else None,
         "operators": ops,
     }
-    if name == "int8-static":
+    if name == "int8-static" and not (qat and qat.mode == "static"):
         info["quantization"]["calibration_samples"] = len(calibration or [])
+    if qat is not None:
+        info["quantization"]["qat"] = True
+        if qat.mode == "static" and name == "int8-static":
+            info["quantization"]["activations"] = "uint8 static (ranges learned in QAT)"
     return info
+
+
+# MatMul outputs stay float: their consumers (bias + GELU, residual add) run in fp32 anyway,
+# and a QDQ pair there would add a rounding step that serves no int8 kernel.
+_QDQ_EXTRA = {"OpTypesToExcludeOutputQuantization": ["MatMul"]}
 
 
 def _quantize_static(
@@ -719,7 +801,97 @@ def _quantize_static(
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=exclude,
-        extra_options={**extra, "CalibStridedMinMax": stride},
+        extra_options={**extra, **_QDQ_EXTRA, "CalibStridedMinMax": stride},
+    )
+
+
+def _quantize_static_learned(
+    src: Path,
+    dst: Path,
+    work: Path,
+    srcinfo: dict[str, Any],
+    quant: QuantizationConfig,
+    qat: Any,
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """QDQ int8 whose activation scales are the ranges a static QAT run learned (no calibration).
+
+    Each ONNX MatMul is matched to its PyTorch linear layer by its weight values (the export
+    stores ``W^T``), and the layer's learned (min, max) becomes the scale and zero point of the
+    MatMul's input, computed as the training simulation computed them.
+    """
+    import hashlib
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from safetensors.numpy import load_file
+
+    from .qat import static_scale_zp
+
+    def key(a: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+    by_weight: dict[str, str] = {}
+    for f in sorted(srcinfo["model_dir"].glob("*.safetensors")):
+        for name, t in load_file(str(f)).items():
+            if name.endswith(".weight") and t.ndim == 2:
+                by_weight[key(t.T)] = name[: -len(".weight")]
+    inferred = work / "static-inferred.onnx"
+    quant_pre_process(str(src), str(inferred), skip_optimization=True, auto_merge=True)
+    model = onnx.load(str(inferred))
+    inits = {t.name: t for t in model.graph.initializer}
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    missing = []
+    for n in model.graph.node:
+        if n.op_type != "MatMul" or n.input[1] not in inits:
+            continue
+        layer = by_weight.get(key(numpy_helper.to_array(inits[n.input[1]])))
+        r = qat.ranges.get(layer) if layer else None
+        if r is None:
+            missing.append(layer or n.name)
+            continue
+        scale, zp = static_scale_zp(*r)
+        overrides[n.input[0]] = [
+            {"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(zp, dtype=np.uint8)}
+        ]
+    if missing or not overrides:
+        raise BundleError(
+            f"the static QAT run has no learned range for {', '.join(map(str, missing[:3])) or 'any layer'}; "
+            "retrain with --qat static (ranges are learned while QAT is on)"
+        )
+    feed_names = [i.name for i in model.graph.input if i.name not in inits]
+
+    class One(CalibrationDataReader):  # every quantized tensor has an override; one row suffices
+        def __init__(self) -> None:
+            self.done = False
+
+        def get_next(self):
+            if self.done:
+                return None
+            self.done = True
+            return {k: np.ones((1, 4), dtype=np.int64) for k in feed_names}
+
+    quantize_static(
+        str(inferred),
+        str(dst),
+        One(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
+        per_channel=quant.per_channel,
+        reduce_range=quant.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude,
+        extra_options={**extra, **_QDQ_EXTRA, "TensorQuantOverrides": overrides},
     )
 
 

@@ -71,6 +71,11 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
+    qat: str | None = None
+    qat_start: str = "0"
+    qat_per_channel: bool = True
+    qat_target: str = "auto"
+    qat_embeddings: str = "int4"
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -103,10 +108,21 @@ class TrainConfig:
             (self.val_size > 0 and self.test_size > 0, "--val-size and --test-size must be > 0"),
             (len(self.text_columns) <= 2, "pass --text-column once, or twice for sentence pairs"),
             (self.lora_r >= 1 and self.lora_alpha >= 1, "--lora-r and --lora-alpha must be >= 1"),
+            (self.qat in (None, "dynamic", "static"), "--qat must be dynamic or static"),
+            (
+                self.qat_target in ("auto", "avx2", "avx512", "avx512_vnni", "arm64"),
+                "--qat-target must be auto, avx2, avx512, avx512_vnni or arm64",
+            ),
+            (
+                self.qat_embeddings in ("int4", "int8", "fp32"),
+                "--qat-embeddings must be int4, int8 or fp32",
+            ),
+            (self.qat is None or self.strategy != "head", "--qat needs --strategy full or lora"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        parse_qat_start(self.qat_start)
         out, data = Path(self.output).expanduser(), Path(self.data).expanduser()
         if data.exists() and out.resolve() == data.resolve():
             raise ConfigError("--output is the data path; choose a new directory for the run")
@@ -143,6 +159,7 @@ class TrainResult:
     data: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
+    qat: dict[str, Any] | None = None  # scheme, and the float (not fake-quantized) test figures
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": rundir.FORMAT, "version": rundir.FORMAT_VERSION, **asdict(self)}
@@ -174,6 +191,14 @@ class TrainResult:
                 f"{name:12}{m['accuracy'] * 100:>9.2f}%{m['macro_precision'] * 100:>9.2f}%"
                 f"{m['macro_recall'] * 100:>9.2f}%{m['macro_f1'] * 100:>9.2f}%"
             )
+        if self.qat:
+            sch = self.qat["scheme"]
+            lines.append(
+                f"qat        {sch['mode']} int8 (target {sch['target']}, "
+                f"{'per-channel' if sch['per_channel'] else 'per-tensor'}, embeddings {sch['embeddings']}): "
+                f"figures above are fake-quantized; float weights alone: test "
+                f"{self.qat['test_float']['accuracy'] * 100:.2f}%"
+            )
         lines += [
             "",
             "per class (test)  "
@@ -204,6 +229,17 @@ def _dropped(d: dict[str, Any]) -> str:
 
 
 # -- the stage ----------------------------------------------------------------------------------
+
+
+def parse_qat_start(spec: str | int) -> tuple[int, str]:
+    """``"2"`` (epochs) or ``"500steps"`` (optimizer steps) → ``(count, unit)``."""
+    text = str(spec).strip().lower()
+    for unit, suffixes in (("steps", ("steps", "step")), ("epochs", ("epochs", "epoch", ""))):
+        for suf in suffixes:
+            num = text[: len(text) - len(suf)] if suf and text.endswith(suf) else text
+            if (suf == "" or text.endswith(suf)) and num.isdigit():
+                return int(num), unit
+    raise ConfigError(f"--qat-start {spec!r}: give epochs (2) or optimizer steps (500steps)")
 
 
 def train(
@@ -282,6 +318,16 @@ def train(
     say("evaluating the best checkpoint on validation and test (fp32)")
     best_model = _load_saved(work / rundir.BEST).to(env["device"])
     ev = _Evaluator(best_model, tokenizer, config, env, precision="fp32")
+    qat_info = None
+    if config.qat:
+        from .qat import attach, read_scheme
+
+        scheme = read_scheme(work / rundir.BEST)
+        if scheme is None:
+            raise EdgetuneError(f"{work / rundir.BEST} lacks its QAT scheme; retrain with --qat")
+        float_test = ev.metrics(data.test, label_names)
+        attach(best_model, scheme)  # the figures of a QAT run are those of its int8 arithmetic
+        qat_info = {"scheme": scheme.to_dict(), "test_float": float_test}
     val = ev.metrics(data.validation, label_names)
     test = ev.metrics(data.test, label_names)
     state = trainer.state
@@ -302,6 +348,7 @@ def train(
         data=data.report,
         environment=env,
         stopped_early=state.get("stopped_early", False),
+        qat=qat_info,
     )
     rundir.write_json(work / rundir.METRICS, result.to_dict())
     _plot(state["history"], config.metric, work / rundir.CURVE)
@@ -429,6 +476,21 @@ def _config_file(config: TrainConfig, source: ModelSource, env: dict[str, Any]) 
         else config.data,
         "environment": env,
     }
+
+
+def qat_scheme(config: TrainConfig) -> Any:
+    """The int8 scheme a QAT run simulates: the export's settings for ``--qat-target``."""
+    from .export import QuantizationConfig
+    from .qat import QATScheme
+
+    q = QuantizationConfig.for_target(config.qat_target, config.qat_per_channel)
+    return QATScheme(
+        mode=config.qat or "dynamic",
+        per_channel=q.per_channel,
+        reduce_range=q.reduce_range,
+        target=q.target,
+        embeddings=config.qat_embeddings,
+    )
 
 
 def _seed_everything(seed: int) -> None:
@@ -692,6 +754,18 @@ class _Trainer:
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
         )
+        self.qat: Any = None
+        if config.qat:
+            from .qat import attach
+
+            self.qat = attach(self.model, qat_scheme(config), enabled=False)
+            n, unit = parse_qat_start(config.qat_start)
+            self.qat_start_step = n if unit == "steps" else n * self.steps_per_epoch
+            if self.qat_start_step >= self.total_steps:
+                raise ConfigError(
+                    f"--qat-start {config.qat_start} is at or after the end of training "
+                    f"({self.total_steps} steps); start earlier or train longer"
+                )
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
         self.evaluator = _Evaluator(self.model, tokenizer, config, env)
         higher = config.metric != "loss"
@@ -822,6 +896,7 @@ class _Trainer:
             )
             t0 = time.perf_counter()
             for bi in range(start, len(batches)):
+                self._qat_switch()
                 rows = batches[bi]
                 batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
                 labels = self.labels[rows].to(self.device)
@@ -864,6 +939,16 @@ class _Trainer:
                     self.save_checkpoint()
             bar.close()
         s["done"] = True
+
+    def _qat_switch(self, quiet: bool = False) -> None:
+        if self.qat is None or self.qat.enabled or self.state["step"] < self.qat_start_step:
+            return
+        self.qat.enabled = True
+        if not quiet:
+            self.say(
+                f"quantization-aware training ({self.qat.scheme.mode} int8, target "
+                f"{self.qat.scheme.target}) from step {self.state['step']}"
+            )
 
     def _update_ema(self) -> None:
         import torch
@@ -938,6 +1023,8 @@ class _Trainer:
         value = m[c.metric]
         best = s["best"]
         better = value < best["value"] if c.metric == "loss" else value > best["value"]
+        if self.qat is not None and not self.qat.enabled:
+            better = False  # a QAT run keeps only checkpoints trained against int8
         if better:
             best.update(value=value, step=s["step"], epoch=entry["epoch"])
             s["bad_evals"] = 0
@@ -965,10 +1052,15 @@ class _Trainer:
 
             shutil.rmtree(tmp)
         model = self.model
-        if self.config.strategy == "lora":
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(tmp, safe_serialization=True)
+        with self.qat.suspended() if self.qat is not None else contextlib.nullcontext():
+            if self.config.strategy == "lora":
+                model = copy.deepcopy(model).merge_and_unload()
+            model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
+        if self.qat is not None:
+            from .qat import write_scheme
+
+            write_scheme(tmp, self.qat.scheme)
         rundir.replace_dir(tmp, self.work / rundir.BEST)
 
     def save_checkpoint(self) -> None:
@@ -1002,6 +1094,8 @@ class _Trainer:
             tmp / "optimizer.pt",
         )
         state = {**self.state, "samples": samples, "loss_sum": loss_sum, "loss_n": loss_n}
+        if self.qat is not None:
+            state["qat_ranges"] = self.qat.scheme.ranges
         rundir.write_json(tmp / rundir.STATE, state)
         rundir.replace_dir(tmp, self.work / rundir.CHECKPOINT)
 
@@ -1023,9 +1117,13 @@ class _Trainer:
             self.scaler.load_state_dict(extra["scaler"])
         torch.set_rng_state(extra["torch_rng"].cpu())
         state = rundir.read_json(ck / rundir.STATE)
+        ranges = state.pop("qat_ranges", None)
+        if self.qat is not None and ranges is not None:
+            self.qat.scheme.ranges = ranges
         self._loss_sum = state.pop("loss_sum", 0.0)
         self._loss_n = state.pop("loss_n", 0)
         self.state.update(state)
+        self._qat_switch(quiet=True)
         self._mark_boundary()
         self.state["samples"] = 0
         self.state["train_s"] = 0.0
