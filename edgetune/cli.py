@@ -19,6 +19,32 @@ class _Group(click.Group):
         except (EdgetuneError, GateFailed) as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(e.exit_code)
+        except ModuleNotFoundError as e:
+            # The base install is the runtime; training, export and validation are an extra.
+            if (e.name or "").split(".")[0] not in _TRAIN_EXTRA:
+                raise
+            click.secho(
+                f"error: `edgetune {ctx.invoked_subcommand}` needs {e.name}, which the runtime-only "
+                "install lacks; install the training extra: pip install 'edgetune[train]'",
+                fg="red",
+                err=True,
+            )
+            sys.exit(2)
+
+
+_TRAIN_EXTRA = {
+    "torch",
+    "transformers",
+    "optimum",
+    "onnx",
+    "datasets",
+    "pandas",
+    "pyarrow",
+    "safetensors",
+    "peft",
+    "matplotlib",
+    "tqdm",
+}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -374,6 +400,106 @@ def validate(
         click.secho(line, fg="red", err=True)
     if result.failures:
         sys.exit(GateFailed.exit_code)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--input",
+    "input_path",
+    help="Texts from a file: plain lines, or .csv/.tsv/.jsonl with a text column; - for stdin.",
+)
+@click.option("--text-column", help="Column of --input holding the text [detected].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--top-k", type=int, default=1, show_default=True, help="Labels per text.")
+@click.option("--all-scores", is_flag=True, help="Every label's probability (jsonl).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--threads", type=int, help="Intra-op threads [default: cores, at most 4].")
+@click.option("--variant", help="Variant to run [default: the bundle's default].")
+def predict(
+    bundle: str,
+    texts: tuple[str, ...],
+    input_path: str | None,
+    text_column: str | None,
+    fmt: str,
+    top_k: int,
+    all_scores: bool,
+    batch_size: int,
+    threads: int | None,
+    variant: str | None,
+) -> None:
+    """Classify TEXTS (or --input FILE, or stdin) with BUNDLE; needs no torch.
+
+    \b
+    Examples:
+      edgetune predict bundles/sst2 "a gorgeous film" "dull and lifeless"
+      edgetune predict bundles/sst2 --input reviews.csv --format jsonl > predictions.jsonl
+    """
+    from .runtime import Classifier, Item, iter_inputs, predict_items
+
+    clf = Classifier.load(bundle, variant=variant, threads=threads)
+    if texts and input_path:
+        raise click.UsageError("give TEXTS or --input, not both")
+    items = (
+        (
+            Item(i, t) if t.strip() else Item(i, None, error="empty text")
+            for i, t in enumerate(texts)
+        )
+        if texts
+        else iter_inputs(input_path, text_column)
+    )
+    _write_predictions(
+        predict_items(clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores), fmt
+    )
+
+
+def _write_predictions(results: Any, fmt: str) -> None:
+    import csv as csvlib
+    import json
+
+    out = sys.stdout
+    writer: Any = csvlib.writer(out) if fmt == "csv" else None
+    if writer:
+        writer.writerow(["index", "label", "score", "top_k", "note"])
+    elif fmt == "table":
+        out.write(f"{'#':>5}  {'label':16} {'score':>7}  text\n")
+    for item, pred in results:
+        note = item.error or item.warning or ""
+        if fmt == "jsonl":
+            row: dict[str, Any] = {"index": item.index}
+            row |= pred.to_dict() if pred else {"error": item.error}
+            if item.warning:
+                row["warning"] = item.warning
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif writer:
+            top = ";".join(f"{lb}:{s:.4f}" for lb, s in pred.top_k) if pred else ""
+            writer.writerow(
+                [
+                    item.index,
+                    pred.label if pred else "",
+                    f"{pred.score:.6f}" if pred else "",
+                    top,
+                    note,
+                ]
+            )
+        else:
+            text = (item.text or "").replace("\n", " ")
+            text = text if len(text) <= 60 else text[:57] + "..."
+            label = pred.label if pred else "-"
+            score = f"{pred.score:.4f}" if pred else "-"
+            extra = f"  [{note}]" if note else ""
+            if pred and len(pred.top_k) > 1:
+                extra = "  (" + ", ".join(f"{lb} {s:.3f}" for lb, s in pred.top_k[1:]) + ")" + extra
+            out.write(f"{item.index:>5}  {label:16} {score:>7}  {text}{extra}\n")
+        if fmt != "table":
+            out.flush()  # stream line by line to whatever reads the pipe
 
 
 @main.command()
