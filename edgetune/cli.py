@@ -503,6 +503,61 @@ def _write_predictions(results: Any, fmt: str) -> None:
 
 
 @main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--variant", help="Variant to time [default: the bundle's default].")
+@click.option(
+    "--compare",
+    help="Time side by side with OTHER_BUNDLE, or `pytorch` for the original model.",
+)
+@click.option("--compare-variant", help="Variant of --compare [default: its default].")
+@click.option("--batch-sizes", default="1,8,32", show_default=True)
+@click.option("--seq-lengths", default="16,32,128", show_default=True)
+@click.option("--threads", type=int, help="Intra-op threads [default: all cores].")
+@click.option(
+    "--rounds", type=int, default=15, show_default=True, help="Interleaved rounds per cell."
+)
+@click.option("--warmup", type=int, default=3, show_default=True)
+@click.option("--pause", "pause_s", type=float, default=0.05, show_default=True)
+@click.option(
+    "--baseline", type=click.Path(), help="An earlier --output JSON to compare ratios with."
+)
+@click.option(
+    "--max-regression",
+    help="Gate: e.g. 10% — the latency ratio (vs --compare, or vs --baseline's ratio) may grow this much.",
+)
+@click.option("--output", type=click.Path(), help="Write the results as JSON.")
+@click.option("--markdown", type=click.Path(), help="Write a Markdown summary (CI job summary).")
+@click.option("--junit", type=click.Path(), help="Write JUnit XML (one test per gated cell).")
+@click.option("--quiet", is_flag=True)
+def bench(
+    batch_sizes: str, seq_lengths: str, max_regression: str | None, quiet: bool, **options: Any
+) -> None:
+    """Latency of BUNDLE over a batch x sequence grid; gate regressions by ratio (exit 1).
+
+    \b
+    Examples:
+      edgetune bench bundles/sst2 --compare pytorch --output bench.json
+      edgetune bench bundles/new --compare bundles/old --max-regression 10% --junit bench.xml
+      edgetune bench bundles/sst2 --compare pytorch --baseline bench.json --max-regression 10%
+    """
+    from .bench import BenchConfig, parse_fraction
+    from .bench import bench as run_bench
+
+    config = BenchConfig(
+        batch_sizes=_csv(batch_sizes, int, "--batch-sizes"),
+        seq_lengths=_csv(seq_lengths, int, "--seq-lengths"),
+        max_regression=parse_fraction(max_regression) if max_regression else None,
+        **options,
+    )
+    result = run_bench(config, progress=not quiet, raise_on_failure=False)
+    click.echo(result.summary())
+    for line in result.failures:
+        click.secho(line, fg="red", err=True)
+    if result.failures:
+        sys.exit(GateFailed.exit_code)
+
+
+@main.command()
 def presets() -> None:
     """List the model presets (`--model NAME`).
 

@@ -1,0 +1,141 @@
+"""Edge runtime: cold start, installed size and predictions/s of a bundle without torch.
+
+Creates a fresh virtual environment with only the runtime (``pip install edgetune`` without
+the ``train`` extra: onnxruntime, tokenizers, numpy, click), measures its installed size
+against the full training environment, the cold start of a prediction in it (process start +
+import + bundle verification + session load + first prediction; median of 10 runs) and
+predictions/s at batch 1 and 32 on the data's test texts. Duration: about 2 minutes (the
+package index must be reachable for the runtime install).
+
+    python bench/runtime_footprint.py bundles/sst2 --data ../shared/data/sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from common import machine_info, write_results  # noqa: E402
+
+
+def du(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+    return total
+
+
+def site_packages(env: Path) -> Path:
+    return next(env.glob("lib/python3*/site-packages"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--data", required=True, help="texts to predict (the test split is used)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="runtime_footprint")
+    a = ap.parse_args()
+
+    from edgetune.data import load_data
+    from edgetune.runtime import Classifier
+
+    texts = load_data(a.data).test.texts
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / "runtime-venv"
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        py = env / "bin" / "python"
+        pip = [str(py), "-m", "pip", "install", "-q"]
+        t0 = time.perf_counter()
+        subprocess.run(pip + [str(ROOT)], check=True)  # the base install: the runtime only
+        install_s = time.perf_counter() - t0
+        # pip and setuptools come with every venv; they are not part of the runtime.
+        subprocess.run(
+            [str(py), "-m", "pip", "uninstall", "-q", "-y", "pip", "setuptools"], check=False
+        )
+        runtime_bytes = du(site_packages(env))
+        full_bytes = du(site_packages(Path(sys.prefix)))
+        listed = subprocess.run(
+            [
+                str(py),
+                "-c",
+                "import importlib.metadata as m; print(sorted(d.metadata['Name'] for d in m.distributions()))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        has_torch = (
+            subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 0
+        )
+
+        script = (
+            "from edgetune.runtime import Classifier\n"
+            f"Classifier.load({a.bundle!r}, threads={a.threads}).predict(['a gorgeous, witty film'])\n"
+        )
+        cold = []
+        for _ in range(10):
+            t = time.perf_counter()
+            subprocess.run(
+                [str(py), "-c", script],
+                check=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+            cold.append(time.perf_counter() - t)
+
+    clf = Classifier.load(a.bundle, threads=a.threads)
+    clf.predict(texts[:64])  # warm-up
+    rates = {}
+    for bs in (1, 32):
+        t = time.perf_counter()
+        clf.predict(texts, batch_size=bs)
+        rates[bs] = len(texts) / (time.perf_counter() - t)
+
+    cold_med = statistics.median(cold)
+    ratio = runtime_bytes / full_bytes
+    table = [
+        "| measure | value |",
+        "|---|---:|",
+        f"| cold start: process + import + verify + load + first prediction (median of 10) | **{cold_med * 1000:.0f} ms** (min {min(cold) * 1000:.0f}, max {max(cold) * 1000:.0f}) |",
+        f"| runtime environment, installed (site-packages) | {runtime_bytes / 1e6:.0f} MB |",
+        f"| full training environment (site-packages) | {full_bytes / 1e6:.0f} MB |",
+        f"| runtime / full | **{ratio * 100:.1f}%** |",
+        f"| predictions/s, batch 1 ({len(texts)} texts, {a.threads} threads) | {rates[1]:.0f} |",
+        f"| predictions/s, batch 32 | {rates[32]:.0f} |",
+        "",
+        f"Runtime environment: {listed}; torch importable there: {has_torch}. Install took {install_s:.0f} s.",
+        f"Bundle: {a.bundle} (default variant {clf.variant}).",
+    ]
+    write_results(
+        a.name,
+        {
+            "benchmark": a.name,
+            "bundle": a.bundle,
+            "cold_start_s": cold,
+            "cold_start_median_s": cold_med,
+            "runtime_site_packages_bytes": runtime_bytes,
+            "full_site_packages_bytes": full_bytes,
+            "runtime_vs_full": ratio,
+            "predictions_per_s": {"batch_1": rates[1], "batch_32": rates[32]},
+            "runtime_packages": listed,
+            "torch_in_runtime": has_torch,
+            "machine": machine_info(),
+        },
+        "Edge runtime footprint and cold start",
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()
