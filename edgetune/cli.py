@@ -203,6 +203,11 @@ def _presets_help() -> str:
     help="Word-embedding precision simulated (as export --embeddings).",
 )
 @click.option(
+    "--gradient-checkpointing",
+    is_flag=True,
+    help="Recompute activations in the backward pass: less memory, about 30% slower.",
+)
+@click.option(
     "--trust-remote-code", is_flag=True, help="Allow a hub model to run its own Python code."
 )
 @click.option(
@@ -234,7 +239,8 @@ def train(
         )
         config = TrainConfig(**options)
         result = run_train(config, overwrite=overwrite, progress=not quiet)
-    click.echo(result.summary())
+    if result is not None:  # under torchrun, rank 0 reports
+        click.echo(result.summary())
 
 
 @main.command()

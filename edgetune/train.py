@@ -16,6 +16,7 @@ import numpy as np
 
 from . import run as rundir
 from .data import Data, Split, load_data
+from .dist import launched_world
 from .errors import ConfigError, DataError, EdgetuneError, ModelError, first_line
 from .presets import ModelSource, resolve_model
 
@@ -76,6 +77,7 @@ class TrainConfig:
     qat_per_channel: bool = True
     qat_target: str = "auto"
     qat_embeddings: str = "int4"
+    gradient_checkpointing: bool = False
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -262,22 +264,55 @@ def train(
     Returns:
         The run's metrics (also written to ``output/metrics.json``).
     """
+    from . import dist
+
     t_start = time.perf_counter()
     if resume:
         # The saved configuration wins: a resumed run continues exactly the run it was.
         out = options.get("output") or (config.output if config else None)
         if not out:
             raise ConfigError("--resume needs --output: the run directory to continue")
-        work = rundir.check_output(Path(out).expanduser(), overwrite=False, resume=True)
-        saved = rundir.read_json(work / rundir.CONFIG)
-        config = TrainConfig.from_dict({**saved["config"], "output": str(out)})
     elif config is None:
         config = TrainConfig(**options)
     elif options:
         config = replace(config, **options)
+    device_hint = config.device if config else "auto"
+    d = dist.setup(_launch_device(device_hint))
+    try:
+        return _train(config, d, t_start, resume, overwrite, progress, options)
+    finally:
+        dist.teardown(d)
+
+
+def _launch_device(requested: str) -> str:
+    if requested != "auto" or launched_world() <= 1:
+        return requested
+    from .hw import pick_device
+
+    return pick_device("auto")
+
+
+def _train(
+    config: TrainConfig | None,
+    d: Any,
+    t_start: float,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    options: dict[str, Any],
+) -> TrainResult:
+    progress = progress and d.main
+    if resume:
+        out = str(options.get("output") or (config.output if config else ""))
+        work = _on_main(
+            d, lambda: rundir.check_output(Path(out).expanduser(), overwrite=False, resume=True)
+        )
+        saved = rundir.read_json(work / rundir.CONFIG)
+        config = TrainConfig.from_dict({**saved["config"], "output": str(out)})
+    assert config is not None
     output = Path(config.output).expanduser()
     if not resume:
-        work = rundir.check_output(output, overwrite=overwrite, resume=False)
+        work = _on_main(d, lambda: rundir.check_output(output, overwrite=overwrite, resume=False))
 
     source = resolve_model(config.model)
     data = load_data(
@@ -290,6 +325,7 @@ def train(
     )
     label_names = _apply_label_names(data, config.label_names)
     config, env = _resolve(config, source)
+    env["world_size"] = d.world
     say = sayer(progress)
     say(
         f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
@@ -298,10 +334,11 @@ def train(
 
     _seed_everything(config.seed)
     tokenizer, model = _load(source, config, label_names)
-    if not resume:
+    if not resume and d.main:
         rundir.create_work(work)
         rundir.write_json(work / rundir.CONFIG, _config_file(config, source, env))
-    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress)
+    d.barrier()
+    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d)
     if resume:
         trainer.load_checkpoint()
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
@@ -313,6 +350,9 @@ def train(
             f"interrupted at step {trainer.state['step']}; checkpoint saved in {work}; "
             f"continue with `edgetune train --resume --output {output}`"
         ) from None
+    d.barrier()
+    if not d.main:
+        return None  # type: ignore[return-value]  # rank 0 writes and reports the run
 
     # Final figures come from the saved best model in fp32: exactly what export will see.
     say("evaluating the best checkpoint on validation and test (fp32)")
@@ -353,6 +393,20 @@ def train(
     rundir.write_json(work / rundir.METRICS, result.to_dict())
     _plot(state["history"], config.metric, work / rundir.CURVE)
     rundir.finalize(work, output)
+    return result
+
+
+def _on_main(d: Any, fn: Any) -> Any:
+    """Run ``fn`` on rank 0 and hand its result (or its error) to every rank."""
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except EdgetuneError as e:
+            error = e
+    result, error = d.broadcast((result, error))
+    if error is not None:
+        raise error
     return result
 
 
@@ -729,13 +783,22 @@ class _Trainer:
         work: Path,
         say: Any,
         progress: bool,
+        dist: Any = None,
     ) -> None:
         import torch
 
+        from .dist import Dist
+
         self.config, self.env, self.data = config, env, data
         self.tokenizer, self.work, self.say, self.progress = tokenizer, work, say, progress
+        self.dist = dist or Dist()
         self.device = env["device"]
         self.model = self._prepare(model).to(self.device)
+        if config.gradient_checkpointing:
+            base = getattr(self.model, "get_base_model", lambda: self.model)()
+            base.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
         self.labels = torch.tensor(data.train.labels)
         weight = None
@@ -745,7 +808,9 @@ class _Trainer:
             weight = torch.tensor(w, dtype=torch.float32, device=self.device)
         self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
         accum = config.grad_accum
-        self.batches_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        # Under DDP each global batch holds world_size x batch_size rows, one shard per rank.
+        self.global_batch = config.batch_size * self.dist.world
+        self.batches_per_epoch = len(self._global_batches(0))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / accum)
         self.total_steps = self.steps_per_epoch * (config.epochs or 1)
         self.optimizer = self._optimizer()
@@ -767,6 +832,12 @@ class _Trainer:
                     f"({self.total_steps} steps); start earlier or train longer"
                 )
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
+        self.net = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.dist.local_rank] if self.device == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.evaluator = _Evaluator(self.model, tokenizer, config, env)
         higher = config.metric != "loss"
         self.state: dict[str, Any] = {
@@ -788,6 +859,7 @@ class _Trainer:
         }
         self._loss_sum = 0.0
         self._loss_n = 0
+        self._last_eval_step = -1
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         # Exponential moving average of the trainable weights (Polyak averaging): evaluated
         # and saved instead of the raw weights, it smooths the step-to-step noise of SGD.
@@ -878,10 +950,7 @@ class _Trainer:
         while s["epoch"] < epochs and not s["done"]:
             epoch = s["epoch"]
             enc = self._epoch_encoding(epoch)
-            lengths = np.array([len(x) for x in enc["input_ids"]])
-            batches = make_batches(
-                lengths, c.batch_size, np.random.default_rng(c.seed + epoch), c.group_by_length
-            )
+            batches = self._global_batches(epoch, enc)
             start = s["next_batch"]
             bar = tqdm(
                 total=len(batches),
@@ -897,11 +966,11 @@ class _Trainer:
             t0 = time.perf_counter()
             for bi in range(start, len(batches)):
                 self._qat_switch()
-                rows = batches[bi]
+                rows = batches[bi][self.dist.rank :: self.dist.world]  # this rank's shard
                 batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
                 labels = self.labels[rows].to(self.device)
                 with _autocast(self.device, self.env["precision"]):
-                    logits = self.model(**batch).logits
+                    logits = self.net(**batch).logits
                 loss = self.loss_fn(logits.float(), labels) / c.grad_accum
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
@@ -909,7 +978,7 @@ class _Trainer:
                     loss.backward()
                 self._loss_sum += loss.item() * c.grad_accum * len(rows)
                 self._loss_n += len(rows)
-                s["samples"] += len(rows)
+                s["samples"] += len(batches[bi])
                 bar.update(1)
                 if (bi + 1) % c.grad_accum and bi + 1 < len(batches):
                     continue
@@ -932,13 +1001,24 @@ class _Trainer:
                 s["train_s"] += time.perf_counter() - t0
                 s["epoch"] += 1
                 s["next_batch"] = 0
-                last = s["history"][-1]["step"] if s["history"] else -1
-                if last != s["step"]:
+                if self._last_eval_step != s["step"]:
                     self._evaluate(float(s["epoch"]))
                 if not s["done"] and s["epoch"] < epochs:
                     self.save_checkpoint()
             bar.close()
         s["done"] = True
+
+    def _global_batches(self, epoch: int, enc: Any = None) -> list[np.ndarray]:
+        """The epoch's batches of world_size x batch_size rows (identical on every rank)."""
+        c = self.config
+        enc = enc or self.train_enc
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        batches = make_batches(
+            lengths, self.global_batch, np.random.default_rng(c.seed + epoch), c.group_by_length
+        )
+        if self.dist.enabled:  # every rank needs at least one row of every batch
+            batches = [b for b in batches if len(b) >= self.dist.world]
+        return batches
 
     def _qat_switch(self, quiet: bool = False) -> None:
         if self.qat is None or self.qat.enabled or self.state["step"] < self.qat_start_step:
@@ -1004,6 +1084,16 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _evaluate(self, epoch: float) -> None:
+        self._last_eval_step = self.state["step"]
+        if not self.dist.main:
+            # Rank 0 evaluates on the whole split; the others learn whether to stop.
+            self._mark_boundary()
+            self.state["done"] = self.dist.broadcast(None)
+            return
+        self._evaluate_main(epoch)
+        self.dist.broadcast(self.state["done"])
+
+    def _evaluate_main(self, epoch: float) -> None:
         c, s = self.config, self.state
         with self._ema_weights():
             m = self.evaluator.metrics(self.data.validation, self.data.label_names)
@@ -1064,6 +1154,8 @@ class _Trainer:
         rundir.replace_dir(tmp, self.work / rundir.BEST)
 
     def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
         import torch
         from safetensors.torch import save_model
 
@@ -1123,6 +1215,7 @@ class _Trainer:
         self._loss_sum = state.pop("loss_sum", 0.0)
         self._loss_n = state.pop("loss_n", 0)
         self.state.update(state)
+        self._last_eval_step = state["history"][-1]["step"] if state.get("history") else -1
         self._qat_switch(quiet=True)
         self._mark_boundary()
         self.state["samples"] = 0
