@@ -1085,8 +1085,18 @@ class _Trainer:
 
     def _evaluate(self, epoch: float) -> None:
         self._last_eval_step = self.state["step"]
+        if self.dist.enabled:  # the reported train loss is over every rank's rows
+            import torch
+            import torch.distributed as td
+
+            t = torch.tensor(
+                [self._loss_sum, float(self._loss_n)], dtype=torch.float64, device=self.device
+            )
+            td.all_reduce(t)
+            self._loss_sum, self._loss_n = float(t[0]), int(t[1])
         if not self.dist.main:
             # Rank 0 evaluates on the whole split; the others learn whether to stop.
+            self._loss_sum, self._loss_n = 0.0, 0
             self._mark_boundary()
             self.state["done"] = self.dist.broadcast(None)
             return
