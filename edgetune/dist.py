@@ -52,6 +52,15 @@ def launched_world() -> int:
 
 def setup(device: str) -> Dist:
     """Join the process group the launcher prepared (a no-op in a single process)."""
+    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"the accelerate config asks for {what}, but edgetune trains with DDP (a compact "
+                "model fits on every device); use an accelerate config with distributed_type "
+                "MULTI_GPU or MULTI_CPU, or torchrun"
+            )
     world = launched_world()
     if world <= 1:
         return Dist()
