@@ -37,7 +37,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     seq_lengths: tuple[int, ...] = (16, 32, 128)
     threads: int = 0  # 0: all cores
-    rounds: int = 15
+    rounds: int = 30
     warmup: int = 3
     pause_s: float = 0.05
     baseline: str | None = None
