@@ -520,7 +520,11 @@ def _write_predictions(results: Any, fmt: str) -> None:
 @click.option("--seq-lengths", default="16,32,128", show_default=True)
 @click.option("--threads", type=int, help="Intra-op threads [default: all cores].")
 @click.option(
-    "--rounds", type=int, default=15, show_default=True, help="Interleaved rounds per cell."
+    "--rounds",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Interleaved rounds per cell (3 timed calls each).",
 )
 @click.option("--warmup", type=int, default=3, show_default=True)
 @click.option("--pause", "pause_s", type=float, default=0.05, show_default=True)
