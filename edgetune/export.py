@@ -726,9 +726,33 @@ def _build_variant(
     return info
 
 
-# MatMul outputs stay float: their consumers (bias + GELU, residual add) run in fp32 anyway,
-# and a QDQ pair there would add a rounding step that serves no int8 kernel.
-_QDQ_EXTRA = {"OpTypesToExcludeOutputQuantization": ["MatMul"]}
+def _qdq(
+    src: Path,
+    dst: Path,
+    reader: Any,
+    quant: QuantizationConfig,
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """ORT's static QDQ quantizer with our settings (ranges from ``reader`` or overrides)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
+        per_channel=quant.per_channel,
+        reduce_range=quant.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
+        # MatMul outputs stay float: their consumers (bias + GELU, residual add) run in fp32
+        # anyway, and a QDQ pair there adds a rounding step that serves no int8 kernel.
+        extra_options={**extra, "OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    )
 
 
 def _quantize_static(
@@ -746,10 +770,6 @@ def _quantize_static(
     import numpy as np
     from onnxruntime.quantization import (
         CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
     )
     from transformers import AutoTokenizer
 
@@ -789,20 +809,7 @@ def _quantize_static(
     # Ranges are collected in strides of `stride` samples and merged, so memory holds one
     # stride's reduced outputs at a time (ORT's own max-intermediate-outputs option drops data).
     stride = max(d for d in range(1, min(32, len(feeds)) + 1) if len(feeds) % d == 0)
-    quantize_static(
-        str(inferred),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
-        per_channel=quant.per_channel,
-        reduce_range=quant.reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=exclude,
-        extra_options={**extra, **_QDQ_EXTRA, "CalibStridedMinMax": stride},
-    )
+    _qdq(inferred, dst, Reader(), quant, exclude, {**extra, "CalibStridedMinMax": stride})
 
 
 def _quantize_static_learned(
@@ -828,9 +835,6 @@ def _quantize_static_learned(
     from onnx import numpy_helper
     from onnxruntime.quantization import (
         CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from safetensors.numpy import load_file
@@ -880,19 +884,7 @@ def _quantize_static_learned(
             self.done = True
             return {k: np.ones((1, 4), dtype=np.int64) for k in feed_names}
 
-    quantize_static(
-        str(inferred),
-        str(dst),
-        One(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
-        per_channel=quant.per_channel,
-        reduce_range=quant.reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=exclude,
-        extra_options={**extra, **_QDQ_EXTRA, "TensorQuantOverrides": overrides},
-    )
+    _qdq(inferred, dst, One(), quant, exclude, {**extra, "TensorQuantOverrides": overrides})
 
 
 def _smoke_test(bundle_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
