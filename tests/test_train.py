@@ -11,7 +11,7 @@ from edgetune import run as rundir
 from edgetune.errors import ConfigError, ModelError, RunError
 from edgetune.train import TrainConfig, TrainingInterrupted, _Trainer, load_result
 
-from .conftest import train_kwargs
+from .conftest import ASSETS, train_kwargs
 
 
 def predict_with_saved(run_dir, texts):
@@ -290,3 +290,21 @@ def test_sentence_pairs_train_and_predict(tmp_path):
     )
     assert r.config["text_columns"] == [] and r.data["text_columns"] == ["sentence1", "sentence2"]
     assert r.label_names == ["different", "same"] and r.test["n"] == 16  # 8 per class
+
+
+def test_gradient_checkpointing_gives_the_same_training(tmp_path):
+    kw = train_kwargs(dropout=0.0, epochs=2)
+    a = edgetune.train(
+        data=str(ASSETS / "sentiment.csv"), output=str(tmp_path / "a"), progress=False, **kw
+    )
+    b = edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(tmp_path / "b"),
+        progress=False,
+        gradient_checkpointing=True,
+        **kw,
+    )
+    assert b.config["gradient_checkpointing"] is True
+    for x, y in zip(a.history, b.history):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
+        assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-5)
