@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .errors import EdgetuneError, GateFailed
+from .export import EMBEDDINGS, TARGETS
 
 
 class _Group(click.Group):
@@ -190,14 +191,14 @@ def _presets_help() -> str:
 )
 @click.option(
     "--qat-target",
-    type=click.Choice(["auto", "avx2", "avx512", "avx512_vnni", "arm64"]),
+    type=click.Choice(TARGETS),
     default="auto",
     show_default=True,
     help="Instruction set whose int8 kernels are simulated (as export --target).",
 )
 @click.option(
     "--qat-embeddings",
-    type=click.Choice(["int4", "int8", "fp32"]),
+    type=click.Choice(EMBEDDINGS),
     default="int4",
     show_default=True,
     help="Word-embedding precision simulated (as export --embeddings).",
@@ -269,7 +270,7 @@ def train(
 )
 @click.option(
     "--target",
-    type=click.Choice(["auto", "avx2", "avx512", "avx512_vnni", "arm64"]),
+    type=click.Choice(TARGETS),
     default="auto",
     show_default=True,
     help="Instruction set the int8 settings are chosen for; auto = this CPU.",
@@ -281,7 +282,7 @@ def train(
 )
 @click.option(
     "--embeddings",
-    type=click.Choice(["int4", "int8", "fp32"]),
+    type=click.Choice(EMBEDDINGS),
     default="int4",
     show_default=True,
     help="Word-embedding table precision in int8 variants (int4: 4-bit blocks of 32).",
