@@ -46,14 +46,8 @@ def main() -> None:
     plain, qat = Path(a.plain_run), Path(a.qat_run)
     rc = rundir.read_json(plain / rundir.CONFIG)
     c = rc["config"]
-    data = load_data(
-        rc.get("data_location") or c["data"],
-        text_columns=tuple(c.get("text_columns") or ()),
-        label_column=c.get("label_column"),
-        val_size=c["val_size"],
-        test_size=c["test_size"],
-        seed=c["seed"],
-    )
+    spec, kwargs = rundir.data_spec(rc)
+    data = load_data(spec, **kwargs)
     test = data.test
     y = np.asarray(test.labels)
     tok = AutoTokenizer.from_pretrained(plain / "best")

@@ -126,21 +126,19 @@ def bench(
     t0 = time.perf_counter()
     root = Path(config.bundle).expanduser()
     manifest = bundlefmt.verify(root)
-    name = _variant(manifest, config.variant, root)
+    name = bundlefmt.pick_variant(manifest, config.variant, root)
     runners: dict[str, Any] = {
         "bundle": _OrtRunner(root / manifest["variants"][name]["file"], config.threads)
     }
     compare_info: dict[str, Any] | None = None
     if config.compare == "pytorch":
-        from .validate import ValidateConfig
-
-        src = _pytorch_source(manifest, ValidateConfig(bundle=str(root)))
+        src = _pytorch_source(manifest, None)
         runners["compare"] = _TorchRunner(src, config.threads)
         compare_info = {"kind": "pytorch", "path": str(src), "variant": "pytorch-fp32"}
     elif config.compare:
         other = Path(config.compare).expanduser()
         om = bundlefmt.verify(other)
-        ov = _variant(om, config.compare_variant, other)
+        ov = bundlefmt.pick_variant(om, config.compare_variant, other)
         runners["compare"] = _OrtRunner(other / om["variants"][ov]["file"], config.threads)
         compare_info = {"kind": "bundle", "path": str(other.resolve()), "variant": ov}
     baseline = _read_baseline(config.baseline) if config.baseline else None
@@ -197,15 +195,6 @@ def bench(
     if failures and raise_on_failure:
         raise GateFailed("\n".join(failures))
     return result
-
-
-def _variant(manifest: dict[str, Any], wanted: str | None, root: Path) -> str:
-    name = wanted or manifest.get("default_variant")
-    if name not in (manifest.get("variants") or {}):
-        raise ConfigError(
-            f"bundle {root} has no variant {name}; it has {', '.join(manifest.get('variants') or [])}"
-        )
-    return str(name)
 
 
 def _vocab_size(root: Path) -> int:

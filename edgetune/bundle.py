@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .fsutil import replace_dir, write_json
 
 FORMAT = "edgetune-bundle"
@@ -90,6 +90,17 @@ def verify(root: str | Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
                 "truncated); re-export or re-copy the bundle"
             )
     return m
+
+
+def pick_variant(manifest: dict[str, Any], wanted: str | None, root: Path) -> str:
+    """``wanted`` (default: the bundle's default variant), if the bundle has it."""
+    variants = manifest.get("variants") or {}
+    name = str(wanted or manifest.get("default_variant"))
+    if name not in variants:
+        raise ConfigError(
+            f"bundle {root} has no variant {name}; it has {', '.join(variants) or 'none'}"
+        )
+    return name
 
 
 def update_manifest(

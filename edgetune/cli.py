@@ -449,16 +449,13 @@ def predict(
       edgetune predict bundles/sst2 "a gorgeous film" "dull and lifeless"
       edgetune predict bundles/sst2 --input reviews.csv --format jsonl > predictions.jsonl
     """
-    from .runtime import Classifier, Item, iter_inputs, predict_items
+    from .runtime import Classifier, iter_inputs, predict_items, text_item
 
-    clf = Classifier.load(bundle, variant=variant, threads=threads)
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
+    clf = Classifier.load(bundle, variant=variant, threads=threads)
     items = (
-        (
-            Item(i, t) if t.strip() else Item(i, None, error="empty text")
-            for i, t in enumerate(texts)
-        )
+        (text_item(i, t) for i, t in enumerate(texts))
         if texts
         else iter_inputs(input_path, text_column)
     )

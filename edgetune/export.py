@@ -257,9 +257,7 @@ def export(
         model_cfg = json.loads((src["model_dir"] / "config.json").read_text())
         say(f"optimizing the graph ({config.optimize})")
         optimized = _optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
-        cpu_graph = _gemm_as_matmul(optimized, work / "optimized-cpu.onnx")
-        if config.instance_norm:
-            cpu_graph = _layernorm_as_instancenorm(cpu_graph, cpu_graph)
+        cpu_graph = _cpu_graph(optimized, work / "optimized-cpu.onnx", config.instance_norm)
         variants: dict[str, dict[str, Any]] = {}
         for name in config.all_variants():
             say(f"building variant {name}")
@@ -355,9 +353,8 @@ def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
     if config.calibration_data:
         texts = load_texts(config.calibration_data)
     elif src["run_config"]:
-        rc = src["run_config"]
-        spec = rc.get("data_location") or rc["config"]["data"]
-        texts = load_texts(spec, text_columns=tuple(rc["config"].get("text_columns") or ()))
+        spec, kw = rundir.data_spec(src["run_config"])
+        texts = load_texts(spec, text_columns=kw["text_columns"])
     else:
         raise ConfigError(
             "static quantization needs calibration texts: pass --calibration-data FILE "
@@ -433,16 +430,26 @@ def _optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
     return dst
 
 
-def _gemm_as_matmul(src: Path, dst: Path) -> Path:
+def _cpu_graph(src: Path, dst: Path, instance_norm: bool) -> Path:
+    """The graph the CPU variants are built from: the rewrites below, one load and one save."""
+    import onnx
+
+    model = onnx.load(str(src))
+    _gemm_as_matmul(model)
+    if instance_norm:
+        _layernorm_as_instancenorm(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _gemm_as_matmul(model: Any) -> None:
     """Rewrite linear-layer Gemm nodes (2-D inputs, e.g. classifier heads) as MatMul + Add.
 
     The int8 quantizers handle MatMul in every mode, so every linear layer of every architecture
     is quantized alike (and as quantization-aware training simulated it).
     """
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     nodes = []
@@ -477,11 +484,9 @@ def _gemm_as_matmul(src: Path, dst: Path) -> Path:
     used = {i for n in g.node for i in n.input}
     for t in [t for t in g.initializer if t.name not in used]:
         g.initializer.remove(t)
-    onnx.save(model, str(dst))
-    return dst
 
 
-def _layernorm_as_instancenorm(src: Path, dst: Path) -> Path:
+def _layernorm_as_instancenorm(model: Any) -> None:
     """Compute each LayerNorm over the hidden axis with ONNX InstanceNormalization.
 
     ORT's CPU (Skip)LayerNormalization kernel accumulates row statistics in a scalar loop; its
@@ -491,10 +496,8 @@ def _layernorm_as_instancenorm(src: Path, dst: Path) -> Path:
     normalized, reshaped back, then scaled by gamma and shifted by beta.
     """
     import numpy as np
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     consumers: dict[str, int] = {}
@@ -580,8 +583,6 @@ def _layernorm_as_instancenorm(src: Path, dst: Path) -> Path:
             )
     del g.node[:]
     g.node.extend(new_nodes)
-    onnx.save(model, str(dst))
-    return dst
 
 
 def _word_gather(model: Any, cfg: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .errors import RunError
 from .fsutil import read_json, replace_dir, write_json
@@ -29,6 +30,19 @@ METRICS = "metrics.json"
 CURVE = "training_curve.png"
 CHECKPOINT = "checkpoint"
 STATE = "trainer_state.json"
+
+
+def data_spec(run_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Where a run's data is and the ``load_data`` arguments that reproduce its splits."""
+    c = run_config["config"]
+    spec = run_config.get("data_location") or c["data"]
+    return spec, {
+        "text_columns": tuple(c.get("text_columns") or ()),
+        "label_column": c.get("label_column"),
+        "val_size": c.get("val_size", 0.1),
+        "test_size": c.get("test_size", 0.1),
+        "seed": c.get("seed", 42),
+    }
 
 
 def partial_path(output: Path) -> Path:

@@ -79,12 +79,7 @@ class Classifier:
         """Verify the bundle's SHA-256 manifest, then load ``variant`` (default: the bundle's)."""
         root = Path(bundle).expanduser()
         manifest = bundlefmt.verify(root)  # a tampered or truncated bundle never runs
-        variants = manifest.get("variants") or {}
-        name = str(variant or manifest.get("default_variant"))
-        if name not in variants:
-            raise ConfigError(
-                f"the bundle has no variant {name}; it has {', '.join(variants) or 'none'}"
-            )
+        name = bundlefmt.pick_variant(manifest, variant, root)
         if not (root / "tokenizer.json").is_file():
             raise BundleError(f"bundle {root} has no tokenizer.json; re-export it")
         return cls(root, manifest, name, threads or min(os.cpu_count() or 1, 4))
@@ -175,7 +170,8 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
         return raw.decode("utf-8", errors="replace"), "invalid UTF-8 bytes replaced by U+FFFD"
 
 
-def _item(index: int, text: str, warning: str | None = None) -> Item:
+def text_item(index: int, text: str, warning: str | None = None) -> Item:
+    """An input text, or an ``empty text`` error when it holds nothing to classify."""
     if not text.strip():
         return Item(index, None, warning, "empty text")
     return Item(index, text, warning)
@@ -185,7 +181,7 @@ def iter_lines(stream: Any) -> Iterator[Item]:
     """Plain text, one text per line (a binary stream; bad UTF-8 is replaced, not fatal)."""
     for i, raw in enumerate(stream):
         text, warning = _decode(raw.rstrip(b"\r\n"))
-        yield _item(i, text, warning)
+        yield text_item(i, text, warning)
 
 
 def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
@@ -208,7 +204,7 @@ def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
                 if value is None:
                     yield Item(i, None, warning, f"no {col or 'text'} field; pass --text-column")
                     continue
-                yield _item(i, str(value), warning)
+                yield text_item(i, str(value), warning)
             return
         f = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
@@ -226,7 +222,7 @@ def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
             value = row.get(col)
             text = value or ""
             warning = "invalid UTF-8 bytes replaced by U+FFFD" if "\ufffd" in text else None
-            yield _item(i, text, warning)
+            yield text_item(i, text, warning)
 
 
 def iter_inputs(path: str | None, text_column: str | None = None) -> Iterator[Item]:

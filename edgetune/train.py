@@ -267,10 +267,11 @@ def train(
     from . import dist
 
     t_start = time.perf_counter()
+    resume_output = None
     if resume:
         # The saved configuration wins: a resumed run continues exactly the run it was.
-        out = options.get("output") or (config.output if config else None)
-        if not out:
+        resume_output = options.get("output") or (config.output if config else None)
+        if not resume_output:
             raise ConfigError("--resume needs --output: the run directory to continue")
     elif config is None:
         config = TrainConfig(**options)
@@ -279,7 +280,7 @@ def train(
     device_hint = config.device if config else "auto"
     d = dist.setup(_launch_device(device_hint))
     try:
-        return _train(config, d, t_start, resume, overwrite, progress, options)
+        return _train(config, d, t_start, resume_output, overwrite, progress)
     finally:
         dist.teardown(d)
 
@@ -296,14 +297,14 @@ def _train(
     config: TrainConfig | None,
     d: Any,
     t_start: float,
-    resume: bool,
+    resume_output: str | None,
     overwrite: bool,
     progress: bool,
-    options: dict[str, Any],
 ) -> TrainResult:
     progress = progress and d.main
+    resume = resume_output is not None
     if resume:
-        out = str(options.get("output") or (config.output if config else ""))
+        out = str(resume_output)
         work = _on_main(
             d, lambda: rundir.check_output(Path(out).expanduser(), overwrite=False, resume=True)
         )

@@ -177,11 +177,7 @@ def validate(
     root = Path(config.bundle).expanduser()
     manifest = bundlefmt.verify(root)  # never run a model whose files do not match
     variants = _pick_variants(manifest, config)
-    source = _pytorch_source(manifest, config) if config.pytorch else None
-    split, data_info = _load_split(manifest, config, source)
-    if not split.texts:
-        raise DataError(f"the {config.split} split of {data_info['source']} is empty")
-
+    source = _pytorch_source(manifest, config.source) if config.pytorch else None
     max_len = int(manifest.get("max_length", 128))
     too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
     if too_long:
@@ -189,6 +185,9 @@ def validate(
             f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
             f"model's max length {max_len}; gate a length up to {max_len}"
         )
+    split, data_info = _load_split(manifest, config)
+    if not split.texts:
+        raise DataError(f"the {config.split} split of {data_info['source']} is empty")
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(root)
@@ -279,8 +278,9 @@ def _pick_variants(manifest: dict[str, Any], config: ValidateConfig) -> list[str
     return [n for n in names if n != "fp16"]
 
 
-def _pytorch_source(manifest: dict[str, Any], config: ValidateConfig) -> Path:
-    given = config.source or (manifest.get("source") or {}).get("path")
+def _pytorch_source(manifest: dict[str, Any], source: str | None) -> Path:
+    """The PyTorch original: ``source`` if given, else the run or model the bundle came from."""
+    given = source or (manifest.get("source") or {}).get("path")
     path = Path(given).expanduser() if given else None
     if path is not None and rundir.is_run(path):
         path = path / rundir.BEST
@@ -299,7 +299,7 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _load_split(manifest: dict[str, Any], config: ValidateConfig, source: Path | None):
+def _load_split(manifest: dict[str, Any], config: ValidateConfig):
     """The labelled split, with labels mapped onto the bundle's label ids."""
     from .data import load_data
 
@@ -315,16 +315,8 @@ def _load_split(manifest: dict[str, Any], config: ValidateConfig, source: Path |
                 "no labelled data to validate on: pass --data FILE_OR_FOLDER "
                 "(the bundle's source is not an edgetune run with training data)"
             )
-        c = rc["config"]
-        spec = rc.get("data_location") or c["data"]
         # The run's own settings reproduce its held-out split exactly.
-        kwargs = {
-            "text_columns": tuple(c.get("text_columns") or ()),
-            "label_column": c.get("label_column"),
-            "val_size": c.get("val_size", 0.1),
-            "test_size": c.get("test_size", 0.1),
-            "seed": c.get("seed", 42),
-        }
+        spec, kwargs = rundir.data_spec(rc)
     data = load_data(spec, **kwargs)
     split = getattr(data, config.split)
     labels = list(manifest.get("labels") or [])

@@ -11,21 +11,15 @@ import pytest
 
 import edgetune
 
-from .conftest import ASSETS
+from .conftest import ASSETS, train_kwargs
 
 # 32 training rows: every global batch of 8 splits into two equal shards of 4, so two
 # processes average exactly the gradients one process computes on the whole batch.
-ARGS = dict(
-    model="tiny-distilbert",
-    epochs=3,
-    learning_rate=5e-3,
-    precision="fp32",
-    device="cpu",
-    val_size=7,
-    test_size=8,
-    seed=0,
-    dropout=0.0,
-)
+ARGS = {
+    k: v
+    for k, v in train_kwargs(epochs=3, val_size=7, test_size=8, dropout=0.0).items()
+    if k != "batch_size"
+}
 
 
 def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
