@@ -204,6 +204,19 @@ def _presets_help() -> str:
     help="Word-embedding precision simulated (as export --embeddings).",
 )
 @click.option(
+    "--qat-distill",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="QAT also learns the float model's predictions (self-distillation): weight in [0, 1).",
+)
+@click.option(
+    "--fsdp",
+    is_flag=True,
+    help="Under torchrun: shard weights, gradients and optimizer state (PyTorch FSDP2) instead "
+    "of DDP; an accelerate FSDP config turns it on too.",
+)
+@click.option(
     "--gradient-checkpointing",
     is_flag=True,
     help="Recompute activations in the backward pass: less memory, about 30% slower.",

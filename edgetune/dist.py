@@ -1,8 +1,10 @@
-"""Multi-process training under ``torchrun`` or ``accelerate launch``: PyTorch's DDP, our glue only.
+"""Multi-process training under ``torchrun`` or ``accelerate launch``: PyTorch's DDP or FSDP2.
 
 The launcher sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous address; each
-process then joins the group (gloo on CPU, NCCL on CUDA). Rank 0 owns the run directory,
-the progress output and every evaluation; the other ranks train their shard of each batch.
+process then joins the group (gloo on CPU, NCCL on CUDA). Every rank trains its shard of each
+batch and evaluates its share of each split (logits are gathered, so every rank sees the
+metrics of the whole split); rank 0 alone owns the run directory and the progress output.
+Sharding is PyTorch's ``fully_shard``, chosen with ``--fsdp`` or an accelerate FSDP config.
 """
 
 from __future__ import annotations
@@ -36,11 +38,81 @@ class Dist:
         td.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, items: list[Any]) -> list[Any]:
+        """Every rank's ``items``, concatenated in rank order, on every rank."""
+        if not self.enabled:
+            return list(items)
+        import torch.distributed as td
+
+        boxes: list[Any] = [None] * self.world
+        td.all_gather_object(boxes, items)
+        return [x for box in boxes for x in box]
+
     def barrier(self) -> None:
         if self.enabled:
             import torch.distributed as td
 
             td.barrier()
+
+
+@dataclass(frozen=True)
+class FSDPOptions:
+    """What an accelerate FSDP config (or ``--fsdp``) asks of PyTorch's ``fully_shard``."""
+
+    reshard_after_forward: bool = True  # FULL_SHARD (ZeRO-3); False: SHARD_GRAD_OP (ZeRO-2)
+    offload_params: bool = False  # parameters and optimizer state on the host (CUDA only)
+    activation_checkpointing: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reshard_after_forward": self.reshard_after_forward,
+            "offload_params": self.offload_params,
+            "activation_checkpointing": self.activation_checkpointing,
+        }
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+# accelerate writes FSDP2's boolean or FSDP1's strategy names (or their 1-based numbers).
+_RESHARD = {
+    "true": True,
+    "1": True,
+    "full_shard": True,
+    "hybrid_shard": True,
+    "4": True,
+    "false": False,
+    "shard_grad_op": False,
+    "2": False,
+    "no_reshard": False,
+    "hybrid_shard_zero2": False,
+    "5": False,
+}
+
+
+def fsdp_options(requested: bool) -> FSDPOptions | None:
+    """FSDP settings from ``--fsdp`` or the accelerate config's ``FSDP_*`` variables (else None)."""
+    if not (requested or _env_flag("ACCELERATE_USE_FSDP")):
+        return None
+    from .errors import ConfigError
+
+    raw = os.environ.get("FSDP_RESHARD_AFTER_FORWARD") or os.environ.get(
+        "FSDP_SHARDING_STRATEGY", "true"
+    )
+    key = raw.strip().lower()
+    if key in ("no_shard", "3"):
+        return None  # nothing sharded: that is DDP
+    if key not in _RESHARD:
+        raise ConfigError(
+            f"FSDP sharding {raw!r} is not known; use FULL_SHARD or SHARD_GRAD_OP "
+            "(fsdp_reshard_after_forward true or false)"
+        )
+    return FSDPOptions(
+        reshard_after_forward=_RESHARD[key],
+        offload_params=_env_flag("FSDP_OFFLOAD_PARAMS"),
+        activation_checkpointing=_env_flag("FSDP_ACTIVATION_CHECKPOINTING"),
+    )
 
 
 def launched_world() -> int:
@@ -52,15 +124,14 @@ def launched_world() -> int:
 
 def setup(device: str) -> Dist:
     """Join the process group the launcher prepared (a no-op in a single process)."""
-    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            from .errors import ConfigError
+    if _env_flag("ACCELERATE_USE_DEEPSPEED"):
+        from .errors import ConfigError
 
-            raise ConfigError(
-                f"the accelerate config asks for {what}, but edgetune trains with DDP (a compact "
-                "model fits on every device); use an accelerate config with distributed_type "
-                "MULTI_GPU or MULTI_CPU, or torchrun"
-            )
+        raise ConfigError(
+            "the accelerate config asks for DeepSpeed, which edgetune does not drive; for "
+            "sharded training use an accelerate config with distributed_type FSDP (PyTorch's "
+            "fully_shard, ZeRO-3 style), or MULTI_GPU / MULTI_CPU for DDP"
+        )
     world = launched_world()
     if world <= 1:
         return Dist()

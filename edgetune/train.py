@@ -16,7 +16,7 @@ import numpy as np
 
 from . import run as rundir
 from .data import Data, Split, load_data
-from .dist import launched_world
+from .dist import fsdp_options, launched_world
 from .errors import ConfigError, DataError, EdgetuneError, ModelError, first_line
 from .presets import ModelSource, resolve_model
 
@@ -77,7 +77,9 @@ class TrainConfig:
     qat_per_channel: bool = True
     qat_target: str = "auto"
     qat_embeddings: str = "int4"
+    qat_distill: float = 0.0
     gradient_checkpointing: bool = False
+    fsdp: bool = False
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -120,6 +122,8 @@ class TrainConfig:
                 "--qat-embeddings must be int4, int8 or fp32",
             ),
             (self.qat is None or self.strategy != "head", "--qat needs --strategy full or lora"),
+            (0 <= self.qat_distill < 1, "--qat-distill is a weight in [0, 1), e.g. 0.5"),
+            (not self.qat_distill or self.qat, "--qat-distill needs --qat"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -328,6 +332,18 @@ def _train(
     config, env = _resolve(config, source)
     env["world_size"] = d.world
     say = sayer(progress)
+    fsdp = fsdp_options(config.fsdp)  # read (and checked) even where there is one process
+    if fsdp is not None and not d.enabled:
+        fsdp = None
+        say("FSDP: one process, nothing to shard; start several with torchrun or accelerate")
+    env["parallel"] = "fsdp" if fsdp else "ddp" if d.enabled else "none"
+    if fsdp is not None:
+        env["fsdp"] = fsdp.to_dict()
+        if config.qat:
+            raise ConfigError(
+                "--qat is not supported with FSDP; train the compact model with DDP "
+                "(drop --fsdp, or use an accelerate config with distributed_type MULTI_GPU)"
+            )
     say(
         f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
         f"{data.num_labels} classes; dropped {_dropped(data.report)}"
@@ -339,7 +355,7 @@ def _train(
         rundir.create_work(work)
         rundir.write_json(work / rundir.CONFIG, _config_file(config, source, env))
     d.barrier()
-    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d)
+    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d, fsdp)
     if resume:
         trainer.load_checkpoint()
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
@@ -714,8 +730,12 @@ class _Evaluator:
         config: TrainConfig,
         env: dict[str, Any],
         precision: str | None = None,
+        dist: Any = None,
     ) -> None:
+        from .dist import Dist
+
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.dist = dist or Dist()
         self.device = env["device"]
         self.precision = precision or env["precision"]
         self._cache: dict[int, dict[str, list[list[int]]]] = {}
@@ -730,18 +750,28 @@ class _Evaluator:
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
         bs = max(64, self.config.batch_size * 2)
+        rank, world = self.dist.rank, self.dist.world
         out = np.zeros((len(split), self.model.config.num_labels), dtype=np.float32)
+        mine: list[tuple[np.ndarray, np.ndarray]] = []
         was_training = self.model.training
         self.model.eval()
-        with torch.inference_mode(), _autocast(self.device, self.precision):
-            for i in range(0, len(order), bs):
-                rows = order[i : i + bs]
+        # Sharded models gather weights inside forward, so every rank runs every step
+        # (an empty share forwards one row and drops it); inference mode cannot wrap that.
+        grad_off = torch.no_grad() if self.dist.enabled else torch.inference_mode()
+        with grad_off, _autocast(self.device, self.precision):
+            for i in range(0, len(order), bs * world):
+                chunk = order[i : i + bs * world]
+                rows = chunk[rank::world]
+                run = rows if len(rows) else chunk[:1]
                 batch = {
                     k: v.to(self.device)
-                    for k, v in collate(enc, rows, self.tokenizer.pad_token_id).items()
+                    for k, v in collate(enc, run, self.tokenizer.pad_token_id).items()
                 }
-                out[rows] = self.model(**batch).logits.float().cpu().numpy()
+                lg = self.model(**batch).logits.float().cpu().numpy()
+                mine.append((rows, lg[: len(rows)]))
         self.model.train(was_training)
+        for rows, lg in self.dist.gather(mine):
+            out[rows] = lg
         return out
 
     def metrics(self, split: Split, label_names: list[str]) -> dict[str, Any]:
@@ -760,6 +790,11 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 # -- the loop -----------------------------------------------------------------------------------
+
+
+def _local(tensors: list[Any]) -> list[Any]:
+    """Each tensor's local storage: a sharded (FSDP) parameter's own shard, else the tensor."""
+    return [t.to_local() if hasattr(t, "to_local") else t.detach() for t in tensors]
 
 
 # Attention query/value projections per architecture; others fall back to peft's own table.
@@ -785,6 +820,7 @@ class _Trainer:
         say: Any,
         progress: bool,
         dist: Any = None,
+        fsdp: Any = None,
     ) -> None:
         import torch
 
@@ -795,11 +831,15 @@ class _Trainer:
         self.dist = dist or Dist()
         self.device = env["device"]
         self.model = self._prepare(model).to(self.device)
-        if config.gradient_checkpointing:
+        self.fsdp = fsdp
+        if config.gradient_checkpointing or (self.fsdp and self.fsdp.activation_checkpointing):
             base = getattr(self.model, "get_base_model", lambda: self.model)()
             base.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
+        self._shell: Any = None  # FSDP: an unsharded copy on rank 0 that saves the best model
+        if self.fsdp is not None:
+            self._shard()
         self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
         self.labels = torch.tensor(data.train.labels)
         weight = None
@@ -821,6 +861,7 @@ class _Trainer:
             self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
         )
         self.qat: Any = None
+        self.teacher: Any = None  # --qat-distill's float model, taken when QAT starts
         if config.qat:
             from .qat import attach
 
@@ -834,12 +875,12 @@ class _Trainer:
                 )
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
         self.net = self.model
-        if self.dist.enabled:
+        if self.dist.enabled and self.fsdp is None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.dist.local_rank] if self.device == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.evaluator = _Evaluator(self.model, tokenizer, config, env)
+        self.evaluator = _Evaluator(self.model, tokenizer, config, env, dist=self.dist)
         higher = config.metric != "loss"
         self.state: dict[str, Any] = {
             "step": 0,
@@ -897,6 +938,31 @@ class _Trainer:
             # fine-tuning; freezing them skips their optimizer update and gradient.
             model.get_input_embeddings().weight.requires_grad = False
         return model
+
+    def _shard(self) -> None:
+        """PyTorch FSDP2: each transformer layer, then the whole model, sharded across ranks."""
+        import torch
+        from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+        if self.dist.main:
+            self._shell = copy.deepcopy(self.model).cpu()
+        opts = self.fsdp
+        kw: dict[str, Any] = {"reshard_after_forward": opts.reshard_after_forward}
+        if opts.offload_params and self.device == "cuda":
+            kw["offload_policy"] = CPUOffloadPolicy()
+        base = getattr(self.model, "get_base_model", lambda: self.model)()
+        layer_types = set(getattr(base, "_no_split_modules", None) or [])
+        for m in self.model.modules():
+            if type(m).__name__ in layer_types and isinstance(m, torch.nn.Module):
+                fully_shard(m, **kw)
+        fully_shard(self.model, **kw)
+
+    def _full_state(self) -> dict[str, Any]:
+        """The model's full state dict on rank 0, gathered from every rank's shard."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(self.model, options=opts)
 
     def _optimizer(self) -> Any:
         import torch
@@ -972,7 +1038,7 @@ class _Trainer:
                 labels = self.labels[rows].to(self.device)
                 with _autocast(self.device, self.env["precision"]):
                     logits = self.net(**batch).logits
-                loss = self.loss_fn(logits.float(), labels) / c.grad_accum
+                loss = self._loss(logits.float(), labels, batch) / c.grad_accum
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
@@ -1009,6 +1075,31 @@ class _Trainer:
             bar.close()
         s["done"] = True
 
+    def _loss(self, logits: Any, labels: Any, batch: dict[str, Any]) -> Any:
+        loss = self.loss_fn(logits, labels)
+        if self.teacher is None:
+            return loss
+        import torch
+        import torch.nn.functional as F
+
+        # Self-distillation: the fake-quantized student also matches the float model's
+        # class distribution, which carries more than the hard label (KL at temperature 1).
+        with torch.no_grad(), _autocast(self.device, self.env["precision"]):
+            target = F.softmax(self.teacher(**batch).logits.float(), dim=-1)
+        kd = F.kl_div(F.log_softmax(logits, dim=-1), target, reduction="batchmean")
+        a = self.config.qat_distill
+        return (1 - a) * loss + a * kd
+
+    def _make_teacher(self) -> Any:
+        """A frozen float copy of the model as it stands (EMA weights where averaged)."""
+        base = self.model
+        with self.qat.suspended(), self._ema_weights():
+            teacher = copy.deepcopy(base)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad = False
+        return teacher
+
     def _global_batches(self, epoch: int, enc: Any = None) -> list[np.ndarray]:
         """The epoch's batches of world_size x batch_size rows (identical on every rank)."""
         c = self.config
@@ -1025,6 +1116,8 @@ class _Trainer:
         if self.qat is None or self.qat.enabled or self.state["step"] < self.qat_start_step:
             return
         self.qat.enabled = True
+        if self.config.qat_distill and self.teacher is None:
+            self.teacher = self._make_teacher()
         if not quiet:
             self.say(
                 f"quantization-aware training ({self.qat.scheme.mode} int8, target "
@@ -1039,7 +1132,7 @@ class _Trainer:
         step = self.state["step"]
         decay = min(self.config.ema, (1 + step) / (10 + step))  # warm-up: early weights fade fast
         with torch.no_grad():
-            torch._foreach_lerp_(self._ema, [p.detach() for p in self._params], 1 - decay)
+            torch._foreach_lerp_(_local(self._ema), _local(self._params), 1 - decay)
 
     @contextlib.contextmanager
     def _ema_weights(self):
@@ -1049,14 +1142,15 @@ class _Trainer:
         if self._ema is None:
             yield
             return
+        params = _local(self._params)
         with torch.no_grad():
-            raw = [p.detach().clone() for p in self._params]
-            torch._foreach_copy_(self._params, self._ema)
+            raw = [p.clone() for p in params]
+            torch._foreach_copy_(params, _local(self._ema))
         try:
             yield
         finally:
             with torch.no_grad():
-                torch._foreach_copy_(self._params, raw)
+                torch._foreach_copy_(params, raw)
 
     def _mark_boundary(self) -> None:
         """Remember what a checkpoint taken now must hold (RNG and loss sums at this step)."""
@@ -1095,16 +1189,8 @@ class _Trainer:
             )
             td.all_reduce(t)
             self._loss_sum, self._loss_n = float(t[0]), int(t[1])
-        if not self.dist.main:
-            # Rank 0 evaluates on the whole split; the others learn whether to stop.
-            self._loss_sum, self._loss_n = 0.0, 0
-            self._mark_boundary()
-            self.state["done"] = self.dist.broadcast(None)
-            return
-        self._evaluate_main(epoch)
-        self.dist.broadcast(self.state["done"])
-
-    def _evaluate_main(self, epoch: float) -> None:
+        # Every rank evaluates its share and receives the whole split's logits, so every rank
+        # reaches the same figures and the same best / early-stop decisions.
         c, s = self.config, self.state
         with self._ema_weights():
             m = self.evaluator.metrics(self.data.validation, self.data.label_names)
@@ -1147,12 +1233,20 @@ class _Trainer:
             self.save_checkpoint()
 
     def _save_best(self) -> None:
+        model = self.model
+        if self.fsdp is not None:
+            state = self._full_state()  # every rank takes part in the gather
+            if not self.dist.main:
+                return
+            self._shell.load_state_dict(state)
+            model = self._shell
+        elif not self.dist.main:
+            return
         tmp = self.work / (rundir.BEST + ".tmp")
         if tmp.exists():
             import shutil
 
             shutil.rmtree(tmp)
-        model = self.model
         with self.qat.suspended() if self.qat is not None else contextlib.nullcontext():
             if self.config.strategy == "lora":
                 model = copy.deepcopy(model).merge_and_unload()
@@ -1165,11 +1259,27 @@ class _Trainer:
         rundir.replace_dir(tmp, self.work / rundir.BEST)
 
     def save_checkpoint(self) -> None:
+        import torch
+        from safetensors.torch import save_file, save_model
+
+        if self.fsdp is not None:
+            # Sharded: gather full tensors (every rank takes part); rank 0 writes them.
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_optimizer_state_dict,
+            )
+
+            weights = self._full_state()
+            ema = [e.full_tensor().cpu() for e in self._ema] if self._ema is not None else None
+            opt_state = get_optimizer_state_dict(
+                self.model,
+                self.optimizer,
+                options=StateDictOptions(full_state_dict=True, cpu_offload=True),
+            )
+        else:
+            weights, ema, opt_state = None, self._ema, None
         if not self.dist.main:
             return
-        import torch
-        from safetensors.torch import save_model
-
         tmp = self.work / (rundir.CHECKPOINT + ".tmp")
         if tmp.exists():
             import shutil
@@ -1179,17 +1289,17 @@ class _Trainer:
         # Interrupted mid-accumulation: roll back to the last optimizer step, whose batch
         # index, RNG state and loss sums are what resuming needs.
         rng, loss_sum, loss_n, samples = self._boundary
-        save_model(self.model, str(tmp / "model.safetensors"))
-        if self._ema is not None:
-            from safetensors.torch import save_file
-
-            save_file(
-                {str(i): t.contiguous() for i, t in enumerate(self._ema)},
-                str(tmp / "ema.safetensors"),
-            )
+        if weights is not None:
+            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+        else:
+            save_model(self.model, str(tmp / "model.safetensors"))
+        if ema is not None:
+            save_file({str(i): t.contiguous() for i, t in enumerate(ema)}, str(tmp / "ema.safetensors"))
+        if self.teacher is not None:
+            save_model(self.teacher, str(tmp / "teacher.safetensors"))
         torch.save(
             {
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": opt_state if opt_state is not None else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "torch_rng": rng,
@@ -1206,15 +1316,35 @@ class _Trainer:
         import torch
         from safetensors.torch import load_model
 
-        ck = self.work / rundir.CHECKPOINT
-        load_model(self.model, str(ck / "model.safetensors"), device=self.device)
-        if self._ema is not None:
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            saved = load_file(str(ck / "ema.safetensors"), device=self.device)
-            self._ema = [saved[str(i)] for i in range(len(self._ema))]
+        ck = self.work / rundir.CHECKPOINT
         extra = torch.load(ck / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(extra["optimizer"])
+        if self.fsdp is not None:
+            # Every rank reads the full tensors (the run directory is shared) and keeps its shard.
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+            from torch.distributed.tensor import distribute_tensor
+
+            full = StateDictOptions(full_state_dict=True)
+            weights = load_file(str(ck / "model.safetensors"), device=self.device)
+            set_model_state_dict(self.model, weights, options=full)
+            set_optimizer_state_dict(self.model, self.optimizer, extra["optimizer"], options=full)
+            if self._ema is not None:
+                saved = load_file(str(ck / "ema.safetensors"), device=self.device)
+                self._ema = [
+                    distribute_tensor(saved[str(i)], p.device_mesh, p.placements)
+                    for i, p in enumerate(self._params)
+                ]
+        else:
+            load_model(self.model, str(ck / "model.safetensors"), device=self.device)
+            if self._ema is not None:
+                saved = load_file(str(ck / "ema.safetensors"), device=self.device)
+                self._ema = [saved[str(i)] for i in range(len(self._ema))]
+            self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
@@ -1228,6 +1358,8 @@ class _Trainer:
         self.state.update(state)
         self._last_eval_step = state["history"][-1]["step"] if state.get("history") else -1
         self._qat_switch(quiet=True)
+        if self.teacher is not None and (ck / "teacher.safetensors").exists():
+            load_model(self.teacher, str(ck / "teacher.safetensors"), device=self.device)
         self._mark_boundary()
         self.state["samples"] = 0
         self.state["train_s"] = 0.0

@@ -22,10 +22,40 @@ ARGS = {
 }
 
 
-def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed next to this Python")
+ACCELERATE_FSDP = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+fsdp_config:
+  fsdp_version: 2
+  fsdp_reshard_after_forward: true
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+"""
+
+
+def _launcher(name: str) -> str:
+    exe = shutil.which(name, path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip(f"{name} is not installed next to this Python")
+    return exe
+
+
+def _launch(how: str, tmp_path: Path) -> list[str]:
+    """The command line that starts two CPU processes: torchrun (DDP or --fsdp) or accelerate."""
+    if how == "accelerate-fsdp":
+        cfg = tmp_path / "fsdp.yaml"
+        cfg.write_text(ACCELERATE_FSDP)
+        return [_launcher("accelerate"), "launch", "--config_file", str(cfg), "-m", "edgetune.cli"]
+    return [_launcher("torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "edgetune.cli"]
+
+
+@pytest.mark.parametrize(
+    ("how", "parallel"),
+    [("torchrun", "ddp"), ("torchrun-fsdp", "fsdp"), ("accelerate-fsdp", "fsdp")],
+)
+def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_path):
+    launch = _launch(how, tmp_path)
     single = edgetune.train(
         data=str(ASSETS / "sentiment.csv"),
         output=str(tmp_path / "single"),
@@ -34,13 +64,7 @@ def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
         **ARGS,
     )
     out = tmp_path / "ddp" / "run"
-    cmd = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "edgetune.cli",
+    cmd = launch + [
         "train",
         "--data",
         str(ASSETS / "sentiment.csv"),
@@ -49,7 +73,7 @@ def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
         "--batch-size",
         "4",
         "--quiet",
-    ]
+    ] + (["--fsdp"] if how == "torchrun-fsdp" else [])
     for k, v in ARGS.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -61,6 +85,7 @@ def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
     assert r.stdout.count("run        ") == 1
     ddp = json.loads((out / "metrics.json").read_text())
     assert ddp["environment"]["world_size"] == 2
+    assert ddp["environment"]["parallel"] == parallel
     assert ddp["data"]["validation"]["rows"] == 7 and ddp["test"]["n"] == 8  # whole splits
     # Same optimisation: losses agree to float rounding, predictions exactly.
     assert len(ddp["history"]) == len(single.history) == 3
@@ -71,3 +96,88 @@ def test_two_processes_write_one_run_equal_to_one_process(tmp_path):
         assert a["val_accuracy"] == b["val_accuracy"]
     assert ddp["test"]["accuracy"] == single.test["accuracy"]
     assert ddp["test"]["confusion_matrix"] == single.test["confusion_matrix"]
+
+
+def test_sharded_run_resumes_from_its_checkpoint(tmp_path):
+    """FSDP: Ctrl-C on every rank mid-epoch, then `--resume` under the launcher again."""
+    torchrun = _launcher("torchrun")
+    kw = {**ARGS, "ema": 0.9}
+    ref = edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(tmp_path / "ref"),
+        batch_size=8,
+        progress=False,
+        **kw,
+    )
+    out = tmp_path / "fsdp"
+    args = ["train", "--data", str(ASSETS / "sentiment.csv"), "--output", str(out)]
+    args += ["--batch-size", "4", "--fsdp", "--quiet"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    launch = [torchrun, "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(Path(__file__).with_name("interrupted_train.py"))
+    # 3 steps per epoch: the 6th step is in the middle of epoch 2, after one checkpoint.
+    r = subprocess.run(launch + [script, "6", *args], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "--resume" in r.stderr, r.stderr[-3000:]
+    assert not out.exists()
+    r = subprocess.run(
+        launch + ["-m", "edgetune.cli", "train", "--resume", "--output", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "metrics.json").read_text())
+    assert res["environment"]["parallel"] == "fsdp"
+    assert [h["step"] for h in res["history"]] == [h["step"] for h in ref.history]
+    for a, b in zip(res["history"], ref.history):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
+    assert res["test"]["confusion_matrix"] == ref.test["confusion_matrix"]
+
+
+def test_accelerate_fsdp_settings_are_read(monkeypatch):
+    from edgetune.dist import fsdp_options
+
+    for var in ("ACCELERATE_USE_FSDP", "FSDP_RESHARD_AFTER_FORWARD", "FSDP_SHARDING_STRATEGY"):
+        monkeypatch.delenv(var, raising=False)
+    assert fsdp_options(False) is None
+    assert fsdp_options(True).reshard_after_forward is True  # --fsdp: FULL_SHARD
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    for raw, reshard in [("false", False), ("SHARD_GRAD_OP", False), ("FULL_SHARD", True)]:
+        monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", raw)
+        o = fsdp_options(False)
+        assert (o.reshard_after_forward, o.offload_params, o.activation_checkpointing) == (
+            reshard,
+            True,
+            True,
+        )
+    monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "NO_SHARD")
+    assert fsdp_options(False) is None  # nothing sharded is DDP
+
+
+@pytest.mark.parametrize(
+    ("env", "msg"),
+    [
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "distributed_type FSDP"),
+        (
+            {"ACCELERATE_USE_FSDP": "true", "FSDP_RESHARD_AFTER_FORWARD": "sometimes"},
+            "use FULL_SHARD or SHARD_GRAD_OP",
+        ),
+    ],
+)
+def test_unsupported_accelerate_configs_exit_2(env, msg, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgetune.cli import main
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "run"
+    args = ["train", "--model", "tiny-distilbert", "--data", str(ASSETS / "sentiment.csv")]
+    r = CliRunner().invoke(main, args + ["--output", str(out), "--fsdp"])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+    assert not out.exists()
