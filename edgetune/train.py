@@ -1290,11 +1290,15 @@ class _Trainer:
         # index, RNG state and loss sums are what resuming needs.
         rng, loss_sum, loss_n, samples = self._boundary
         if weights is not None:
-            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors")
+            )
         else:
             save_model(self.model, str(tmp / "model.safetensors"))
         if ema is not None:
-            save_file({str(i): t.contiguous() for i, t in enumerate(ema)}, str(tmp / "ema.safetensors"))
+            save_file(
+                {str(i): t.contiguous() for i, t in enumerate(ema)}, str(tmp / "ema.safetensors")
+            )
         if self.teacher is not None:
             save_model(self.teacher, str(tmp / "teacher.safetensors"))
         torch.save(
@@ -1314,9 +1318,7 @@ class _Trainer:
 
     def load_checkpoint(self) -> None:
         import torch
-        from safetensors.torch import load_model
-
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file, load_model
 
         ck = self.work / rundir.CHECKPOINT
         extra = torch.load(ck / "optimizer.pt", map_location=self.device, weights_only=True)
@@ -1330,7 +1332,7 @@ class _Trainer:
             from torch.distributed.tensor import distribute_tensor
 
             full = StateDictOptions(full_state_dict=True)
-            weights = load_file(str(ck / "model.safetensors"), device=self.device)
+            weights: dict[str, Any] = load_file(str(ck / "model.safetensors"), device=self.device)
             set_model_state_dict(self.model, weights, options=full)
             set_optimizer_state_dict(self.model, self.optimizer, extra["optimizer"], options=full)
             if self._ema is not None:

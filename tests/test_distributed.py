@@ -64,16 +64,20 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
         **ARGS,
     )
     out = tmp_path / "ddp" / "run"
-    cmd = launch + [
-        "train",
-        "--data",
-        str(ASSETS / "sentiment.csv"),
-        "--output",
-        str(out),
-        "--batch-size",
-        "4",
-        "--quiet",
-    ] + (["--fsdp"] if how == "torchrun-fsdp" else [])
+    cmd = (
+        launch
+        + [
+            "train",
+            "--data",
+            str(ASSETS / "sentiment.csv"),
+            "--output",
+            str(out),
+            "--batch-size",
+            "4",
+            "--quiet",
+        ]
+        + (["--fsdp"] if how == "torchrun-fsdp" else [])
+    )
     for k, v in ARGS.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
