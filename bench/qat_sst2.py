@@ -7,8 +7,8 @@ deployed) with each ONNX model and with the PyTorch models. Duration: about 3 mi
 MiniLM-L6 on 2 cores (plus the two training runs, about 25 and 35 minutes).
 
     edgetune train --model minilm-l6 --data ../shared/data/sst2 --output runs/sst2 --label-names negative,positive
-    edgetune train ... --output runs/sst2-qat --qat --qat-start 3
-    python bench/qat_sst2.py runs/sst2 runs/sst2-qat
+    edgetune train ... --output runs/sst2-qatkd --qat --qat-start 3 --qat-distill 0.5
+    python bench/qat_sst2.py runs/sst2 runs/sst2-qatkd --name qat_sst2_distill
 """
 
 from __future__ import annotations
