@@ -215,6 +215,13 @@ class TrainResult:
             f"time       {self.timing['total_s']:.0f} s total, {self.timing['train_s']:.0f} s training, "
             f"{self.timing['samples_per_s']:.1f} samples/s",
         ]
+        mem = self.timing.get("memory_per_rank")
+        if mem:
+            lines.append(
+                f"memory     peak RSS {max(m['peak_rss_mb'] for m in mem):.0f} MB, weights + "
+                f"optimizer state {max(m['model_state_mb'] for m in mem):.0f} MB"
+                + (f" (largest of {len(mem)} ranks)" if len(mem) > 1 else "")
+            )
         return "\n".join(lines)
 
 
@@ -367,7 +374,12 @@ def _train(
             f"interrupted at step {trainer.state['step']}; checkpoint saved in {work}; "
             f"continue with `edgetune train --resume --output {output}`"
         ) from None
-    d.barrier()
+    # Memory per rank: what sharding saves shows in the weights and optimizer state it holds.
+    from .hw import peak_rss_mb
+
+    memory = d.gather(
+        [{"rank": d.rank, "peak_rss_mb": peak_rss_mb(), "model_state_mb": trainer.state_mb()}]
+    )
     if not d.main:
         return None  # type: ignore[return-value]  # rank 0 writes and reports the run
 
@@ -392,6 +404,7 @@ def _train(
         "total_s": time.perf_counter() - t_start,
         "train_s": state["train_s"],
         "samples_per_s": state["samples"] / max(state["train_s"], 1e-9),
+        "memory_per_rank": memory,
     }
     result = TrainResult(
         output=str(output),
@@ -984,6 +997,15 @@ class _Trainer:
             return torch.optim.AdamW(groups, lr=lr, fused=self.device in ("cpu", "cuda"))
         except (RuntimeError, TypeError):
             return torch.optim.AdamW(groups, lr=lr)
+
+    def state_mb(self) -> float:
+        """MB of weights and optimizer state this rank holds (its shard under FSDP)."""
+        import torch
+
+        tensors = list(self.model.parameters())
+        for st in self.optimizer.state.values():
+            tensors += [v for v in st.values() if torch.is_tensor(v) and v.ndim > 0]
+        return sum(t.numel() * t.element_size() for t in _local(tensors)) / 2**20
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

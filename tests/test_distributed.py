@@ -90,6 +90,14 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     ddp = json.loads((out / "metrics.json").read_text())
     assert ddp["environment"]["world_size"] == 2
     assert ddp["environment"]["parallel"] == parallel
+    # Each rank's weights + optimizer state: all of it under DDP, about half under FSDP.
+    whole = single.timing["memory_per_rank"][0]["model_state_mb"]
+    held = [r["model_state_mb"] for r in ddp["timing"]["memory_per_rank"]]
+    assert len(held) == 2
+    if parallel == "fsdp":
+        assert all(0.4 * whole < x < 0.6 * whole for x in held), (held, whole)
+    else:
+        assert held == [pytest.approx(whole, rel=1e-9)] * 2
     assert ddp["data"]["validation"]["rows"] == 7 and ddp["test"]["n"] == 8  # whole splits
     # Same optimisation: losses agree to float rounding, predictions exactly.
     assert len(ddp["history"]) == len(single.history) == 3
