@@ -161,7 +161,7 @@ class TrainResult:
     validation: dict[str, Any]
     test: dict[str, Any]
     history: list[dict[str, Any]]
-    timing: dict[str, float]
+    timing: dict[str, Any]
     data: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
@@ -215,7 +215,7 @@ class TrainResult:
             f"time       {self.timing['total_s']:.0f} s total, {self.timing['train_s']:.0f} s training, "
             f"{self.timing['samples_per_s']:.1f} samples/s",
         ]
-        mem = self.timing.get("memory_per_rank")
+        mem = self.timing.get("memory_per_rank") or []
         if mem:
             lines.append(
                 f"memory     peak RSS {max(m['peak_rss_mb'] for m in mem):.0f} MB, weights + "
