@@ -1,11 +1,12 @@
-"""One process vs two with DDP vs two with FSDP: speed, memory per rank and accuracy.
+"""One process vs two with DDP, FSDP or DeepSpeed ZeRO-2: speed, memory per rank and accuracy.
 
-Trains the model on the same data, epochs and seed three ways: a single process (global batch
-B), ``torchrun --nproc_per_node 2`` with DDP, and the same with ``--fsdp`` (batch B/2 per
-process, so the same global batches); reports training samples/s, each rank's peak RSS and the
+Trains the model on the same data, epochs and seed four ways: a single process (global batch
+B), ``torchrun --nproc_per_node 2`` with DDP, the same with ``--fsdp``, and ``accelerate
+launch`` with a DeepSpeed ZeRO-2 config (batch B/2 per process, so the same global batches;
+the last only where deepspeed is installed); reports training samples/s, each rank's peak RSS and the
 weights + optimizer state it holds, and test accuracy. On CPU the two processes share the
 cores (one thread each), so the speed figures describe this machine, not a multi-GPU node.
-Duration: about 6 minutes for MiniLM-L6 on the shipped 10k-row SST-2 sample on 2 cores.
+Duration: about 8 minutes for MiniLM-L6 on the shipped 10k-row SST-2 sample on 2 cores.
 
     python bench/train_sharding.py --data examples/sst2-sample
 """
@@ -25,6 +26,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import machine_info, write_results  # noqa: E402
+
+
+ZERO2 = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 2
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+"""
 
 
 def main() -> None:
@@ -50,6 +62,16 @@ def main() -> None:
     }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        try:
+            import deepspeed  # noqa: F401
+
+            cfg = Path(tmp) / "zero2.yaml"
+            cfg.write_text(ZERO2)
+            accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+            launch = [accelerate, "launch", "--config_file", str(cfg), "-m", "edgetune.cli"]
+            setups["2 processes, DeepSpeed ZeRO-2"] = (launch, half, {"OMP_NUM_THREADS": "1"})
+        except ImportError:
+            print("deepspeed is not installed: no ZeRO-2 row", file=sys.stderr)
         for name, (launch, extra, env) in setups.items():
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
             cmd = launch + common + ["--output", str(out)] + extra

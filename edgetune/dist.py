@@ -4,7 +4,8 @@ The launcher sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous ad
 process then joins the group (gloo on CPU, NCCL on CUDA). Every rank trains its shard of each
 batch and evaluates its share of each split (logits are gathered, so every rank sees the
 metrics of the whole split); rank 0 alone owns the run directory and the progress output.
-Sharding is PyTorch's ``fully_shard``, chosen with ``--fsdp`` or an accelerate FSDP config.
+Sharding is PyTorch's ``fully_shard``, chosen with ``--fsdp`` or an accelerate FSDP config; an
+accelerate DeepSpeed config runs DeepSpeed's ZeRO engine (stages 0-2).
 """
 
 from __future__ import annotations
@@ -115,6 +116,62 @@ def fsdp_options(requested: bool) -> FSDPOptions | None:
     )
 
 
+@dataclass(frozen=True)
+class DeepSpeedOptions:
+    """The ZeRO settings of an accelerate DeepSpeed config (its env or its JSON file)."""
+
+    zero: dict[str, Any]
+
+    @property
+    def stage(self) -> int:
+        return int(self.zero.get("stage", 0))
+
+    def engine_config(self, micro_batch: int, grad_accum: int) -> dict[str, Any]:
+        """DeepSpeed's config: ZeRO from the user; batch, accumulation and clipping from edgetune."""
+        return {
+            "train_micro_batch_size_per_gpu": micro_batch,
+            "gradient_accumulation_steps": grad_accum,
+            "gradient_clipping": 1.0,
+            "zero_optimization": self.zero,
+            "zero_allow_untested_optimizer": True,  # edgetune's AdamW, as in every other mode
+            "steps_per_print": 2**31 - 1,
+        }
+
+
+def deepspeed_options() -> DeepSpeedOptions | None:
+    """ZeRO settings when accelerate launched with a DeepSpeed config (else None)."""
+    if not _env_flag("ACCELERATE_USE_DEEPSPEED"):
+        return None
+    import json
+
+    from .errors import ConfigError
+
+    zero: dict[str, Any] = {}
+    path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "").strip()
+    if path and path.lower() != "none":
+        try:
+            zero = dict(json.loads(open(path).read()).get("zero_optimization") or {})
+        except (OSError, ValueError, AttributeError) as e:
+            raise ConfigError(f"DeepSpeed config {path}: {e}; give a readable JSON file") from None
+        zero = {k: v for k, v in zero.items() if v != "auto"}  # accelerate's "auto": defaults
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "").strip().isdigit():
+        zero["stage"] = int(os.environ["ACCELERATE_DEEPSPEED_ZERO_STAGE"])
+    for key, var in (
+        ("offload_optimizer", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"),
+        ("offload_param", "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE"),
+    ):
+        device = os.environ.get(var, "").strip().lower()
+        if device and device != "none":
+            zero[key] = {"device": device}
+    opts = DeepSpeedOptions(zero)
+    if opts.stage not in (0, 1, 2):
+        raise ConfigError(
+            f"DeepSpeed ZeRO stage {opts.stage} is not supported; use stage 1 or 2 (optimizer "
+            "state and gradients sharded), or an accelerate FSDP config to shard the weights too"
+        )
+    return opts
+
+
 def launched_world() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
@@ -124,14 +181,6 @@ def launched_world() -> int:
 
 def setup(device: str) -> Dist:
     """Join the process group the launcher prepared (a no-op in a single process)."""
-    if _env_flag("ACCELERATE_USE_DEEPSPEED"):
-        from .errors import ConfigError
-
-        raise ConfigError(
-            "the accelerate config asks for DeepSpeed, which edgetune does not drive; for "
-            "sharded training use an accelerate config with distributed_type FSDP (PyTorch's "
-            "fully_shard, ZeRO-3 style), or MULTI_GPU / MULTI_CPU for DDP"
-        )
     world = launched_world()
     if world <= 1:
         return Dist()

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import run as rundir
 from .data import Data, Split, load_data
-from .dist import fsdp_options, launched_world
+from .dist import deepspeed_options, fsdp_options, launched_world
 from .errors import ConfigError, DataError, EdgetuneError, ModelError, first_line
 from .presets import ModelSource, resolve_model
 
@@ -339,18 +339,23 @@ def _train(
     config, env = _resolve(config, source)
     env["world_size"] = d.world
     say = sayer(progress)
-    fsdp = fsdp_options(config.fsdp)  # read (and checked) even where there is one process
-    if fsdp is not None and not d.enabled:
-        fsdp = None
-        say("FSDP: one process, nothing to shard; start several with torchrun or accelerate")
-    env["parallel"] = "fsdp" if fsdp else "ddp" if d.enabled else "none"
+    # Sharding settings are read (and checked) even where there is one process.
+    fsdp, zero = fsdp_options(config.fsdp), deepspeed_options()
+    if (fsdp or zero) and not d.enabled:
+        fsdp = zero = None
+        say("one process: nothing to shard; start several with torchrun or accelerate launch")
+    if zero is not None and fsdp is not None:
+        raise ConfigError("choose one of FSDP (--fsdp) and a DeepSpeed accelerate config")
+    env["parallel"] = "fsdp" if fsdp else "deepspeed" if zero else "ddp" if d.enabled else "none"
     if fsdp is not None:
         env["fsdp"] = fsdp.to_dict()
-        if config.qat:
-            raise ConfigError(
-                "--qat is not supported with FSDP; train the compact model with DDP "
-                "(drop --fsdp, or use an accelerate config with distributed_type MULTI_GPU)"
-            )
+    if zero is not None:
+        env["deepspeed"] = {"zero_optimization": zero.zero}
+    if config.qat and (fsdp or zero):
+        raise ConfigError(
+            f"--qat is not supported with {env['parallel']}; train the compact model with DDP "
+            "(an accelerate config with distributed_type MULTI_GPU or MULTI_CPU, or torchrun)"
+        )
     say(
         f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
         f"{data.num_labels} classes; dropped {_dropped(data.report)}"
@@ -362,7 +367,7 @@ def _train(
         rundir.create_work(work)
         rundir.write_json(work / rundir.CONFIG, _config_file(config, source, env))
     d.barrier()
-    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d, fsdp)
+    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d, fsdp, zero)
     if resume:
         trainer.load_checkpoint()
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
@@ -381,6 +386,7 @@ def _train(
         [{"rank": d.rank, "peak_rss_mb": peak_rss_mb(), "model_state_mb": trainer.state_mb()}]
     )
     if not d.main:
+        d.barrier()  # leave with rank 0: an early exit can abort the group's threads
         return None  # type: ignore[return-value]  # rank 0 writes and reports the run
 
     # Final figures come from the saved best model in fp32: exactly what export will see.
@@ -423,6 +429,7 @@ def _train(
     rundir.write_json(work / rundir.METRICS, result.to_dict())
     _plot(state["history"], config.metric, work / rundir.CURVE)
     rundir.finalize(work, output)
+    d.barrier()
     return result
 
 
@@ -805,6 +812,11 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 # -- the loop -----------------------------------------------------------------------------------
 
 
+def _own_copies(model: Any) -> dict[str, Any]:
+    """The model's state dict with every tensor in its own storage (safetensors needs that)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def _local(tensors: list[Any]) -> list[Any]:
     """Each tensor's local storage: a sharded (FSDP) parameter's own shard, else the tensor."""
     return [t.to_local() if hasattr(t, "to_local") else t.detach() for t in tensors]
@@ -834,6 +846,7 @@ class _Trainer:
         progress: bool,
         dist: Any = None,
         fsdp: Any = None,
+        zero: Any = None,
     ) -> None:
         import torch
 
@@ -888,7 +901,11 @@ class _Trainer:
                 )
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
         self.net = self.model
-        if self.dist.enabled and self.fsdp is None:
+        self.engine: Any = None  # DeepSpeed's, under a DeepSpeed accelerate config
+        if zero is not None:
+            self.engine = self._deepspeed(zero)
+            self.net = self.engine
+        elif self.dist.enabled and self.fsdp is None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.dist.local_rank] if self.device == "cuda" else None
@@ -969,6 +986,23 @@ class _Trainer:
             if type(m).__name__ in layer_types and isinstance(m, torch.nn.Module):
                 fully_shard(m, **kw)
         fully_shard(self.model, **kw)
+
+    def _deepspeed(self, zero: Any) -> Any:
+        """DeepSpeed's engine around the model and edgetune's optimizer (ZeRO stages 0-2)."""
+        try:
+            import deepspeed
+        except ImportError:
+            raise ConfigError(
+                "the accelerate config asks for DeepSpeed, which is not installed; "
+                "pip install deepspeed (or use an FSDP or DDP config)"
+            ) from None
+        c = self.config
+        engine, *_ = deepspeed.initialize(
+            model=self.model,
+            optimizer=self.optimizer,
+            config=zero.engine_config(c.batch_size, c.grad_accum),
+        )
+        return engine
 
     def _full_state(self) -> dict[str, Any]:
         """The model's full state dict on rank 0, gathered from every rank's shard."""
@@ -1058,10 +1092,15 @@ class _Trainer:
                 rows = batches[bi][self.dist.rank :: self.dist.world]  # this rank's shard
                 batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
                 labels = self.labels[rows].to(self.device)
+                last = not (bi + 1) % c.grad_accum or bi + 1 == len(batches)
+                if self.engine is not None:  # our accumulation boundaries, not DeepSpeed's count
+                    self.engine.set_gradient_accumulation_boundary(last)
                 with _autocast(self.device, self.env["precision"]):
                     logits = self.net(**batch).logits
                 loss = self._loss(logits.float(), labels, batch) / c.grad_accum
-                if self.scaler is not None:
+                if self.engine is not None:
+                    self.engine.backward(loss, scale_wrt_gas=False)
+                elif self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
                     loss.backward()
@@ -1069,7 +1108,7 @@ class _Trainer:
                 self._loss_n += len(rows)
                 s["samples"] += len(batches[bi])
                 bar.update(1)
-                if (bi + 1) % c.grad_accum and bi + 1 < len(batches):
+                if not last:
                     continue
                 self._step()
                 s["step"] += 1
@@ -1189,7 +1228,9 @@ class _Trainer:
         import torch
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.scaler is not None:
+        if self.engine is not None:  # clips (gradient_clipping 1.0), steps and zeroes
+            self.engine.step()
+        elif self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             self.scaler.step(self.optimizer)
@@ -1198,7 +1239,8 @@ class _Trainer:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             self.optimizer.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.engine is None:
+            self.optimizer.zero_grad(set_to_none=True)
 
     def _evaluate(self, epoch: float) -> None:
         self._last_eval_step = self.state["step"]
@@ -1272,7 +1314,9 @@ class _Trainer:
         with self.qat.suspended() if self.qat is not None else contextlib.nullcontext():
             if self.config.strategy == "lora":
                 model = copy.deepcopy(model).merge_and_unload()
-            model.save_pretrained(tmp, safe_serialization=True)
+            # Under ZeRO the weights are views of one flat buffer: save copies of them.
+            copies = _own_copies(model) if self.engine is not None else None
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=copies)
         self.tokenizer.save_pretrained(tmp)
         if self.qat is not None:
             from .qat import write_scheme
@@ -1300,17 +1344,26 @@ class _Trainer:
             )
         else:
             weights, ema, opt_state = None, self._ema, None
+        tmp = self.work / (rundir.CHECKPOINT + ".tmp")
+        if self.dist.main:
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        if self.engine is not None:
+            # ZeRO shards the optimizer state: every rank writes its part with DeepSpeed.
+            self.dist.barrier()
+            self.engine.save_checkpoint(str(tmp / "deepspeed"), tag="last", save_latest=False)
+            self.dist.barrier()
+            opt_state = {}  # in deepspeed/
         if not self.dist.main:
             return
-        tmp = self.work / (rundir.CHECKPOINT + ".tmp")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        tmp.mkdir()
         # Interrupted mid-accumulation: roll back to the last optimizer step, whose batch
         # index, RNG state and loss sums are what resuming needs.
         rng, loss_sum, loss_n, samples = self._boundary
+        if self.engine is not None:
+            weights = _own_copies(self.model)
         if weights is not None:
             save_file(
                 {k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors")
@@ -1364,11 +1417,16 @@ class _Trainer:
                     for i, p in enumerate(self._params)
                 ]
         else:
-            load_model(self.model, str(ck / "model.safetensors"), device=self.device)
+            if self.engine is not None:  # weights and each rank's optimizer shard
+                self.engine.load_checkpoint(
+                    str(ck / "deepspeed"), tag="last", load_lr_scheduler_states=False
+                )
+            else:
+                load_model(self.model, str(ck / "model.safetensors"), device=self.device)
+                self.optimizer.load_state_dict(extra["optimizer"])
             if self._ema is not None:
                 saved = load_file(str(ck / "ema.safetensors"), device=self.device)
                 self._ema = [saved[str(i)] for i in range(len(self._ema))]
-            self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])

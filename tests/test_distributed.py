@@ -34,6 +34,19 @@ mixed_precision: 'no'
 """
 
 
+ACCELERATE_DEEPSPEED = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 2
+  offload_optimizer_device: none
+  offload_param_device: none
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+"""
+
+
 def _launcher(name: str) -> str:
     exe = shutil.which(name, path=str(Path(sys.executable).parent))
     if exe is None:
@@ -42,17 +55,24 @@ def _launcher(name: str) -> str:
 
 
 def _launch(how: str, tmp_path: Path) -> list[str]:
-    """The command line that starts two CPU processes: torchrun (DDP or --fsdp) or accelerate."""
-    if how == "accelerate-fsdp":
-        cfg = tmp_path / "fsdp.yaml"
-        cfg.write_text(ACCELERATE_FSDP)
-        return [_launcher("accelerate"), "launch", "--config_file", str(cfg), "-m", "edgetune.cli"]
-    return [_launcher("torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "edgetune.cli"]
+    """The launcher that starts two CPU processes: torchrun (DDP or --fsdp) or accelerate."""
+    if how.startswith("accelerate-"):
+        if how == "accelerate-deepspeed":
+            pytest.importorskip("deepspeed")
+        cfg = tmp_path / "accelerate.yaml"
+        cfg.write_text(ACCELERATE_FSDP if how == "accelerate-fsdp" else ACCELERATE_DEEPSPEED)
+        return [_launcher("accelerate"), "launch", "--config_file", str(cfg)]
+    return [_launcher("torchrun"), "--standalone", "--nproc_per_node", "2"]
 
 
 @pytest.mark.parametrize(
     ("how", "parallel"),
-    [("torchrun", "ddp"), ("torchrun-fsdp", "fsdp"), ("accelerate-fsdp", "fsdp")],
+    [
+        ("torchrun", "ddp"),
+        ("torchrun-fsdp", "fsdp"),
+        ("accelerate-fsdp", "fsdp"),
+        ("accelerate-deepspeed", "deepspeed"),
+    ],
 )
 def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_path):
     launch = _launch(how, tmp_path)
@@ -64,20 +84,9 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
         **ARGS,
     )
     out = tmp_path / "ddp" / "run"
-    cmd = (
-        launch
-        + [
-            "train",
-            "--data",
-            str(ASSETS / "sentiment.csv"),
-            "--output",
-            str(out),
-            "--batch-size",
-            "4",
-            "--quiet",
-        ]
-        + (["--fsdp"] if how == "torchrun-fsdp" else [])
-    )
+    cmd = launch + ["-m", "edgetune.cli", "train", "--data", str(ASSETS / "sentiment.csv")]
+    cmd += ["--output", str(out), "--batch-size", "4", "--quiet"]
+    cmd += ["--fsdp"] if how == "torchrun-fsdp" else []
     for k, v in ARGS.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -90,12 +99,15 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     ddp = json.loads((out / "metrics.json").read_text())
     assert ddp["environment"]["world_size"] == 2
     assert ddp["environment"]["parallel"] == parallel
-    # Each rank's weights + optimizer state: all of it under DDP, about half under FSDP.
+    # Each rank's weights + optimizer state: all of it under DDP, about half under FSDP,
+    # the weights and half the optimizer state under ZeRO-2.
     whole = single.timing["memory_per_rank"][0]["model_state_mb"]
     held = [r["model_state_mb"] for r in ddp["timing"]["memory_per_rank"]]
     assert len(held) == 2
     if parallel == "fsdp":
         assert all(0.4 * whole < x < 0.6 * whole for x in held), (held, whole)
+    elif parallel == "deepspeed":
+        assert all(0.6 * whole < x < 0.75 * whole for x in held), (held, whole)
     else:
         assert held == [pytest.approx(whole, rel=1e-9)] * 2
     assert ddp["data"]["validation"]["rows"] == 7 and ddp["test"]["n"] == 8  # whole splits
@@ -110,9 +122,12 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     assert ddp["test"]["confusion_matrix"] == single.test["confusion_matrix"]
 
 
-def test_sharded_run_resumes_from_its_checkpoint(tmp_path):
-    """FSDP: Ctrl-C on every rank mid-epoch, then `--resume` under the launcher again."""
-    torchrun = _launcher("torchrun")
+@pytest.mark.parametrize(
+    ("how", "parallel"), [("torchrun-fsdp", "fsdp"), ("accelerate-deepspeed", "deepspeed")]
+)
+def test_sharded_run_resumes_from_its_checkpoint(how, parallel, tmp_path):
+    """Ctrl-C on every rank mid-epoch, then `--resume` under the same launcher."""
+    launch = _launch(how, tmp_path)
     kw = {**ARGS, "ema": 0.9}
     ref = edgetune.train(
         data=str(ASSETS / "sentiment.csv"),
@@ -121,12 +136,11 @@ def test_sharded_run_resumes_from_its_checkpoint(tmp_path):
         progress=False,
         **kw,
     )
-    out = tmp_path / "fsdp"
+    out = tmp_path / "sharded"
     args = ["train", "--data", str(ASSETS / "sentiment.csv"), "--output", str(out)]
-    args += ["--batch-size", "4", "--fsdp", "--quiet"]
+    args += ["--batch-size", "4", "--quiet"] + (["--fsdp"] if how == "torchrun-fsdp" else [])
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    launch = [torchrun, "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = str(Path(__file__).with_name("interrupted_train.py"))
     # 3 steps per epoch: the 6th step is in the middle of epoch 2, after one checkpoint.
@@ -142,7 +156,7 @@ def test_sharded_run_resumes_from_its_checkpoint(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "metrics.json").read_text())
-    assert res["environment"]["parallel"] == "fsdp"
+    assert res["environment"]["parallel"] == parallel
     assert [h["step"] for h in res["history"]] == [h["step"] for h in ref.history]
     for a, b in zip(res["history"], ref.history):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
@@ -174,7 +188,10 @@ def test_accelerate_fsdp_settings_are_read(monkeypatch):
 @pytest.mark.parametrize(
     ("env", "msg"),
     [
-        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "distributed_type FSDP"),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"},
+            "ZeRO stage 3 is not supported; use stage 1 or 2",
+        ),
         (
             {"ACCELERATE_USE_FSDP": "true", "FSDP_RESHARD_AFTER_FORWARD": "sometimes"},
             "use FULL_SHARD or SHARD_GRAD_OP",
