@@ -27,7 +27,6 @@ sys.path.insert(0, str(HERE))
 
 from common import machine_info, write_results  # noqa: E402
 
-
 ZERO2 = """\
 compute_environment: LOCAL_MACHINE
 distributed_type: DEEPSPEED
