@@ -110,7 +110,7 @@ def main() -> None:
             "results": results,
             "machine": machine_info(),
         },
-        "Training in one process, DDP and FSDP",
+        "Training in one process, DDP, FSDP and DeepSpeed ZeRO-2",
         table,
     )
 
