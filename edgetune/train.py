@@ -351,6 +351,11 @@ def _train(
         env["fsdp"] = fsdp.to_dict()
     if zero is not None:
         env["deepspeed"] = {"zero_optimization": zero.zero}
+    if zero is not None and env["precision"] == "fp16":
+        raise ConfigError(
+            "--precision fp16 is not supported with DeepSpeed (edgetune's loss scaler would be "
+            "bypassed); use --precision bf16 or fp32"
+        )
     if config.qat and (fsdp or zero):
         raise ConfigError(
             f"--qat is not supported with {env['parallel']}; train the compact model with DDP "
