@@ -61,13 +61,11 @@ class FSDPOptions:
     """What an accelerate FSDP config (or ``--fsdp``) asks of PyTorch's ``fully_shard``."""
 
     reshard_after_forward: bool = True  # FULL_SHARD (ZeRO-3); False: SHARD_GRAD_OP (ZeRO-2)
-    offload_params: bool = False  # parameters and optimizer state on the host (CUDA only)
     activation_checkpointing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reshard_after_forward": self.reshard_after_forward,
-            "offload_params": self.offload_params,
             "activation_checkpointing": self.activation_checkpointing,
         }
 
@@ -98,10 +96,14 @@ def fsdp_options(requested: bool) -> FSDPOptions | None:
         return None
     from .errors import ConfigError
 
-    raw = os.environ.get("FSDP_RESHARD_AFTER_FORWARD") or os.environ.get(
-        "FSDP_SHARDING_STRATEGY", "true"
-    )
-    key = raw.strip().lower()
+    # accelerate exports both, each at its default unless the config set it: take the one set.
+    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "").strip()
+    strategy = os.environ.get("FSDP_SHARDING_STRATEGY", "").strip()
+    if reshard and reshard.lower() != "true":
+        raw = reshard
+    else:
+        raw = strategy or reshard or "true"
+    key = raw.lower()
     if key in ("no_shard", "3"):
         return None  # nothing sharded: that is DDP
     if key not in _RESHARD:
@@ -109,9 +111,13 @@ def fsdp_options(requested: bool) -> FSDPOptions | None:
             f"FSDP sharding {raw!r} is not known; use FULL_SHARD or SHARD_GRAD_OP "
             "(fsdp_reshard_after_forward true or false)"
         )
+    if _env_flag("FSDP_OFFLOAD_PARAMS"):
+        raise ConfigError(
+            "fsdp_offload_params is not supported (a compact model's shards fit on the "
+            "device); set it to false"
+        )
     return FSDPOptions(
         reshard_after_forward=_RESHARD[key],
-        offload_params=_env_flag("FSDP_OFFLOAD_PARAMS"),
         activation_checkpointing=_env_flag("FSDP_ACTIVATION_CHECKPOINTING"),
     )
 
@@ -124,7 +130,7 @@ class DeepSpeedOptions:
 
     @property
     def stage(self) -> int:
-        return int(self.zero.get("stage", 0))
+        return int(self.zero.get("stage", 2))  # accelerate's default
 
     def engine_config(self, micro_batch: int, grad_accum: int) -> dict[str, Any]:
         """DeepSpeed's config: ZeRO from the user; batch, accumulation and clipping from edgetune."""
@@ -132,7 +138,7 @@ class DeepSpeedOptions:
             "train_micro_batch_size_per_gpu": micro_batch,
             "gradient_accumulation_steps": grad_accum,
             "gradient_clipping": 1.0,
-            "zero_optimization": self.zero,
+            "zero_optimization": {**self.zero, "stage": self.stage},
             "zero_allow_untested_optimizer": True,  # edgetune's AdamW, as in every other mode
             "steps_per_print": 2**31 - 1,
         }
@@ -163,6 +169,11 @@ def deepspeed_options() -> DeepSpeedOptions | None:
         device = os.environ.get(var, "").strip().lower()
         if device and device != "none":
             zero[key] = {"device": device}
+        if str((zero.get(key) or {}).get("device", "none")).lower() != "none":
+            raise ConfigError(
+                f"DeepSpeed {key} is not supported (edgetune keeps its own AdamW on the device); "
+                f"set {key}_device to none"
+            )
     opts = DeepSpeedOptions(zero)
     if opts.stage not in (0, 1, 2):
         raise ConfigError(

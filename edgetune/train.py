@@ -379,9 +379,20 @@ def _train(
     try:
         trainer.fit()
     except KeyboardInterrupt:
-        trainer.save_checkpoint()
+        step = trainer.state["step"]
+        if trainer.fsdp is None and trainer.engine is None:
+            trainer.save_checkpoint()
+            saved = f"checkpoint saved in {work}"
+        elif (work / rundir.CHECKPOINT).exists():
+            # Saving sharded state needs every rank at the same point; Ctrl-C is not.
+            saved = f"the checkpoint of the last epoch in {work} is kept"
+        else:
+            raise TrainingInterrupted(
+                f"interrupted at step {step}, before the first checkpoint of this sharded run; "
+                f"start again with --overwrite"
+            ) from None
         raise TrainingInterrupted(
-            f"interrupted at step {trainer.state['step']}; checkpoint saved in {work}; "
+            f"interrupted at step {step}; {saved}; "
             f"continue with `edgetune train --resume --output {output}`"
         ) from None
     # Memory per rank: what sharding saves shows in the weights and optimizer state it holds.
@@ -651,14 +662,17 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
                         setattr(cfg, name, config.dropout)
             if source.kind == "config":
                 model = AutoModelForSequenceClassification.from_config(cfg)
+                new_weights = True
             else:
-                model = AutoModelForSequenceClassification.from_pretrained(
+                model, info = AutoModelForSequenceClassification.from_pretrained(
                     where,
                     config=cfg,
                     trust_remote_code=trust,
                     use_safetensors=True,
                     ignore_mismatched_sizes=True,
+                    output_loading_info=True,
                 )
+                new_weights = bool(info.get("missing_keys") or info.get("mismatched_keys"))
         except ValueError as e:
             msg = first_line(e)
             if "trust_remote_code" in msg:
@@ -680,6 +694,12 @@ def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
             f"the tokenizer of {config.model} has no padding token; set one and save it"
         )
     tokenizer.model_max_length = config.max_length
+    if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
+        raise ConfigError(
+            f"--qat-distill learns from the model as QAT starts, and {config.model} has an "
+            "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
+            "--model RUN/best"
+        )
     return tokenizer, model
 
 
@@ -868,7 +888,7 @@ class _Trainer:
             base.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-        self._shell: Any = None  # FSDP: an unsharded copy on rank 0 that saves the best model
+        self._shell: Any = None  # FSDP: an empty copy on rank 0 that saves the best model
         if self.fsdp is not None:
             self._shard()
         self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
@@ -977,19 +997,23 @@ class _Trainer:
     def _shard(self) -> None:
         """PyTorch FSDP2: each transformer layer, then the whole model, sharded across ranks."""
         import torch
-        from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+        from torch.distributed.fsdp import fully_shard
 
-        if self.dist.main:
-            self._shell = copy.deepcopy(self.model).cpu()
-        opts = self.fsdp
-        kw: dict[str, Any] = {"reshard_after_forward": opts.reshard_after_forward}
-        if opts.offload_params and self.device == "cuda":
-            kw["offload_policy"] = CPUOffloadPolicy()
+        if self.dist.main:  # the model's structure without its memory (meta tensors)
+            self._shell = copy.deepcopy(self.model).to("meta")
+        kw: dict[str, Any] = {"reshard_after_forward": self.fsdp.reshard_after_forward}
         base = getattr(self.model, "get_base_model", lambda: self.model)()
         layer_types = set(getattr(base, "_no_split_modules", None) or [])
-        for m in self.model.modules():
-            if type(m).__name__ in layer_types and isinstance(m, torch.nn.Module):
-                fully_shard(m, **kw)
+        layers = [m for m in self.model.modules() if type(m).__name__ in layer_types]
+        if not layers:  # models that do not name their blocks: the encoder's layer list
+            layers = [
+                block
+                for m in self.model.modules()
+                if isinstance(m, torch.nn.ModuleList) and len(m) > 1
+                for block in m
+            ]
+        for m in layers:
+            fully_shard(m, **kw)
         fully_shard(self.model, **kw)
 
     def _deepspeed(self, zero: Any) -> Any:
@@ -1042,6 +1066,8 @@ class _Trainer:
         import torch
 
         tensors = list(self.model.parameters())
+        if self.engine is not None:  # ZeRO's fp32 master copy of this rank's partition
+            tensors += [p for g in self.optimizer.param_groups for p in g["params"]]
         for st in self.optimizer.state.values():
             tensors += [v for v in st.values() if torch.is_tensor(v) and v.ndim > 0]
         return sum(t.numel() * t.element_size() for t in _local(tensors)) / 2**20
@@ -1258,6 +1284,13 @@ class _Trainer:
             )
             td.all_reduce(t)
             self._loss_sum, self._loss_n = float(t[0]), int(t[1])
+            if self.qat is not None and self.qat.scheme.ranges:
+                # Static QAT: each rank learned ranges from its shard; all use their mean.
+                every = self.dist.gather([self.qat.scheme.ranges])
+                self.qat.scheme.ranges = {
+                    k: [float(np.mean([r[k][i] for r in every])) for i in (0, 1)]
+                    for k in sorted(every[0])
+                }
         # Every rank evaluates its share and receives the whole split's logits, so every rank
         # reaches the same figures and the same best / early-stop decisions.
         c, s = self.config, self.state
@@ -1307,7 +1340,7 @@ class _Trainer:
             state = self._full_state()  # every rank takes part in the gather
             if not self.dist.main:
                 return
-            self._shell.load_state_dict(state)
+            self._shell.load_state_dict(state, assign=True)  # holds the gathered tensors
             model = self._shell
         elif not self.dist.main:
             return
@@ -1328,6 +1361,8 @@ class _Trainer:
 
             write_scheme(tmp, self.qat.scheme)
         rundir.replace_dir(tmp, self.work / rundir.BEST)
+        if self._shell is not None:
+            self._shell.to("meta")  # let the gathered copy go
 
     def save_checkpoint(self) -> None:
         import torch
@@ -1391,6 +1426,7 @@ class _Trainer:
             tmp / "optimizer.pt",
         )
         state = {**self.state, "samples": samples, "loss_sum": loss_sum, "loss_n": loss_n}
+        state["launch"] = {"parallel": self.env.get("parallel", "none"), "world": self.dist.world}
         if self.qat is not None:
             state["qat_ranges"] = self.qat.scheme.ranges
         rundir.write_json(tmp / rundir.STATE, state)
@@ -1401,6 +1437,16 @@ class _Trainer:
         from safetensors.torch import load_file, load_model
 
         ck = self.work / rundir.CHECKPOINT
+        state = rundir.read_json(ck / rundir.STATE)
+        # Batches, their shards and the optimizer's layout all depend on how it was launched.
+        launch = state.pop("launch", None)
+        now = {"parallel": self.env.get("parallel", "none"), "world": self.dist.world}
+        if launch is not None and launch != now:
+            raise ConfigError(
+                f"the checkpoint was written by {launch['world']} process(es) "
+                f"({launch['parallel']}); resume with the same launcher and process count "
+                f"(now: {now['world']}, {now['parallel']})"
+            )
         extra = torch.load(ck / "optimizer.pt", map_location=self.device, weights_only=True)
         if self.fsdp is not None:
             # Every rank reads the full tensors (the run directory is shared) and keeps its shard.
@@ -1436,7 +1482,6 @@ class _Trainer:
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
         torch.set_rng_state(extra["torch_rng"].cpu())
-        state = rundir.read_json(ck / rundir.STATE)
         ranges = state.pop("qat_ranges", None)
         if self.qat is not None and ranges is not None:
             self.qat.scheme.ranges = ranges

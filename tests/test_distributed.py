@@ -99,15 +99,15 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     ddp = json.loads((out / "metrics.json").read_text())
     assert ddp["environment"]["world_size"] == 2
     assert ddp["environment"]["parallel"] == parallel
-    # Each rank's weights + optimizer state: all of it under DDP, about half under FSDP,
-    # the weights and half the optimizer state under ZeRO-2.
+    # Each rank's weights + optimizer state: all of it under DDP, about half under FSDP;
+    # under ZeRO-2 the weights, plus half the fp32 master copy and half the optimizer state.
     whole = single.timing["memory_per_rank"][0]["model_state_mb"]
     held = [r["model_state_mb"] for r in ddp["timing"]["memory_per_rank"]]
     assert len(held) == 2
     if parallel == "fsdp":
         assert all(0.4 * whole < x < 0.6 * whole for x in held), (held, whole)
     elif parallel == "deepspeed":
-        assert all(0.6 * whole < x < 0.75 * whole for x in held), (held, whole)
+        assert all(0.75 * whole < x < 0.9 * whole for x in held), (held, whole)
     else:
         assert held == [pytest.approx(whole, rel=1e-9)] * 2
     assert ddp["data"]["validation"]["rows"] == 7 and ddp["test"]["n"] == 8  # whole splits
@@ -171,17 +171,19 @@ def test_accelerate_fsdp_settings_are_read(monkeypatch):
     assert fsdp_options(False) is None
     assert fsdp_options(True).reshard_after_forward is True  # --fsdp: FULL_SHARD
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
     monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
-    for raw, reshard in [("false", False), ("SHARD_GRAD_OP", False), ("FULL_SHARD", True)]:
-        monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", raw)
+    # accelerate exports both variables, each at its default unless the config set it.
+    for reshard, strategy, expected in [
+        ("false", "FULL_SHARD", False),
+        ("SHARD_GRAD_OP", "FULL_SHARD", False),
+        ("true", "SHARD_GRAD_OP", False),
+        ("true", "FULL_SHARD", True),
+    ]:
+        monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", reshard)
+        monkeypatch.setenv("FSDP_SHARDING_STRATEGY", strategy)
         o = fsdp_options(False)
-        assert (o.reshard_after_forward, o.offload_params, o.activation_checkpointing) == (
-            reshard,
-            True,
-            True,
-        )
-    monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "NO_SHARD")
+        assert (o.reshard_after_forward, o.activation_checkpointing) == (expected, True)
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "NO_SHARD")
     assert fsdp_options(False) is None  # nothing sharded is DDP
 
 
@@ -195,6 +197,14 @@ def test_accelerate_fsdp_settings_are_read(monkeypatch):
         (
             {"ACCELERATE_USE_FSDP": "true", "FSDP_RESHARD_AFTER_FORWARD": "sometimes"},
             "use FULL_SHARD or SHARD_GRAD_OP",
+        ),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_OFFLOAD_PARAMS": "true"}, "fsdp_offload_params"),
+        (
+            {
+                "ACCELERATE_USE_DEEPSPEED": "true",
+                "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu",
+            },
+            "set offload_optimizer_device to none",
         ),
     ],
 )

@@ -208,6 +208,10 @@ def test_bad_qat_options_exit_2(tmp_path):
         (["--output", str(tmp_path / "d"), "--qat-distill", "0.5"], "--qat-distill needs --qat"),
         (["--output", str(tmp_path / "e"), "--qat", "--qat-distill", "1"], "a weight in [0, 1)"),
         (
+            ["--output", str(tmp_path / "f"), "--qat", "--qat-distill", "0.5"],
+            "has an untrained classifier",
+        ),
+        (
             ["--output", str(tmp_path / "c"), "--qat", "--qat-start", "5"],
             "at or after the end of training",
         ),
