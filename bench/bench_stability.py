@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def main() -> None:
@@ -95,11 +95,9 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "bundle": a.bundle,
             "cells": summary,
             "runs": runs,
-            "machine": machine_info(),
         },
         "Stability of the bench ratio (five runs)",
         table,

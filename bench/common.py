@@ -35,7 +35,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_results(name: str, result: dict[str, Any], title: str, table: list[str]) -> None:
-    """Write ``results/NAME.json`` and ``results/NAME.md``."""
+    """Write ``results/NAME.json`` and ``results/NAME.md``, with the benchmark's name and machine."""
+    result = {"benchmark": name, **result, "machine": machine_info()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     m = result["machine"]

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def main() -> None:
@@ -88,13 +88,11 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "run": a.run,
             "train_s": train_s,  # None: the run existed already
             "export_s": export_s,
             "export_peak_rss_mb": peak_mb,
             "validation": report,
-            "machine": machine_info(),
         },
         f"Export and validation of {Path(a.run).name}",
         body,

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def main() -> None:
@@ -128,13 +128,11 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "plain_run": str(plain),
             "qat_run": str(qat),
             "rows": result_rows,
             "qat_float_accuracy": qf,
             "test_rows": len(y),
-            "machine": machine_info(),
         },
         "QAT vs post-training int8 (SST-2 test split)",
         table,

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def du(path: Path) -> int:
@@ -120,7 +120,6 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "bundle": a.bundle,
             "cold_start_s": cold,
             "cold_start_median_s": cold_med,
@@ -130,7 +129,6 @@ def main() -> None:
             "predictions_per_s": {"batch_1": rates[1], "batch_32": rates[32]},
             "runtime_packages": listed,
             "torch_in_runtime": has_torch,
-            "machine": machine_info(),
         },
         "Edge runtime footprint and cold start",
         table,

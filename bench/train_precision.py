@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def main() -> None:
@@ -69,14 +69,12 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "data": a.data,
             "model": a.model,
             "epochs": a.epochs,
             "results": results,
             "bf16_speedup": speedup,
             "accuracy_delta_points": delta,
-            "machine": machine_info(),
         },
         "CPU bf16 vs fp32 training",
         table,

@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 ZERO2 = """\
 compute_environment: LOCAL_MACHINE
@@ -102,13 +102,11 @@ def main() -> None:
     write_results(
         a.name,
         {
-            "benchmark": a.name,
             "data": a.data,
             "model": a.model,
             "epochs": a.epochs,
             "global_batch": a.batch_size,
             "results": results,
-            "machine": machine_info(),
         },
         "Training in one process, DDP, FSDP and DeepSpeed ZeRO-2",
         table,

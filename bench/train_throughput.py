@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_info, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 
 
 def plain_trainer(model_dir, train, test, label_names, epochs, lr, bs, seed, max_length):
@@ -150,7 +150,6 @@ def main() -> None:
     print(f"edgetune: {ours}", flush=True)
     speedup = ours["samples_per_s"] / base["samples_per_s"]
     result = {
-        "benchmark": a.name,
         "model": a.model,
         "data": a.data,
         "train_rows": len(data.train),
@@ -161,7 +160,6 @@ def main() -> None:
         "edgetune": ours,
         "speedup": speedup,
         "accuracy_delta_points": (ours["test_accuracy"] - base["test_accuracy"]) * 100,
-        "machine": machine_info(),
     }
     rows = [
         ("plain HF Trainer (fp32, dynamic padding)", base),
