@@ -1396,14 +1396,13 @@ class _Trainer:
             self.dist.barrier()
             self.engine.save_checkpoint(str(tmp / "deepspeed"), tag="last", save_latest=False)
             self.dist.barrier()
-            opt_state = {}  # in deepspeed/
         if not self.dist.main:
             return
         # Interrupted mid-accumulation: roll back to the last optimizer step, whose batch
         # index, RNG state and loss sums are what resuming needs.
         rng, loss_sum, loss_n, samples = self._boundary
-        if self.engine is not None:
-            weights = _own_copies(self.model)
+        if self.engine is not None:  # optimizer state is in deepspeed/; weights share a buffer
+            weights, opt_state = _own_copies(self.model), {}
         if weights is not None:
             save_file(
                 {k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors")
