@@ -6,8 +6,16 @@ A bundle ``BUNDLE/`` holds::
     model_<variant>.onnx  other variants (e.g. model_fp32.onnx), when built
     config.json           HF config with id2label / label2id
     tokenizer.json ...    tokenizer files
+    golden.json           the self-check: golden texts with the PyTorch logits and each
+                          variant's expected logits, tolerance and batching (hashed)
     edgetune.json         manifest: source, variants and their settings, versions, CPU features,
                           SHA-256 of every other file, and the metrics validation measured
+    validation/           the last validation report (not hashed: nothing runs it)
+    edgetune.sig          the signature, when signed (``edgetune sign``)
+
+The manifest cannot hash itself, so whatever the runtime takes from it is either a hash or
+checked against a hashed file: labels against config.json, max length and each variant's file
+against golden.json.
 """
 
 from __future__ import annotations
@@ -15,18 +23,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import BundleError, ConfigError
-from .fsutil import replace_dir, write_json
+from .fsutil import public_mode, replace_dir, write_json
 
 FORMAT = "edgetune-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: golden.json (self-check), per-variant batching
 MANIFEST = "edgetune.json"
 DEFAULT_FILE = "model.onnx"
+GOLDEN = "golden.json"
+GOLDEN_FORMAT = "edgetune-golden"
+REPORT_DIR = "validation"
+SIGNATURE = "edgetune.sig"
+TOKENIZER = "tokenizer.json"
+MODEL_CONFIG = "config.json"
+# One row per session run: dynamic int8 takes its activation ranges from the whole input
+# tensor, so a row's answer would depend on its batch-mates and their padding.
+BATCHING = ("row", "padded")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def variant_file(name: str, default: bool) -> str:
@@ -41,12 +60,20 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _hashed(rel: PurePosixPath) -> bool:
+    """Files the manifest covers: all but itself, the signature, reports and hidden staging."""
+    if rel.as_posix() in (MANIFEST, SIGNATURE) or rel.parts[0] == REPORT_DIR:
+        return False
+    return not any(part.startswith(".") for part in rel.parts)
+
+
 def file_hashes(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): sha256(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = PurePosixPath(p.relative_to(root).as_posix())
+        if p.is_file() and _hashed(rel):
+            out[rel.as_posix()] = sha256(p)
+    return out
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +81,59 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, **manifest, "files": file_hashes(root)}
     write_json(root / MANIFEST, manifest)
     return manifest
+
+
+def _safe_rel(rel: Any) -> bool:
+    if not isinstance(rel, str) or not rel or "\\" in rel or ":" in rel:
+        return False
+    p = PurePosixPath(rel)
+    return not p.is_absolute() and all(part not in ("", ".", "..") for part in p.parts)
+
+
+def _check_schema(m: Any, path: Path) -> None:
+    """Refuse a manifest whose shape the runtime cannot trust, with one line naming the key."""
+
+    def bad(what: str) -> BundleError:
+        return BundleError(f"{path} is malformed: {what}; re-export the bundle")
+
+    if not isinstance(m, dict):
+        raise bad("not a JSON object")
+    if m.get("format") != FORMAT:
+        raise BundleError(f"{path} is not an edgetune bundle manifest; re-export the bundle")
+    version = m.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format version {version!r}; this edgetune reads up to "
+            f"{FORMAT_VERSION}: upgrade edgetune"
+        )
+    files = m.get("files")
+    if not isinstance(files, dict) or not files:
+        raise bad("no `files` hashes")
+    for rel, digest in files.items():
+        if not _safe_rel(rel):
+            raise bad(f"file path {rel!r} is not a plain relative path inside the bundle")
+        if not isinstance(digest, str) or not _HEX.match(digest):
+            raise bad(f"the hash of {rel} is not a SHA-256 hex digest")
+    variants = m.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise bad("no `variants`")
+    for name, v in variants.items():
+        if not isinstance(v, dict) or not isinstance(v.get("file"), str):
+            raise bad(f"variant {name!r} has no `file`")
+        if v["file"] not in files:
+            raise bad(f"variant {name}'s file {v['file']!r} is not among the hashed files")
+    if m.get("default_variant") not in variants:
+        raise bad(f"default_variant {m.get('default_variant')!r} is not one of the variants")
+    labels = m.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise bad("`labels` is not a list of label names")
+    max_length = m.get("max_length")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+        raise bad("`max_length` is not a whole number of tokens")
+    required = [MODEL_CONFIG, TOKENIZER] + ([GOLDEN] if version >= 2 else [])
+    for rel in required:
+        if rel not in files:
+            raise bad(f"{rel} is not among the hashed files")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -66,22 +146,23 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         m = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{path} is not valid JSON ({e}); re-export the bundle") from None
-    if m.get("format") != FORMAT:
-        raise BundleError(f"{path} is not an edgetune bundle manifest; re-export the bundle")
+    _check_schema(m, path)
     return m
 
 
-def verify(root: str | Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check every file against the manifest's SHA-256; return the manifest.
+def verify(root: str | Path) -> dict[str, Any]:
+    """Check every file against the manifest's SHA-256 and the manifest against them.
 
-    ``ignore`` holds path prefixes left unchecked (a report that is being rewritten).
+    Returns the manifest. Labels must equal config.json's ``id2label``; the max length and
+    each variant's file must equal golden.json's (both files are hashed).
     """
     root = Path(root)
     m = read_manifest(root)
-    for rel, digest in m.get("files", {}).items():
-        if rel.startswith(ignore):
-            continue
+    real_root = root.resolve()
+    for rel, digest in m["files"].items():
         p = root / rel
+        if not p.resolve().is_relative_to(real_root):
+            raise BundleError(f"bundle {root}: {rel} links outside the bundle; re-copy the bundle")
         if not p.is_file():
             raise BundleError(f"bundle {root} is missing {rel}; re-export or re-copy the bundle")
         if sha256(p) != digest:
@@ -89,7 +170,53 @@ def verify(root: str | Path, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
                 f"bundle {root}: {rel} does not match its SHA-256 in {MANIFEST} (modified or "
                 "truncated); re-export or re-copy the bundle"
             )
+    _cross_check(root, m)
     return m
+
+
+def _cross_check(root: Path, m: dict[str, Any]) -> None:
+    def bad(what: str) -> BundleError:
+        return BundleError(f"bundle {root}: {what}; re-export the bundle")
+
+    try:
+        cfg = json.loads((root / MODEL_CONFIG).read_text())
+        id2label = cfg["id2label"]
+        labels = [id2label[str(i)] for i in range(len(id2label))]
+    except (ValueError, KeyError, TypeError):
+        raise bad(f"{MODEL_CONFIG} has no id2label with ids 0..n-1") from None
+    if labels != m["labels"]:
+        raise bad(f"the labels in {MANIFEST} ({m['labels']}) differ from {MODEL_CONFIG} ({labels})")
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int) and m["max_length"] > positions:
+        raise bad(f"max_length {m['max_length']} exceeds the model's {positions} positions")
+    if GOLDEN not in m["files"]:
+        return
+    golden = read_golden(root)
+    if golden["max_length"] != m["max_length"] or golden["labels"] != labels:
+        raise bad(f"max_length or labels in {MANIFEST} differ from {GOLDEN}")
+    for name, v in m["variants"].items():
+        g = golden["variants"].get(name)
+        if g is None or g.get("file") != v["file"] or g.get("sha256") != m["files"][v["file"]]:
+            raise bad(f"variant {name}'s file in {MANIFEST} differs from the one {GOLDEN} records")
+
+
+def read_golden(root: Path) -> dict[str, Any]:
+    """golden.json, checked for the keys the self-check reads (hash it first: ``verify``)."""
+    path = root / GOLDEN
+    try:
+        g = json.loads(path.read_text())
+        ok = (
+            g["format"] == GOLDEN_FORMAT
+            and isinstance(g["rows"], list)
+            and isinstance(g["variants"], dict)
+            and isinstance(g["max_length"], int)
+            and isinstance(g["labels"], list)
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise BundleError(f"{path} is missing or malformed; re-export the bundle")
+    return g
 
 
 def pick_variant(manifest: dict[str, Any], wanted: str | None, root: Path) -> str:
@@ -103,12 +230,10 @@ def pick_variant(manifest: dict[str, Any], wanted: str | None, root: Path) -> st
     return name
 
 
-def update_manifest(
-    root: str | Path, ignore: tuple[str, ...] = (), **fields: Any
-) -> dict[str, Any]:
+def update_manifest(root: str | Path, **fields: Any) -> dict[str, Any]:
     """Merge fields into the manifest (e.g. metrics) and re-hash (after verifying, see ``verify``)."""
     root = Path(root)
-    m = verify(root, ignore)
+    m = verify(root)
     m.update(fields)
     for key in ("format", "version", "files"):
         m.pop(key, None)
@@ -137,5 +262,6 @@ def archive(root: Path) -> Path:
     os.close(fd)
     with tarfile.open(tmp, "w:gz") as tar:
         tar.add(root, arcname=root.name)
+    public_mode(Path(tmp))
     os.replace(tmp, dst)
     return dst

@@ -313,6 +313,7 @@ def train(
 )
 @click.option("--data", help="Labelled data for that validation [default: the run's data].")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
+@click.option("--sign", type=click.Path(), help="Sign the bundle with this private key (PEM).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code to run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--quiet", is_flag=True, help="No status lines.")
@@ -320,8 +321,9 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
     """Export a run (or HF model directory) SOURCE to an ONNX bundle.
 
     \b
-    Example:
+    Examples:
       edgetune export runs/sst2 --output bundles/sst2 --variants fp32
+      edgetune export runs/sst2 --output bundles/sst2 --sign keys/owner.pem
     """
     from .export import ExportConfig
     from .export import export as run_export
@@ -394,7 +396,19 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
     multiple=True,
     help="Gate: default vs PyTorch fp32, e.g. 3 (every length) or 128:3 (repeatable).",
 )
-@click.option("--report-dir", type=click.Path(), help="[default: BUNDLE/validation]")
+@click.option(
+    "--max-batch-diff",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Gate, every variant: 0 label flips and at most this score difference between "
+    "batch 1 and --batch-size.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(),
+    help="Empty/new folder, or an earlier report [default: BUNDLE/validation].",
+)
 @click.option("--quiet", is_flag=True, help="No status lines.")
 def validate(
     variants: str, seq_lengths: str, min_speedup: tuple[str, ...], quiet: bool, **options: Any
@@ -415,7 +429,7 @@ def validate(
         **options,
     )
     result = run_validate(config, progress=not quiet, raise_on_failure=False)
-    click.echo(result.summary())
+    click.echo(result.summary())  # a signed bundle's note is part of it
     for line in result.failures:
         click.secho(line, fg="red", err=True)
     if result.failures:
@@ -443,6 +457,20 @@ def validate(
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--threads", type=int, help="Intra-op threads [default: cores, at most 4].")
 @click.option("--variant", help="Variant to run [default: the bundle's default].")
+@click.option(
+    "--self-check/--no-self-check",
+    default=True,
+    show_default=True,
+    help="Run the bundle's golden texts first; refuse a variant that answers them wrongly here.",
+)
+@click.option(
+    "--fallback", is_flag=True, help="If the variant fails the self-check, use one that passes."
+)
+@click.option(
+    "--verify-key",
+    type=click.Path(),
+    help="Run only if the bundle is signed by this public key (PEM).",
+)
 def predict(
     bundle: str,
     texts: tuple[str, ...],
@@ -454,6 +482,9 @@ def predict(
     batch_size: int,
     threads: int | None,
     variant: str | None,
+    self_check: bool,
+    fallback: bool,
+    verify_key: str | None,
 ) -> None:
     """Classify TEXTS (or --input FILE, or stdin) with BUNDLE; needs no torch.
 
@@ -466,7 +497,20 @@ def predict(
 
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
-    clf = Classifier.load(bundle, variant=variant, threads=threads)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = Classifier.load(
+            bundle,
+            variant=variant,
+            threads=threads,
+            self_check=self_check,
+            fallback=fallback,
+            public_key=verify_key,
+        )
+    for w in caught:
+        click.secho(f"warning: {w.message}", fg="yellow", err=True)
     items = (
         (text_item(i, t) for i, t in enumerate(texts))
         if texts
@@ -517,6 +561,62 @@ def _write_predictions(results: Any, fmt: str) -> None:
             out.write(f"{item.index:>5}  {label:16} {score:>7}  {text}{extra}\n")
         if fmt != "table":
             out.flush()  # stream line by line to whatever reads the pipe
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--variant", "variants", multiple=True, help="Check only this variant (repeatable).")
+@click.option("--threads", type=int, help="Intra-op threads [default: cores, at most 4].")
+@click.option("--verify-key", type=click.Path(), help="Also require a signature by this key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+def check(
+    bundle: str,
+    variants: tuple[str, ...],
+    threads: int | None,
+    verify_key: str | None,
+    as_json: bool,
+) -> None:
+    """Prove BUNDLE on this device: hashes, signature, and each variant's self-check (exit 1).
+
+    \b
+    Examples:
+      edgetune check bundles/sst2
+      edgetune check bundles/sst2 --variant int8-dynamic --verify-key keys/owner.pub
+    """
+    import json
+
+    from .runtime import check_bundle
+
+    result = check_bundle(bundle, variants=variants, threads=threads, public_key=verify_key)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
+    if not result.passed:
+        sys.exit(GateFailed.exit_code)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--key", required=True, type=click.Path(), help="Private key (PEM, e.g. EC P-256).")
+def sign(bundle: str, key: str) -> None:
+    """Sign BUNDLE (OpenSSF model-signing) so devices can require it with --verify-key.
+
+    \b
+    Example:
+      openssl ecparam -name prime256v1 -genkey -noout -out owner.pem
+      openssl ec -in owner.pem -pubout -out owner.pub
+      edgetune sign bundles/sst2 --key owner.pem
+      edgetune predict bundles/sst2 --verify-key owner.pub "a gorgeous film"
+    """
+    from pathlib import Path
+
+    from . import bundle as bundlefmt
+    from .fsutil import locked
+    from .signing import sign as sign_bundle
+
+    root = Path(bundle).expanduser()
+    with locked(root, "bundle"):
+        bundlefmt.verify(root)  # sign only what is intact
+        sig = sign_bundle(root, Path(key).expanduser())
+    click.echo(f"signed     {root} -> {sig}")
 
 
 @main.command()

@@ -35,6 +35,16 @@ class BundleError(EdgetuneError):
     """A bundle is missing, malformed, tampered with, or would be overwritten."""
 
 
+class LockedError(EdgetuneError):
+    """Another process is writing the same run or bundle."""
+
+
+class SelfCheckFailed(BundleError):
+    """A variant's answers on this device diverge from those recorded at export (exit code 1)."""
+
+    exit_code = 1
+
+
 class GateFailed(Exception):
     """A CI gate did not hold (exit code 1)."""
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 from . import bundle as bundlefmt
 from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
+from .fsutil import clean_stale, locked, temp_dir, write_json
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
 QUANTIZE = ("auto", "none", "dynamic", "static", "fp16")
@@ -113,6 +114,7 @@ class ExportConfig:
     data: str | None = None
     archive: bool = False
     trust_remote_code: bool = False
+    sign: str | None = None  # private key (PEM) to sign the finished bundle with
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)
@@ -239,12 +241,30 @@ def export(
     from .train import sayer
 
     say = sayer(progress)
+    if config.sign and not Path(config.sign).expanduser().is_file():
+        raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
     calibration = None
     if "int8-static" in config.all_variants() and not (qat and qat.mode == "static"):
         calibration = _calibration_texts(config, src)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
+    with locked(output, "bundle"):
+        # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
+        clean_stale(output.parent, (f".{output.name}.staging-", f".{output.name}.old"))
+        bundlefmt.check_output(output, overwrite)
+        return _export(config, output, src, quant, calibration, say, progress, t0)
+
+
+def _export(
+    config: ExportConfig,
+    output: Path,
+    src: dict[str, Any],
+    quant: QuantizationConfig,
+    calibration: list[str] | None,
+    say: Any,
+    progress: bool,
+    t0: float,
+) -> ExportResult:
+    staging = temp_dir(output.parent, f".{output.name}.staging-")
     try:
         work = staging / "work"
         bundle_dir = staging / "bundle"
@@ -274,6 +294,11 @@ def export(
             variants[name] = info
         _smoke_test(bundle_dir, variants)
         manifest = _manifest(config, src, model_cfg, variants, fp32)
+        say("recording the self-check: golden texts answered by PyTorch and every variant")
+        golden = _golden(config, src, bundle_dir, manifest)
+        for name, g in golden["variants"].items():
+            variants[name]["batching"] = g["batching"]
+        write_json(bundle_dir / bundlefmt.GOLDEN, golden)
         shutil.rmtree(work)
         manifest = bundlefmt.write_manifest(bundle_dir, manifest)
         bundlefmt.install(bundle_dir, output)
@@ -291,6 +316,11 @@ def export(
             "not validated: the source is not a run with data; run "
             f"`edgetune validate {output} --data FILE` (or export with --data FILE)"
         )
+    if config.sign:
+        from .signing import sign
+
+        say(f"signing the bundle with {config.sign}")
+        sign(output, Path(config.sign).expanduser())
     archive = str(bundlefmt.archive(output)) if config.archive else None
     return ExportResult(
         output=str(output),
@@ -303,6 +333,33 @@ def export(
         validation=validation,
         note=note,
     )
+
+
+def _golden(
+    config: ExportConfig, src: dict[str, Any], bundle_dir: Path, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """The self-check's rows, the PyTorch original's answers, and each variant's."""
+    from transformers import AutoTokenizer
+
+    from . import golden
+    from .data import load_data, load_texts
+    from .validate import PYTORCH, _TorchRunner
+
+    texts: list[str] = []
+    pairs: list[str] | None = None
+    if src["run_config"] or config.data:
+        spec, kw = rundir.data_spec(src["run_config"]) if src["run_config"] else (config.data, {})
+        test = load_data(str(spec), **kw).test  # held out from training
+        texts, pairs = test.texts, test.pairs
+    elif config.calibration_data:
+        texts = load_texts(config.calibration_data)
+    tok = AutoTokenizer.from_pretrained(bundle_dir)
+    rows = golden.rows(texts, pairs, tok, manifest["max_length"])
+    threads = min(os.cpu_count() or 1, 4)
+    torch_runner = _TorchRunner(src["model_dir"], threads, manifest["max_length"])
+    row_pairs = [r["pair"] for r in rows] if rows[0]["pair"] is not None else None
+    reference = torch_runner.logits([r["text"] for r in rows], row_pairs, 16)
+    return golden.build(bundle_dir, manifest, rows, reference, PYTORCH, threads)
 
 
 # -- source -------------------------------------------------------------------------------------
@@ -928,6 +985,9 @@ def _manifest(
         max_length = int(
             min(json.loads(tok_cfg_path.read_text()).get("model_max_length", 128), 512)
         )
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int):
+        max_length = min(max_length, positions)  # never beyond what the model can encode
     run_cfg = src["run_config"]
     return {
         "default_variant": config.default_variant,

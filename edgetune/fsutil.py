@@ -1,22 +1,60 @@
-"""Atomic file-system helpers shared by the run and bundle formats (no heavy imports)."""
+"""Atomic file-system helpers shared by the run and bundle formats (no heavy imports).
+
+Temporary files and folders are created private (``mkstemp``/``mkdtemp`` give 0600/0700) and
+opened up to the user's umask just before they are moved into place, so a copied bundle or run
+is readable like any other file the user writes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import LockedError
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def public_mode(path: Path) -> None:
+    """Give a file or folder made by ``tempfile`` the mode a plain ``open``/``mkdir`` would."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~UMASK)
+
+
+def temp_dir(parent: Path, prefix: str) -> Path:
+    """A new staging folder in ``parent`` with the user's permissions (not mkdtemp's 0700)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    public_mode(tmp)
+    return tmp
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+        public_mode(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> Any:
@@ -26,6 +64,7 @@ def read_json(path: Path) -> Any:
 
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a completed directory into place, replacing an older one."""
+    public_mode(tmp)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old")
@@ -35,3 +74,95 @@ def replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of a run or bundle: beside it, so it never lands among the hashed files."""
+    return target.with_name(f".{target.name}.lock")
+
+
+_HELD: set[str] = set()
+
+
+@contextmanager
+def locked(target: Path, what: str, timeout: float = 0.0) -> Iterator[None]:
+    """Hold the writer lock of ``target`` (a run or bundle folder, existing or not).
+
+    A second writer waits up to ``timeout`` seconds, then gets a one-line error naming the
+    process that holds the lock. The lock is an OS file lock, so a killed holder releases it.
+    """
+    path = lock_path(target)
+    key = str(path.resolve())
+    if key in _HELD:  # this process already holds it (export validates what it wrote)
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
+        if _try_lock(fd):
+            try:  # the file may have been unlinked by the previous holder: then start again
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        else:
+            holder = _holder(fd)
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise LockedError(
+                    f"{what} {target} is being written by another edgetune process ({holder}); "
+                    "wait for it to finish, or write to another path"
+                )
+            time.sleep(0.2)
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, {' '.join(sys.argv[:2]) or 'python'}".encode())
+        _HELD.add(key)
+        yield
+    finally:
+        _HELD.discard(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # Windows keeps an open file
+            pass
+        os.close(fd)  # closing releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown process"
+    except (OSError, AttributeError):  # no pread on Windows
+        return "unknown process"
+
+
+def clean_stale(parent: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """Remove staging leftovers of killed writers (call while holding the target's lock)."""
+    removed: list[str] = []
+    if not parent.is_dir():
+        return removed
+    for p in parent.iterdir():
+        if p.name.startswith(prefixes):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import bundle as bundlefmt
-from .errors import BundleError, ConfigError
+from .errors import BundleError, ConfigError, SelfCheckFailed
 
 
 @dataclass
@@ -41,32 +42,72 @@ class Prediction:
         return d
 
 
-class Classifier:
-    """A verified bundle in an ONNX Runtime session, with its tokenizer and labels."""
+@dataclass
+class SelfCheck:
+    """A variant's answers to the bundle's golden texts on this device, against export's."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any], variant: str, threads: int) -> None:
-        import onnxruntime as ort
+    variant: str
+    passed: bool
+    max_abs_diff: float  # largest |logit - expected logit| over the golden rows
+    tolerance: float
+    flips: int  # rows whose top label differs from the expected one
+    rows: int
+    time_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"variant {self.variant}: max |logit difference| {self.max_abs_diff:.3g} on "
+            f"{self.rows} golden rows (tolerance {self.tolerance:.3g}), {self.flips} label(s) flipped"
+        )
+
+
+def session(path: Path, threads: int) -> Any:
+    """An ORT CPU session with a fixed intra-op thread count (and no inter-op pool)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class Classifier:
+    """A verified bundle in an ONNX Runtime session, with its tokenizer and labels.
+
+    A row's answer never depends on the other rows of a call: variants whose arithmetic is
+    row-independent (fp32, static int8) run padded batches; dynamic int8, which takes its
+    activation ranges from the whole input tensor, runs one row per session call.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        variant: str,
+        threads: int,
+        golden: dict[str, Any] | None = None,
+    ) -> None:
         from tokenizers import Tokenizer
 
-        self.root, self.manifest, self.variant = root, manifest, variant
-        self.labels: list[str] = list(manifest.get("labels") or [])
-        self.max_length = int(manifest.get("max_length") or 128)
+        self.root, self.manifest, self.variant, self.golden = root, manifest, variant, golden
+        self.threads = threads
+        self.labels: list[str] = list(manifest["labels"])
+        self.max_length = int(manifest["max_length"])
         info = manifest["variants"][variant]
-        self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+        g = (golden or {}).get("variants", {}).get(variant, {})
+        # Bundles without a recorded mode get the safe one.
+        self.batching = g.get("batching") if g.get("batching") in bundlefmt.BATCHING else "row"
+        self.tokenizer = Tokenizer.from_file(str(root / bundlefmt.TOKENIZER))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(root / info["file"]), so, providers=["CPUExecutionProvider"]
-        )
+        self.session = session(root / info["file"], threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pad_id = _pad_id(root)
-        if not self.labels:
-            n = self.session.get_outputs()[0].shape[-1]
-            self.labels = [f"LABEL_{i}" for i in range(n if isinstance(n, int) else 2)]
 
     @classmethod
     def load(
@@ -75,19 +116,111 @@ class Classifier:
         *,
         variant: str | None = None,
         threads: int | None = None,
+        self_check: bool = True,
+        fallback: bool = False,
+        public_key: str | os.PathLike[str] | None = None,
     ) -> Classifier:
-        """Verify the bundle's SHA-256 manifest, then load ``variant`` (default: the bundle's)."""
+        """Verify the bundle (hashes; signature with ``public_key``), load ``variant``, self-check it.
+
+        The self-check runs the bundle's golden texts and refuses a variant whose answers
+        diverge from those recorded at export (``SelfCheckFailed``, naming a variant that
+        passes); with ``fallback`` that variant is loaded instead.
+        """
         root = Path(bundle).expanduser()
+        if public_key is not None:
+            from .signing import verify as verify_signature
+
+            verify_signature(root, Path(public_key).expanduser())
         manifest = bundlefmt.verify(root)  # a tampered or truncated bundle never runs
         name = bundlefmt.pick_variant(manifest, variant, root)
-        if not (root / "tokenizer.json").is_file():
-            raise BundleError(f"bundle {root} has no tokenizer.json; re-export it")
-        return cls(root, manifest, name, threads or min(os.cpu_count() or 1, 4))
+        golden = bundlefmt.read_golden(root) if bundlefmt.GOLDEN in manifest["files"] else None
+        clf = cls(root, manifest, name, threads or min(os.cpu_count() or 1, 4), golden)
+        if not self_check:
+            return clf
+        check = clf.self_check()
+        if check.passed:
+            return clf
+        for other in manifest["variants"]:
+            if other == name or other not in (golden or {}).get("variants", {}):
+                continue
+            alt = cls(root, manifest, other, clf.threads, golden)
+            if "logits" in golden["variants"][other] and alt.self_check().passed:  # type: ignore[index]
+                if fallback:
+                    import warnings
+
+                    warnings.warn(
+                        f"{check.describe()}: failed the self-check; using variant {other}",
+                        stacklevel=2,
+                    )
+                    return alt
+                raise SelfCheckFailed(
+                    f"{check.describe()}: it computes wrong answers on this device; variant "
+                    f"{other} passes: pass --variant {other} (or --fallback)"
+                )
+        raise SelfCheckFailed(
+            f"{check.describe()}: it computes wrong answers on this device, and no other "
+            "variant of the bundle passes; re-export for this device (e.g. --quantize none)"
+        )
+
+    def self_check(self) -> SelfCheck:
+        """Run the golden texts through this variant and compare with export's answers."""
+        g = (self.golden or {}).get("variants", {}).get(self.variant)
+        if self.golden is None:
+            raise BundleError(
+                f"bundle {self.root} has no self-check data ({bundlefmt.GOLDEN}; exported by an "
+                "older edgetune): re-export it, or skip the check (--no-self-check)"
+            )
+        if not g or "logits" not in g:
+            raise BundleError(
+                f"variant {self.variant} has no expected answers in {bundlefmt.GOLDEN} (fp16 is "
+                "built for GPUs); skip the check (--no-self-check) or pick another --variant"
+            )
+        rows = self.golden["rows"]
+        t0 = time.perf_counter()
+        got = self.logits([r["text"] for r in rows], pairs=_pairs(rows))
+        ms = (time.perf_counter() - t0) * 1000
+        expected = np.asarray(g["logits"], dtype=np.float32)
+        if got.shape != expected.shape:
+            diff = float("inf")
+        else:
+            diff = (
+                float(np.max(np.abs(got - expected))) if np.all(np.isfinite(got)) else float("inf")
+            )
+        flips = (
+            int(np.sum(got.argmax(-1) != expected.argmax(-1))) if np.isfinite(diff) else len(rows)
+        )
+        tol = float(g["tolerance"])
+        return SelfCheck(self.variant, diff <= tol, diff, tol, flips, len(rows), ms)
+
+    def logits(
+        self,
+        texts: Sequence[str],
+        *,
+        pairs: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Raw logits of ``texts`` (with ``pairs`` as second segments), in input order."""
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        if pairs is not None and len(pairs) != len(texts):
+            raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        inputs: list[Any] = texts if pairs is None else [(t, str(p)) for t, p in zip(texts, pairs)]
+        encs = self.tokenizer.encode_batch(inputs)
+        order = np.argsort([len(e.ids) for e in encs], kind="stable")
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            out[rows] = self._run([encs[r] for r in rows])
+        return out
 
     def predict(
         self,
         texts: Sequence[str],
         *,
+        pairs: Sequence[str] | None = None,
         batch_size: int = 32,
         top_k: int = 1,
         all_scores: bool = False,
@@ -95,19 +228,11 @@ class Classifier:
         """Classify ``texts``; results come back in input order.
 
         Texts are batched by length (less padding); longer texts are truncated to the bundle's
-        max length.
+        max length. A text's result does not depend on ``batch_size`` or its batch-mates.
         """
-        if batch_size < 1 or top_k < 1:
-            raise ConfigError("batch_size and top_k must be at least 1")
-        texts = [t if isinstance(t, str) else str(t) for t in texts]
-        if not texts:
-            return []
-        encs = self.tokenizer.encode_batch(texts)
-        order = np.argsort([len(e.ids) for e in encs], kind="stable")
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for i in range(0, len(order), batch_size):
-            rows = order[i : i + batch_size]
-            probs[rows] = _softmax(self._run([encs[r] for r in rows]))
+        if top_k < 1:
+            raise ConfigError("top_k must be at least 1")
+        probs = _softmax(self.logits(texts, pairs=pairs, batch_size=batch_size))
         return [self._result(p, top_k, all_scores) for p in probs]
 
     def _run(self, encs: list[Any]) -> np.ndarray:
@@ -120,8 +245,20 @@ class Classifier:
             ids[j, :n] = e.ids
             mask[j, :n] = 1
             types[j, :n] = e.type_ids
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        return self.run_feed({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of right-padded token arrays, honouring the variant's batching."""
+        feed = {k: v for k, v in feed.items() if k in self.inputs}
+        rows = len(feed["input_ids"])
+        if self.batching == "padded" or rows == 1:
+            return self.session.run(None, feed)[0]
+        mask = feed.get("attention_mask")
+        out = []
+        for j in range(rows):
+            n = int(mask[j].sum()) if mask is not None else feed["input_ids"].shape[1]
+            out.append(self.session.run(None, {k: v[j : j + 1, :n] for k, v in feed.items()})[0])
+        return np.concatenate(out)
 
     def _result(self, p: np.ndarray, top_k: int, all_scores: bool) -> Prediction:
         best = np.argsort(-p, kind="stable")[: max(top_k, 1)]
@@ -133,6 +270,10 @@ class Classifier:
         )
 
 
+def _pairs(rows: list[dict[str, Any]]) -> list[str] | None:
+    return [r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
@@ -141,11 +282,97 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _pad_id(root: Path) -> int:
     try:
-        cfg = json.loads((root / "config.json").read_text())
+        cfg = json.loads((root / bundlefmt.MODEL_CONFIG).read_text())
         pad = cfg.get("pad_token_id")
         return int(pad) if pad is not None else 0
     except (OSError, ValueError):
         return 0
+
+
+@dataclass
+class BundleCheck:
+    """``edgetune check``: the bundle's verdict on this device, variant by variant."""
+
+    bundle: str
+    signature: str  # "verified with KEY", "signed (not verified: no key given)", "unsigned"
+    checks: list[SelfCheck]
+    skipped: dict[str, str]  # variant -> why it has no self-check
+    environment: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "passed": self.passed,
+            "signature": self.signature,
+            "variants": {c.variant: c.to_dict() for c in self.checks},
+            "skipped": self.skipped,
+            "environment": self.environment,
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"bundle     {self.bundle}: hashes verified; {self.signature}",
+            f"{'variant':16}{'verdict':>8}{'max |Δlogit|':>14}{'tolerance':>11}{'flips':>7}{'rows':>6}"
+            f"{'ms':>8}",
+        ]
+        for c in self.checks:
+            lines.append(
+                f"{c.variant:16}{'PASS' if c.passed else 'FAIL':>8}{c.max_abs_diff:>14.3g}"
+                f"{c.tolerance:>11.3g}{c.flips:>7}{c.rows:>6}{c.time_ms:>8.0f}"
+            )
+        for name, why in self.skipped.items():
+            lines.append(f"{name:16}{'SKIP':>8}  {why}")
+        env = self.environment
+        lines.append(
+            f"device     {env['cpu']['name']} ({env['cpu']['machine']}); onnxruntime {env['onnxruntime']}"
+        )
+        return "\n".join(lines)
+
+
+def check_bundle(
+    bundle: str | os.PathLike[str],
+    *,
+    variants: Sequence[str] = (),
+    threads: int | None = None,
+    public_key: str | os.PathLike[str] | None = None,
+) -> BundleCheck:
+    """Verify hashes (and the signature with ``public_key``), then self-check each variant."""
+    import onnxruntime
+
+    from .hw import cpu_description
+
+    root = Path(bundle).expanduser()
+    signed = (root / bundlefmt.SIGNATURE).is_file()
+    if public_key is not None:
+        from .signing import verify as verify_signature
+
+        verify_signature(root, Path(public_key).expanduser())
+        signature = f"signature verified with {public_key}"
+    else:
+        signature = "signed (signature not verified: pass --verify-key)" if signed else "unsigned"
+    manifest = bundlefmt.verify(root)
+    if bundlefmt.GOLDEN not in manifest["files"]:
+        raise BundleError(
+            f"bundle {root} has no self-check data ({bundlefmt.GOLDEN}; exported by an older "
+            "edgetune); re-export it"
+        )
+    golden = bundlefmt.read_golden(root)
+    names = [bundlefmt.pick_variant(manifest, v, root) for v in variants] or list(
+        manifest["variants"]
+    )
+    threads = threads or min(os.cpu_count() or 1, 4)
+    checks, skipped = [], {}
+    for name in names:
+        if "logits" not in golden["variants"].get(name, {}):
+            skipped[name] = "no expected answers recorded (fp16 is built for GPUs)"
+            continue
+        checks.append(Classifier(root, manifest, name, threads, golden).self_check())
+    env = {"cpu": cpu_description(), "onnxruntime": onnxruntime.__version__}
+    return BundleCheck(str(root), signature, checks, skipped, env)
 
 
 # -- inputs for `edgetune predict` (streamed, never loaded whole) --------------------------------

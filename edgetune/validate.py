@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,10 +23,12 @@ import numpy as np
 from . import bundle as bundlefmt
 from . import run as rundir
 from .errors import ConfigError, DataError, GateFailed
+from .fsutil import locked, temp_dir
 
 SCHEMA = "edgetune-validation"
 SCHEMA_VERSION = 1
-REPORT_DIR = "validation"
+REPORT_DIR = bundlefmt.REPORT_DIR
+REPORT_FILES = ("report.json", "report.md", "report.png")
 PYTORCH = "pytorch-fp32"
 FLIPPED_SHOWN = 20
 BLOCK = 3  # timed calls per candidate per round
@@ -61,6 +62,7 @@ class ValidateConfig:
     max_accuracy_drop: float | None = None
     min_agreement: float | None = None
     min_speedup: tuple[tuple[int | None, float], ...] = ()
+    max_batch_diff: float | None = 1e-5
     report_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -95,6 +97,10 @@ class ValidateConfig:
             (
                 all(r > 0 for _, r in self.min_speedup),
                 "--min-speedup must be positive, e.g. 3 or 128:3",
+            ),
+            (
+                self.max_batch_diff is None or self.max_batch_diff >= 0,
+                "--max-batch-diff is a probability difference, 0 or more (e.g. 1e-5)",
             ),
         ]
         for ok, msg in checks:
@@ -141,13 +147,15 @@ class ValidationResult:
     report_dir: str
     failures: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def summary(self) -> str:
-        return summary_table(self.report) + f"\nreport     {self.report_dir}/report.md"
+        out = summary_table(self.report) + f"\nreport     {self.report_dir}/report.md"
+        return out + (f"\nnote       {self.note}" if self.note else "")
 
 
 # -- the stage ----------------------------------------------------------------------------------
@@ -170,15 +178,26 @@ def validate(
         config = ValidateConfig(**options)
     elif options:
         config = replace(config, **options)
+    root = Path(config.bundle).expanduser()
+    out = Path(config.report_dir).expanduser() if config.report_dir else root / REPORT_DIR
+    _check_report_dir(out)
+    with locked(root, "bundle"):
+        result = _validate(config, root, out, progress)
+    if result.failures and raise_on_failure:
+        raise GateFailed("\n".join(result.failures))
+    return result
+
+
+def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> ValidationResult:
+    from .runtime import Classifier
     from .train import sayer
 
     say = sayer(progress)
     t0 = time.perf_counter()
-    root = Path(config.bundle).expanduser()
     manifest = bundlefmt.verify(root)  # never run a model whose files do not match
     variants = _pick_variants(manifest, config)
     source = _pytorch_source(manifest, config.source) if config.pytorch else None
-    max_len = int(manifest.get("max_length", 128))
+    max_len = int(manifest["max_length"])
     too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
     if too_long:
         raise ConfigError(
@@ -191,22 +210,28 @@ def validate(
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(root)
-    enc = tok(split.texts, split.pairs, truncation=True, max_length=max_len)
-
+    golden = bundlefmt.read_golden(root) if bundlefmt.GOLDEN in manifest["files"] else None
     runners: dict[str, Any] = {}
     if source is not None:
-        runners[PYTORCH] = _TorchRunner(source, config.threads)
+        runners[PYTORCH] = _TorchRunner(source, config.threads, max_len)
     for name in variants:
-        runners[name] = _OrtRunner(root / manifest["variants"][name]["file"], config.threads)
+        # ONNX variants run exactly as devices run them: the runtime's tokenizer and batching.
+        clf = Classifier(root, manifest, name, config.threads, golden)
+        runners[name] = RuntimeRunner(clf)
     baseline = PYTORCH if source is not None else ("fp32" if "fp32" in variants else None)
 
-    say(f"predicting {len(split.texts)} {config.split} rows with {', '.join(runners)}")
-    logits = {name: _predict(r, enc) for name, r in runners.items()}
+    b = config.batch_size
+    say(f"predicting {len(split.texts)} {config.split} rows with {', '.join(runners)} (batch {b})")
+    logits = {name: r.logits(split.texts, split.pairs, b) for name, r in runners.items()}
     rows = _accuracy(logits, split, data_info["label_names"], baseline)
     flipped = _flipped(logits, split, data_info["label_names"], baseline)
+    say("checking batch invariance: every row again at batch 1")
+    for name, r in runners.items():
+        if r.kind == "onnx":
+            rows[name]["batch_invariance"] = _invariance(r, split, logits[name], b)
 
     say(f"timing {', '.join(runners)} interleaved on {config.threads} thread(s)")
-    latency = _latency(runners, tok, split, enc, config, max_len)
+    latency = _latency(runners, tok, split, config, max_len)
     for name, lat in latency.items():
         rows[name]["latency"] = lat
     for name in variants:
@@ -247,16 +272,37 @@ def validate(
         "config": config.to_dict(),
         "time_s": round(time.perf_counter() - t0, 1),
     }
-    out = Path(config.report_dir).expanduser() if config.report_dir else root / REPORT_DIR
     _write_report(report, out)
-    # The old report inside the bundle was just replaced; every other file is re-verified.
-    manifest = bundlefmt.update_manifest(
-        root, ignore=(REPORT_DIR + "/",), metrics=_manifest_metrics(report)
-    )
-    result = ValidationResult(report, str(out), failures, manifest)
-    if failures and raise_on_failure:
-        raise GateFailed("\n".join(failures))
-    return result
+    note = None
+    if (root / bundlefmt.SIGNATURE).exists():
+        # Re-hashing would break the owner's signature; the report is written all the same.
+        note = (
+            f"the bundle is signed, so its manifest keeps the signed figures (report in {out}); "
+            "re-sign it (`edgetune sign`) to record these"
+        )
+    else:
+        manifest = bundlefmt.update_manifest(root, metrics=_manifest_metrics(report))
+    return ValidationResult(report, str(out), failures, manifest, note)
+
+
+def _check_report_dir(out: Path) -> None:
+    """Refuse, before any work, to replace a folder that is not one of our reports."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--report-dir {out} is a file; choose a folder path")
+    names = {p.name for p in out.iterdir()}
+    ours = False
+    if names and names <= set(REPORT_FILES) and "report.json" in names:
+        try:
+            ours = json.loads((out / "report.json").read_text()).get("schema") == SCHEMA
+        except (OSError, ValueError, AttributeError):
+            ours = False
+    if names and not ours:
+        raise ConfigError(
+            f"--report-dir {out} holds files that are not an edgetune validation report; "
+            "choose an empty or new folder"
+        )
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -340,21 +386,25 @@ def _label_mapping(data_names: list[str], model_names: list[str], spec: str) -> 
     )
 
 
-# -- runners: one batch in, logits out ----------------------------------------------------------
+# -- runners: texts in, logits out ---------------------------------------------------------------
 
 
 class _TorchRunner:
+    """The PyTorch original with its transformers tokenizer (length-sorted padded batches)."""
+
     kind = "pytorch"
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, max_length: int = 512) -> None:
         import torch
+        from transformers import AutoTokenizer
 
         from .train import _load_saved
 
         torch.set_num_threads(threads)
-        self.path, self.threads = path, threads
+        self.path, self.threads, self.max_length = path, threads, max_length
         self.model = _load_saved(path).eval()
         self.names = set(_forward_args(self.model))
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
 
     def prepare(self, feed: dict[str, np.ndarray]) -> Any:
         import torch
@@ -367,6 +417,16 @@ class _TorchRunner:
         with torch.inference_mode():
             return self.model(**prepared).logits.float().numpy()
 
+    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        lengths = [len(x) for x in enc["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            out[rows] = self.run(self.prepare(_feed(enc, rows)))
+        return out
+
 
 def _forward_args(model: Any) -> list[str]:
     import inspect
@@ -374,38 +434,29 @@ def _forward_args(model: Any) -> list[str]:
     return list(inspect.signature(model.forward).parameters)
 
 
-class _OrtRunner:
+class RuntimeRunner:
+    """A bundle variant served by ``edgetune.runtime.Classifier``, the code devices run."""
+
     kind = "onnx"
 
-    def __init__(self, path: Path, threads: int) -> None:
-        self.path, self.threads = path, threads
-        self.session = make_session(path, threads)
-        self.names = {i.name for i in self.session.get_inputs()}
+    def __init__(self, clf: Any) -> None:
+        self.clf = clf
+        self.path = clf.root / clf.manifest["variants"][clf.variant]["file"]
+        self.threads = clf.threads
 
     def prepare(self, feed: dict[str, np.ndarray]) -> Any:
-        return {k: v for k, v in feed.items() if k in self.names}
+        return feed
 
     def run(self, prepared: Any) -> np.ndarray:
-        return self.session.run(None, prepared)[0]
+        return self.clf.run_feed(prepared)
+
+    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
+        return self.clf.logits(texts, pairs=pairs, batch_size=batch_size)
 
 
-def make_session(path: Path, threads: int) -> Any:
-    """An ORT CPU session with a fixed intra-op thread count (and no inter-op pool)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def _feed(
-    enc: Any, rows: np.ndarray | list[int], width: int | None = None
-) -> dict[str, np.ndarray]:
+def _feed(enc: Any, rows: np.ndarray | list[int]) -> dict[str, np.ndarray]:
     ids = enc["input_ids"]
-    width = width or max(len(ids[r]) for r in rows)
+    width = max(len(ids[r]) for r in rows)
     out = {}
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         if key not in enc:
@@ -418,18 +469,23 @@ def _feed(
     return out
 
 
-def _predict(runner: Any, enc: Any, batch: int = 64) -> np.ndarray:
-    lengths = np.array([len(x) for x in enc["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    out: np.ndarray | None = None
-    for i in range(0, len(order), batch):
-        rows = order[i : i + batch]
-        lg = runner.run(runner.prepare(_feed(enc, rows)))
-        if out is None:
-            out = np.zeros((len(order), lg.shape[-1]), dtype=np.float32)
-        out[rows] = lg
-    assert out is not None
-    return out
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _invariance(
+    runner: RuntimeRunner, split: Any, batched: np.ndarray, batch_size: int
+) -> dict[str, Any]:
+    """Every row again, one per call: label flips and score differences against the batch."""
+    single = runner.logits(split.texts, split.pairs, 1)
+    return {
+        "batch_size": batch_size,
+        "batching": runner.clf.batching,
+        "flips": int(np.sum(single.argmax(-1) != batched.argmax(-1))),
+        "max_score_diff": float(np.max(np.abs(_softmax(single) - _softmax(batched)))),
+        "max_logit_diff": float(np.max(np.abs(single - batched))),
+    }
 
 
 # -- accuracy -----------------------------------------------------------------------------------
@@ -488,54 +544,59 @@ def _flipped(
 # -- latency ------------------------------------------------------------------------------------
 
 
-def _fixed_length_feed(tok: Any, split: Any, length: int) -> dict[str, np.ndarray]:
-    """One row of exactly ``length`` real tokens (texts joined until long enough)."""
-
-    def count(text: str) -> int:
-        return len(tok(text, truncation=True, max_length=length)["input_ids"])
-
-    text, i = "", 0
-    while i < len(split.texts) and count(text) < length:
-        text += " " + split.texts[i]
+def fixed_length_text(tok: Any, texts: list[str], length: int) -> str:
+    """A text of real words that tokenizes to exactly ``length`` tokens (specials included)."""
+    joined, i = "", 0
+    while i < len(texts) and len(tok(joined)["input_ids"]) <= length:
+        joined += " " + texts[i]
         i += 1
-    while count(text) < length:
-        text += " " + text  # very short data: repeat what there is
-    enc = tok([text.strip()], truncation=True, max_length=length)
-    return _feed(enc, [0])
+    while len(tok(joined)["input_ids"]) <= length:
+        joined += " " + (joined or "word")  # very short data: repeat what there is
+    joined = joined.strip()
+    enc = tok(joined, return_offsets_mapping=True, add_special_tokens=False)
+    specials = len(tok("")["input_ids"])
+    offsets = enc["offset_mapping"]
+    # Cut after a token, then step back until the count fits (word pieces can merge).
+    for n in range(length - specials, 0, -1):
+        text = joined[: offsets[n - 1][1]]
+        if len(tok(text)["input_ids"]) == length:
+            return text
+    return joined
 
 
 def _latency(
     runners: dict[str, Any],
     tok: Any,
     split: Any,
-    enc: Any,
     config: ValidateConfig,
     max_len: int,
 ) -> dict[str, dict[str, Any]]:
     from .latency import measure, speedup
 
     rng = np.random.default_rng(0)
-    cases: dict[str, tuple[int, list[dict[str, np.ndarray]]]] = {}
+    Case = tuple[list[str], list[str] | None]
+    cases: dict[str, tuple[int, list[Case]]] = {}
     for s in config.seq_lengths:
         if s <= max_len:
-            cases[f"seq{s}"] = (1, [_fixed_length_feed(tok, split, s)])
-    n = len(enc["input_ids"])
+            cases[f"seq{s}"] = (1, [([fixed_length_text(tok, split.texts, s)], None)])
+    n = len(split.texts)
+
+    def rows_of(idx: Any) -> Case:
+        texts = [split.texts[r] for r in idx]
+        return texts, ([split.pairs[r] for r in idx] if split.pairs else None)
+
     if config.data_lengths:
-        rows = rng.choice(n, size=min(n, 64), replace=False)
-        cases["data"] = (1, [_feed(enc, [r]) for r in rows])
-    rows = rng.permutation(n)
+        cases["data"] = (1, [rows_of([r]) for r in rng.choice(n, size=min(n, 64), replace=False)])
+    perm = rng.permutation(n)
     b = config.batch_size
-    batches = [rows[i : i + b] for i in range(0, max(len(rows) - b + 1, 1), b)][:8]
-    cases[f"batch{b}"] = (b, [_feed(enc, r) for r in batches])
+    batches = [perm[i : i + b] for i in range(0, max(len(perm) - b + 1, 1), b)][:8]
+    cases[f"batch{b}"] = (b, [rows_of(r) for r in batches])
 
     out: dict[str, dict[str, Any]] = {name: {} for name in runners}
     base = PYTORCH if PYTORCH in runners else None
-    for case, (bsz, feeds) in cases.items():
-        candidates = {}
-        for name, r in runners.items():
-            prepared = [r.prepare(f) for f in feeds]
-            candidates[name] = _cycler(r, prepared)
-        rounds = max(config.rounds, -(-len(feeds) // BLOCK))
+    for case, (bsz, inputs) in cases.items():
+        candidates = {name: _cycler(r, inputs, bsz) for name, r in runners.items()}
+        rounds = max(config.rounds, -(-len(inputs) // BLOCK))
         timings = measure(
             candidates, rounds=rounds, warmup=config.warmup, block=BLOCK, pause_s=config.pause_s
         )
@@ -549,12 +610,13 @@ def _latency(
     return out
 
 
-def _cycler(runner: Any, prepared: list[Any]):
-    """A callable running the next prepared input each call (same order for every candidate)."""
+def _cycler(runner: Any, inputs: list[tuple[list[str], list[str] | None]], batch_size: int):
+    """A callable classifying the next input each call (same order for every candidate)."""
     state = {"i": 0}
 
     def call() -> None:
-        runner.run(prepared[state["i"] % len(prepared)])
+        texts, pairs = inputs[state["i"] % len(inputs)]
+        runner.logits(texts, pairs, batch_size)
         state["i"] += 1
 
     return call
@@ -621,31 +683,48 @@ def _gates(
     baseline: str | None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     gates: list[dict[str, Any]] = []
-    wanted = (
-        config.max_accuracy_drop is not None
-        or config.min_agreement is not None
-        or config.min_speedup
-    )
-    if not wanted:
-        return gates, []
-    if default not in rows:
-        raise ConfigError(
-            f"the gates judge the default variant {default}, which was not measured; "
-            "drop --variants or include it"
-        )
-    row = rows[default]
 
-    def gate(name: str, value: float, threshold: float, ok: bool, text: str) -> None:
+    def gate(name: str, value: float, threshold: float, ok: bool, text: str, variant: str) -> None:
         gates.append(
             {
                 "gate": name,
-                "variant": default,
+                "variant": variant,
                 "value": value,
                 "threshold": threshold,
                 "passed": ok,
                 "message": text,
             }
         )
+
+    if config.max_batch_diff is not None:
+        # Every variant, not only the default: a device may be served any of them.
+        for name, r in rows.items():
+            inv = r.get("batch_invariance")
+            if inv is None:
+                continue
+            gate(
+                "max_batch_diff",
+                inv["max_score_diff"],
+                config.max_batch_diff,
+                inv["flips"] == 0 and inv["max_score_diff"] <= config.max_batch_diff,
+                f"batch invariance of {name} (batch {inv['batch_size']} vs 1): {inv['flips']} "
+                f"label(s) flipped, max score difference {inv['max_score_diff']:.2g} "
+                f"(limit 0 flips, {config.max_batch_diff:g})",
+                name,
+            )
+    wanted = (
+        config.max_accuracy_drop is not None
+        or config.min_agreement is not None
+        or config.min_speedup
+    )
+    if not wanted:
+        return gates, [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
+    if default not in rows:
+        raise ConfigError(
+            f"the gates judge the default variant {default}, which was not measured; "
+            "drop --variants or include it"
+        )
+    row = rows[default]
 
     if config.max_accuracy_drop is not None or config.min_agreement is not None:
         if baseline is None:
@@ -662,6 +741,7 @@ def _gates(
             drop <= config.max_accuracy_drop + 1e-9,
             f"accuracy drop of {default} vs {baseline}: {drop:.2f} points "
             f"(limit {config.max_accuracy_drop:g})",
+            default,
         )
     if config.min_agreement is not None:
         agree = row["agreement"]
@@ -671,6 +751,7 @@ def _gates(
             config.min_agreement,
             agree >= config.min_agreement - 1e-12,
             f"agreement of {default} with {baseline}: {agree:.4f} (minimum {config.min_agreement:g})",
+            default,
         )
     for seq, ratio in config.min_speedup:
         if PYTORCH not in rows:
@@ -688,6 +769,7 @@ def _gates(
                 sp["ratio"] >= ratio,
                 f"speed-up of {default} vs {PYTORCH} at sequence length {s}: {sp['ratio']:.2f}x "
                 f"(95% CI {sp['ci_low']:.2f}-{sp['ci_high']:.2f}; minimum {ratio:g}x)",
+                default,
             )
     failures = [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
     return gates, failures
@@ -729,6 +811,7 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head += [f"p50 ms @{s[3:]}" for s in seqs] + [f"speed-up @{s[3:]}" for s in seqs]
     bcase = f"batch{report['settings']['batch_size']}"
     head += ["p50 ms data", f"rows/s b{report['settings']['batch_size']}", "size MB", "peak MB"]
+    head += [f"flips b1/b{report['settings']['batch_size']}", "max Δscore"]
     lines = []
     for name, r in report["variants"].items():
         lat = r.get("latency", {})
@@ -752,6 +835,8 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             _fmt(r.get("size_bytes", 0) / 1e6 if r.get("size_bytes") else None, ".1f"),
             _fmt(r.get("peak_rss_mb"), ".0f"),
         ]
+        inv = r.get("batch_invariance") or {}
+        cells += [str(inv.get("flips", "-")), _fmt(inv.get("max_score_diff"), ".1e")]
         lines.append(cells)
     return head, lines
 
@@ -877,8 +962,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
 def _write_report(report: dict[str, Any], out: Path) -> None:
     """report.json, report.md and report.png, written together (temporary folder, then moved)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(_markdown(report))
@@ -901,6 +985,8 @@ def _manifest_metrics(report: dict[str, Any]) -> dict[str, Any]:
         entry["speedup"] = {
             c: v["speedup"]["ratio"] for c, v in r.get("latency", {}).items() if "speedup" in v
         }
+        if "batch_invariance" in r:
+            entry["batch_invariance"] = r["batch_invariance"]
         per[name] = entry
     return {
         "validation": {

@@ -107,3 +107,23 @@ def bundle_dir(trained_run, tmp_path_factory):
         validate=False,
     )
     return out
+
+
+def rerecord_hashes(root: Path) -> None:
+    """Re-record every hash after editing a bundle's files, as a careless (or hostile) tool would:
+    golden.json's variant hashes, then the manifest's file list."""
+    import json
+
+    from edgetune import bundle as bundlefmt
+
+    golden_path = root / bundlefmt.GOLDEN
+    golden = json.loads(golden_path.read_text())
+    for v in golden["variants"].values():
+        v["sha256"] = bundlefmt.sha256(root / v["file"])
+    golden_path.write_text(json.dumps(golden))
+    manifest = {
+        k: v
+        for k, v in bundlefmt.read_manifest(root).items()
+        if k not in ("format", "version", "files")
+    }
+    bundlefmt.write_manifest(root, manifest)

@@ -1,0 +1,124 @@
+"""Golden inputs: chosen and answered at export, re-run on every device (the self-check).
+
+``golden.json`` (hashed like every bundle file) holds a few dozen real texts from the data plus
+edge cases (one word, longer than the max length, non-ASCII, pairs when the task has them),
+the PyTorch original's logits, and for each variant its file, batching, expected logits and the
+tolerance a device must meet. The runtime side lives in ``runtime.Classifier.self_check``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bundle as bundlefmt
+
+DATA_ROWS = 24
+# Used only when export has no data at all (a bare model directory and no --data).
+_FALLBACK = (
+    "The package arrived two days late and the box was damaged.",
+    "Great value for the price, I would buy it again.",
+    "The meeting has been moved to Thursday afternoon.",
+    "I could not get the app to open after the update.",
+    "Service was quick and the staff were friendly.",
+    "It is fine, nothing special.",
+    "Please send the invoice to the accounts team.",
+    "Absolutely the worst experience I have had in years.",
+)
+# Ops that take activation ranges from the whole input tensor (every row and its padding).
+DYNAMIC_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"}
+
+
+def batching(graph: Path) -> str:
+    """``row`` when the graph quantizes activations dynamically, else ``padded``."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node}
+    return "row" if ops & DYNAMIC_OPS else "padded"
+
+
+def tolerance(variant: np.ndarray, reference: np.ndarray) -> float:
+    """How far a device may stray from the variant's recorded logits.
+
+    Twice the variant's own distance from the PyTorch original (the error quantization is
+    allowed to make), and never below 1e-3 of the logits' scale (float order differences
+    between CPUs). Garbage arithmetic lands far outside both.
+    """
+    own = float(np.max(np.abs(variant - reference))) if len(reference) else 0.0
+    scale = max(1.0, float(np.max(np.abs(reference)))) if len(reference) else 1.0
+    return max(2.0 * own, 1e-3 * scale)
+
+
+def rows(
+    texts: list[str], pairs: list[str] | None, tok: Any, max_length: int
+) -> list[dict[str, Any]]:
+    """Seeded data rows plus edge cases; ``tok`` counts tokens (a transformers tokenizer)."""
+    rng = random.Random(0)
+    idx = list(range(len(texts)))
+    rng.shuffle(idx)
+    idx = idx[:DATA_ROWS]
+    if not idx:
+        texts, pairs, idx = list(_FALLBACK), None, list(range(len(_FALLBACK)))
+    pair = (lambda i: pairs[i]) if pairs else (lambda i: None)
+    out = [{"kind": "data", "text": texts[i], "pair": pair(i)} for i in idx]
+    first = idx[0]
+    shortest = min(idx, key=lambda i: len(texts[i]))
+    long_text = ""
+    for i in idx * (max_length + 1):  # until truncation is exercised
+        if len(tok(long_text)["input_ids"]) > max_length + 8:
+            break
+        long_text += " " + texts[i]
+    out += [
+        {"kind": "one word", "text": (texts[shortest].split() or ["ok"])[0], "pair": pair(first)},
+        {"kind": "beyond max length", "text": long_text.strip(), "pair": pair(first)},
+        {
+            "kind": "non-ASCII",
+            "text": "Ünïcödé — naïve café 👍 " + texts[first],
+            "pair": pair(first),
+        },
+        {"kind": "repeated word", "text": "very " * 12, "pair": pair(first)},
+    ]
+    return out
+
+
+def build(
+    bundle_dir: Path,
+    manifest: dict[str, Any],
+    golden_rows: list[dict[str, Any]],
+    reference: np.ndarray,
+    reference_name: str,
+    threads: int,
+) -> dict[str, Any]:
+    """golden.json's content: each CPU variant answers the rows through the runtime itself."""
+    from .runtime import Classifier
+
+    texts = [r["text"] for r in golden_rows]
+    pairs = [r["pair"] for r in golden_rows] if golden_rows[0]["pair"] is not None else None
+    golden: dict[str, Any] = {
+        "format": bundlefmt.GOLDEN_FORMAT,
+        "version": 1,
+        "labels": manifest["labels"],
+        "max_length": manifest["max_length"],
+        "rows": golden_rows,
+        "reference": {"name": reference_name, "logits": reference.tolist()},
+        "variants": {},
+    }
+    for name, v in manifest["variants"].items():
+        path = bundle_dir / v["file"]
+        entry: dict[str, Any] = {
+            "file": v["file"],
+            "sha256": bundlefmt.sha256(path),
+            "batching": batching(path),
+        }
+        if name != "fp16":  # fp16 graphs are built for GPU kernels
+            golden["variants"][name] = entry
+            clf = Classifier(bundle_dir, manifest, name, threads, golden)
+            got = clf.logits(texts, pairs=pairs)
+            entry["logits"] = got.tolist()
+            entry["reference_max_abs_diff"] = float(np.max(np.abs(got - reference)))
+            entry["tolerance"] = tolerance(got, reference)
+        golden["variants"][name] = entry
+    return golden
