@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Quickstart: fine-tune MiniLM-L6 on the shipped SST-2 sample (about 4 minutes on 2 cores).
+## Quickstart: fine-tune MiniLM-L6 on the shipped SST-2 sample (4-20 minutes on 2 cores, bf16 or fp32).
 demo: $(STAMP)
 	$(BIN)/edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/quickstart \
 		--label-names negative,positive --overwrite

@@ -3,8 +3,9 @@
 Creates a fresh virtual environment with only the runtime (``pip install edgetune`` without
 the ``train`` extra: onnxruntime, tokenizers, numpy, click), measures its installed size
 against the full training environment, the cold start of a prediction in it (process start +
-import + bundle verification + session load + first prediction; median of 10 runs) and
-predictions/s at batch 1 and 32 on the data's test texts. Duration: about 2 minutes (the
+import + bundle verification + session load + self-check + first prediction; median of 10
+runs, interleaved with 10 runs that skip the self-check, so its cost is measured side by side)
+and predictions/s at batch 1 and 32 on the data's test texts. Duration: about 2 minutes (the
 package index must be reachable for the runtime install).
 
     python bench/runtime_footprint.py bundles/sst2 --data ../shared/data/sst2
@@ -80,19 +81,24 @@ def main() -> None:
             subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 0
         )
 
-        script = (
-            "from edgetune.runtime import Classifier\n"
-            f"Classifier.load({a.bundle!r}, threads={a.threads}).predict(['a gorgeous, witty film'])\n"
-        )
-        cold = []
-        for _ in range(10):
-            t = time.perf_counter()
-            subprocess.run(
-                [str(py), "-c", script],
-                check=True,
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        def script(check: bool) -> str:
+            return (
+                "from edgetune.runtime import Classifier\n"
+                f"Classifier.load({a.bundle!r}, threads={a.threads}, self_check={check})"
+                ".predict(['a gorgeous, witty film'])\n"
             )
-            cold.append(time.perf_counter() - t)
+
+        cold: list[float] = []
+        cold_unchecked: list[float] = []
+        for _ in range(10):
+            for check, into in ((True, cold), (False, cold_unchecked)):
+                t = time.perf_counter()
+                subprocess.run(
+                    [str(py), "-c", script(check)],
+                    check=True,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                )
+                into.append(time.perf_counter() - t)
 
     clf = Classifier.load(a.bundle, threads=a.threads)
     clf.predict(texts[:64])  # warm-up
@@ -103,11 +109,15 @@ def main() -> None:
         rates[bs] = len(texts) / (time.perf_counter() - t)
 
     cold_med = statistics.median(cold)
+    unchecked_med = statistics.median(cold_unchecked)
+    check = clf.self_check()
     ratio = runtime_bytes / full_bytes
     table = [
         "| measure | value |",
         "|---|---:|",
-        f"| cold start: process + import + verify + load + first prediction (median of 10) | **{cold_med * 1000:.0f} ms** (min {min(cold) * 1000:.0f}, max {max(cold) * 1000:.0f}) |",
+        f"| cold start: process + import + verify + load + self-check + first prediction (median of 10) | **{cold_med * 1000:.0f} ms** (min {min(cold) * 1000:.0f}, max {max(cold) * 1000:.0f}) |",
+        f"| the same without the self-check (`--no-self-check`), interleaved | {unchecked_med * 1000:.0f} ms |",
+        f"| the self-check itself, in a warm process ({check.rows} golden rows, {check.variant}) | {check.time_ms:.0f} ms |",
         f"| runtime environment, installed (site-packages) | {runtime_bytes / 1e6:.0f} MB |",
         f"| full training environment (site-packages) | {full_bytes / 1e6:.0f} MB |",
         f"| runtime / full | **{ratio * 100:.1f}%** |",
@@ -123,6 +133,9 @@ def main() -> None:
             "bundle": a.bundle,
             "cold_start_s": cold,
             "cold_start_median_s": cold_med,
+            "cold_start_no_self_check_s": cold_unchecked,
+            "cold_start_no_self_check_median_s": unchecked_med,
+            "self_check": check.to_dict(),
             "runtime_site_packages_bytes": runtime_bytes,
             "full_site_packages_bytes": full_bytes,
             "runtime_vs_full": ratio,

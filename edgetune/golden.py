@@ -68,7 +68,7 @@ def rows(
     shortest = min(idx, key=lambda i: len(texts[i]))
     long_text = ""
     for i in idx * (max_length + 1):  # until truncation is exercised
-        if len(tok(long_text)["input_ids"]) > max_length + 8:
+        if len(tok(long_text, verbose=False)["input_ids"]) > max_length + 8:
             break
         long_text += " " + texts[i]
     out += [

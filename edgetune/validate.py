@@ -23,7 +23,7 @@ import numpy as np
 from . import bundle as bundlefmt
 from . import run as rundir
 from .errors import ConfigError, DataError, GateFailed
-from .fsutil import locked, temp_dir
+from .fsutil import clean_stale, locked, temp_dir
 
 SCHEMA = "edgetune-validation"
 SCHEMA_VERSION = 1
@@ -182,6 +182,9 @@ def validate(
     out = Path(config.report_dir).expanduser() if config.report_dir else root / REPORT_DIR
     _check_report_dir(out)
     with locked(root, "bundle"):
+        # Leftovers of killed writers (report staging, manifest temporaries); ours to remove now.
+        clean_stale(out.parent, (f".{out.name}.tmp-", f".{out.name}.old"))
+        clean_stale(root, (f".{bundlefmt.MANIFEST}.",))
         result = _validate(config, root, out, progress)
     if result.failures and raise_on_failure:
         raise GateFailed("\n".join(result.failures))
@@ -547,10 +550,10 @@ def _flipped(
 def fixed_length_text(tok: Any, texts: list[str], length: int) -> str:
     """A text of real words that tokenizes to exactly ``length`` tokens (specials included)."""
     joined, i = "", 0
-    while i < len(texts) and len(tok(joined)["input_ids"]) <= length:
+    while i < len(texts) and len(tok(joined, verbose=False)["input_ids"]) <= length:
         joined += " " + texts[i]
         i += 1
-    while len(tok(joined)["input_ids"]) <= length:
+    while len(tok(joined, verbose=False)["input_ids"]) <= length:
         joined += " " + (joined or "word")  # very short data: repeat what there is
     joined = joined.strip()
     enc = tok(joined, return_offsets_mapping=True, add_special_tokens=False)

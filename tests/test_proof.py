@@ -406,7 +406,9 @@ def test_a_second_writer_is_refused_while_the_first_writes(bundle, trained_run):
     finally:
         holder.kill()
         holder.wait()
-    # A killed holder leaves no lock behind.
+    # A killed holder leaves no lock behind; its staging leftovers are removed by the next writer.
+    (bundle / ".validation.tmp-killed").mkdir()
+    (bundle / ".edgetune.json.killed.tmp").write_text("{")
     time.sleep(0.1)
     validate(
         bundle=str(bundle),
@@ -420,6 +422,7 @@ def test_a_second_writer_is_refused_while_the_first_writes(bundle, trained_run):
         pytorch=False,
     )
     bundlefmt.verify(bundle)
+    assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]
 
 
 def test_files_get_the_users_permissions_and_leftovers_are_cleaned(trained_run, tmp_path):
