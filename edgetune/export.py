@@ -20,6 +20,14 @@ QUANTIZE = ("auto", "none", "dynamic", "static", "fp16")
 OPTIMIZE = ("auto", "O1", "O2", "O3")
 VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
 EMBEDDINGS = ("int4", "int8", "fp32")
+LAYOUTS = ("edgetune", "transformers.js")
+# transformers.js looks for onnx/<file> by dtype: fp32, q8, int8, fp16.
+_JS_FILES = {
+    "fp32": "onnx/model.onnx",
+    "int8-dynamic": "onnx/model_quantized.onnx",
+    "int8-static": "onnx/model_int8.onnx",
+    "fp16": "onnx/model_fp16.onnx",
+}
 _DEFAULT_VARIANT = {
     "none": "fp32",
     "dynamic": "int8-dynamic",
@@ -115,6 +123,8 @@ class ExportConfig:
     archive: bool = False
     trust_remote_code: bool = False
     sign: str | None = None  # private key (PEM) to sign the finished bundle with
+    layout: str = "edgetune"  # transformers.js: also onnx/model*.onnx, as that library expects
+    min_runtime: str | None = None  # every variant must load on this onnxruntime (e.g. "1.17")
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)
@@ -123,6 +133,7 @@ class ExportConfig:
             (self.quantize in QUANTIZE, f"--quantize must be one of {', '.join(QUANTIZE)}"),
             (self.target in TARGETS, f"--target must be one of {', '.join(TARGETS)}"),
             (self.embeddings in EMBEDDINGS, f"--embeddings must be one of {', '.join(EMBEDDINGS)}"),
+            (self.layout in LAYOUTS, f"--layout must be one of {', '.join(LAYOUTS)}"),
             (
                 all(v in VARIANTS for v in self.variants),
                 f"--variants takes a comma-separated list of {', '.join(VARIANTS)}",
@@ -133,6 +144,15 @@ class ExportConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.min_runtime is not None:
+            from .compat import parse_version
+
+            try:
+                parse_version(self.min_runtime)
+            except ValueError:
+                raise ConfigError(
+                    f"--min-runtime {self.min_runtime!r} is not a version; write e.g. 1.17"
+                ) from None
         if Path(self.output).expanduser().resolve() == Path(self.source).expanduser().resolve():
             raise ConfigError("--output is the source; choose a new directory for the bundle")
 
@@ -235,6 +255,9 @@ def export(
             QuantizationConfig.for_target(config.target, config.per_channel),
             embeddings=config.embeddings,
         )
+    if config.min_runtime and quant.embeddings == "int4" and not _int4_loads_on(config.min_runtime):
+        # 4-bit blocks (GatherBlockQuantized) need a newer runtime; int8 tables load everywhere.
+        quant = replace(quant, embeddings="int8")
     if config.optimize == "auto":
         # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
         config = replace(config, optimize="O2")
@@ -293,12 +316,15 @@ def _export(
             info["size_bytes"] = dst.stat().st_size
             variants[name] = info
         _smoke_test(bundle_dir, variants)
+        _record_requirements(bundle_dir, variants, config.min_runtime)
         manifest = _manifest(config, src, model_cfg, variants, fp32)
         say("recording the self-check: golden texts answered by PyTorch and every variant")
         golden = _golden(config, src, bundle_dir, manifest)
         for name, g in golden["variants"].items():
             variants[name]["batching"] = g["batching"]
         write_json(bundle_dir / bundlefmt.GOLDEN, golden)
+        if config.layout == "transformers.js":
+            _js_layout(bundle_dir, variants)
         shutil.rmtree(work)
         manifest = bundlefmt.write_manifest(bundle_dir, manifest)
         bundlefmt.install(bundle_dir, output)
@@ -333,6 +359,50 @@ def _export(
         validation=validation,
         note=note,
     )
+
+
+def _int4_loads_on(version: str) -> bool:
+    from .compat import ORT_SINCE, satisfies
+
+    return satisfies(version, ORT_SINCE[("com.microsoft", "GatherBlockQuantized")])
+
+
+def _record_requirements(
+    bundle_dir: Path, variants: dict[str, dict[str, Any]], min_runtime: str | None
+) -> None:
+    """Each variant's needs, from its graph's operators; refuse what ``min_runtime`` cannot load."""
+    import onnx
+
+    from .compat import requirements, satisfies
+
+    for name, v in variants.items():
+        req = requirements(onnx.load(str(bundle_dir / v["file"]), load_external_data=False))
+        v["requires"] = {
+            "onnxruntime": req["min_onnxruntime"],
+            "because": req["because"],
+            "opsets": req["opsets"],
+            "ir_version": req["ir_version"],
+        }
+        if min_runtime and not satisfies(min_runtime, req["min_onnxruntime"]):
+            raise ConfigError(
+                f"variant {name} needs onnxruntime >= {req['min_onnxruntime']} (for "
+                f"{req['because']}), above --min-runtime {min_runtime}; drop it from --variants "
+                "or raise --min-runtime"
+            )
+
+
+def _js_layout(bundle_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
+    """transformers.js's file names, as hard links (no extra disk) or copies; hashed like the rest."""
+    for name, v in variants.items():
+        if name not in _JS_FILES:
+            continue
+        dst = bundle_dir / _JS_FILES[name]
+        dst.parent.mkdir(exist_ok=True)
+        try:
+            os.link(bundle_dir / v["file"], dst)
+        except OSError:
+            shutil.copy2(bundle_dir / v["file"], dst)
+        v["transformers_js"] = _JS_FILES[name]
 
 
 def _golden(
@@ -686,8 +756,7 @@ def _gather_to_int4(model: Any, node: Any, block: int) -> None:
         list(node.output),
         name=node.name + "_q4",
         domain="com.microsoft",
-        bits=4,
-        block_size=block,
+        block_size=block,  # bits: 4 is the default; writing it would need onnxruntime 1.23
         gather_axis=0,
         quantize_axis=1,
     )

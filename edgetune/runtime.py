@@ -122,9 +122,10 @@ class Classifier:
     ) -> Classifier:
         """Verify the bundle (hashes; signature with ``public_key``), load ``variant``, self-check it.
 
-        The self-check runs the bundle's golden texts and refuses a variant whose answers
-        diverge from those recorded at export (``SelfCheckFailed``, naming a variant that
-        passes); with ``fallback`` that variant is loaded instead.
+        A variant this ONNX Runtime is too old for is refused before ONNX Runtime sees it
+        (``BundleError``); one whose answers to the golden texts diverge from export's is
+        refused too (``SelfCheckFailed``). Both errors name a variant of the bundle that loads
+        and passes here; with ``fallback`` the best such variant is loaded instead (warning).
         """
         root = Path(bundle).expanduser()
         if public_key is not None:
@@ -134,32 +135,35 @@ class Classifier:
         manifest = bundlefmt.verify(root)  # a tampered or truncated bundle never runs
         name = bundlefmt.pick_variant(manifest, variant, root)
         golden = bundlefmt.read_golden(root) if bundlefmt.GOLDEN in manifest["files"] else None
-        clf = cls(root, manifest, name, threads or min(os.cpu_count() or 1, 4), golden)
-        if not self_check:
-            return clf
-        check = clf.self_check()
-        if check.passed:
-            return clf
-        for other in manifest["variants"]:
-            if other == name or other not in (golden or {}).get("variants", {}):
-                continue
-            alt = cls(root, manifest, other, clf.threads, golden)
-            if "logits" in golden["variants"][other] and alt.self_check().passed:  # type: ignore[index]
+        threads = threads or min(os.cpu_count() or 1, 4)
+        # The requested variant first, then the bundle's others in its order (fp16 is for GPUs).
+        others = [v for v in manifest["variants"] if v not in (name, "fp16")]
+        refused: tuple[str, type[BundleError]] | None = None
+        for cand in [name, *others]:
+            why, error = runtime_gap(manifest["variants"][cand], cand), BundleError
+            if why is None:
+                clf = cls(root, manifest, cand, threads, golden)
+                check = clf.self_check() if self_check else None
+                if check is not None and not check.passed:
+                    why = f"{check.describe()}: it computes wrong answers on this device"
+                    error = SelfCheckFailed
+            if why is None:
+                if refused is None:
+                    return clf
                 if fallback:
                     import warnings
 
-                    warnings.warn(
-                        f"{check.describe()}: failed the self-check; using variant {other}",
-                        stacklevel=2,
-                    )
-                    return alt
-                raise SelfCheckFailed(
-                    f"{check.describe()}: it computes wrong answers on this device; variant "
-                    f"{other} passes: pass --variant {other} (or --fallback)"
+                    warnings.warn(f"{refused[0]}; using variant {cand}", stacklevel=2)
+                    return clf
+                raise refused[1](
+                    f"{refused[0]}; variant {cand} works here: pass --variant {cand} (or --fallback)"
                 )
-        raise SelfCheckFailed(
-            f"{check.describe()}: it computes wrong answers on this device, and no other "
-            "variant of the bundle passes; re-export for this device (e.g. --quantize none)"
+            if refused is None:
+                refused = (why, error)
+        assert refused is not None
+        raise refused[1](
+            f"{refused[0]}, and no other variant of the bundle works here; re-export for this "
+            "device (e.g. --quantize none, or --min-runtime for an older ONNX Runtime)"
         )
 
     def self_check(self) -> SelfCheck:
@@ -272,6 +276,23 @@ class Classifier:
         )
 
 
+def runtime_gap(info: dict[str, Any], name: str) -> str | None:
+    """Why this ONNX Runtime cannot load a variant (its manifest's ``requires``), or None."""
+    import onnxruntime
+
+    from .compat import satisfies
+
+    need = (info.get("requires") or {}).get("onnxruntime")
+    if not isinstance(need, str) or satisfies(onnxruntime.__version__, need):
+        return None
+    because = info["requires"].get("because")
+    return (
+        f"variant {name} needs onnxruntime >= {need}"
+        + (f" (for {because})" if because else "")
+        + f"; this is onnxruntime {onnxruntime.__version__}"
+    )
+
+
 def _pairs(rows: list[dict[str, Any]]) -> list[str] | None:
     return [r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None
 
@@ -303,7 +324,8 @@ class BundleCheck:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """Every variant that can run here answers right (and at least one can)."""
+        return bool(self.checks) and all(c.passed for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -371,6 +393,10 @@ def check_bundle(
     for name in names:
         if "logits" not in golden["variants"].get(name, {}):
             skipped[name] = "no expected answers recorded (fp16 is built for GPUs)"
+            continue
+        gap = runtime_gap(manifest["variants"][name], name)
+        if gap is not None:
+            skipped[name] = f"cannot load here: {gap}"
             continue
         checks.append(Classifier(root, manifest, name, threads, golden).self_check())
     env = {"cpu": cpu_description(), "onnxruntime": onnxruntime.__version__}

@@ -127,3 +127,29 @@ def rerecord_hashes(root: Path) -> None:
         if k not in ("format", "version", "files")
     }
     bundlefmt.write_manifest(root, manifest)
+
+
+RUNTIME_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "click")
+
+
+def runtime_venv(tmp_path: Path, packages=RUNTIME_PACKAGES, first: Path | None = None) -> Path:
+    """A fresh venv holding only ``packages`` (linked from this one) and edgetune; returns its
+    python. ``first``: a folder of packages that take precedence (e.g. an older onnxruntime)."""
+    import importlib.metadata as md
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False, symlinks=True)
+    pkgs = tmp_path / "site"
+    pkgs.mkdir()
+    for dist_name in packages:
+        dist = md.distribution(dist_name)
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops:
+            src = Path(dist.locate_file(top))
+            if src.exists() and not (pkgs / top).exists() and top != "__pycache__":
+                (pkgs / top).symlink_to(src)
+    (pkgs / "edgetune").symlink_to(Path(__file__).resolve().parents[1] / "edgetune")
+    site = next(env_dir.glob("lib/python3*/site-packages"))
+    (site / "runtime.pth").write_text("".join(f"{d}\n" for d in (first, pkgs) if d))
+    return env_dir / "bin" / "python"

@@ -4,8 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-import venv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +13,8 @@ from edgetune.cli import main
 from edgetune.errors import BundleError
 from edgetune.runtime import Classifier
 
+from .conftest import runtime_venv
 from .test_export import TEXTS, ort_logits
-
-RUNTIME_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "click")
 
 
 @pytest.fixture
@@ -168,22 +165,7 @@ def test_bad_lines_never_crash_or_reorder(bundle):
 
 def test_runtime_runs_in_a_clean_environment_without_torch(bundle, tmp_path):
     """A fresh venv that holds only numpy, onnxruntime, tokenizers, click and edgetune."""
-    import importlib.metadata as md
-
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=False, symlinks=True)
-    pkgs = tmp_path / "site"
-    pkgs.mkdir()
-    for dist_name in RUNTIME_PACKAGES:
-        dist = md.distribution(dist_name)
-        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
-        for top in tops:
-            src = Path(dist.locate_file(top))
-            if src.exists() and not (pkgs / top).exists() and top != "__pycache__":
-                (pkgs / top).symlink_to(src)
-    (pkgs / "edgetune").symlink_to(Path(__file__).resolve().parents[1] / "edgetune")
-    site = next(env_dir.glob("lib/python3*/site-packages"))
-    (site / "runtime.pth").write_text(str(pkgs) + "\n")
+    py = runtime_venv(tmp_path)
     script = (
         "import sys, importlib.util as u\n"
         "from edgetune.runtime import Classifier\n"
@@ -192,7 +174,6 @@ def test_runtime_runs_in_a_clean_environment_without_torch(bundle, tmp_path):
         "print(sorted(m for m in ('torch', 'transformers', 'pandas') if u.find_spec(m)))\n"
         "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'pandas') if m in sys.modules))\n"
     )
-    py = env_dir / "bin" / "python"
     r = subprocess.run([str(py), "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     label, findable, imported = r.stdout.strip().splitlines()
