@@ -19,33 +19,59 @@ _X86 = {
 }
 
 
+_ARM = ("neon", "arm_dotprod", "arm_i8mm", "arm_bf16", "arm_sve", "arm_sve2", "arm_sme")
+# Linux arm64 auxiliary-vector bits (uapi/asm/hwcap.h): what the kernel, or an emulator such as
+# qemu-user, says this CPU executes; /proc/cpuinfo may describe the host under emulation.
+_HWCAP = {"asimddp": 1 << 20, "sve": 1 << 22}
+_HWCAP2 = {"sve2": 1 << 1, "i8mm": 1 << 13, "bf16": 1 << 14, "sme": 1 << 23}
+
+
+def _is_arm(machine: str) -> bool:
+    return machine in ("arm64", "aarch64")
+
+
 @lru_cache(maxsize=1)
 def cpu_features() -> dict[str, bool]:
     """Instruction-set features of this CPU, read at run time (never assumed)."""
-    feats = {
-        name: False for name in (*_X86.values(), "neon", "arm_dotprod", "arm_i8mm", "arm_bf16")
-    }
+    feats = {name: False for name in (*_X86.values(), *_ARM)}
     machine = platform.machine().lower()
     flags: set[str] = set()
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and _is_arm(machine):
+        flags.update(_linux_arm_flags())
+    elif sys.platform.startswith("linux"):
         try:
             for line in Path("/proc/cpuinfo").read_text().splitlines():
                 key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
+                if key.strip() == "flags":
                     flags.update(value.split())
                     break
         except OSError:
             pass
-    elif sys.platform == "darwin" and machine in ("arm64", "aarch64"):
+    elif sys.platform == "darwin" and _is_arm(machine):
         flags.update(_darwin_arm_flags())
-    for flag, name in _X86.items():
-        feats[name] = flag in flags
-    if machine in ("arm64", "aarch64"):
+    if _is_arm(machine):
         feats["neon"] = True
         feats["arm_dotprod"] = "asimddp" in flags or "dotprod" in flags
-        feats["arm_i8mm"] = "i8mm" in flags
-        feats["arm_bf16"] = "bf16" in flags
+        for name in ("i8mm", "bf16", "sve", "sve2", "sme"):
+            feats[f"arm_{name}"] = name in flags
+    else:
+        for flag, name in _X86.items():
+            feats[name] = flag in flags
     return feats
+
+
+def _linux_arm_flags() -> set[str]:
+    import ctypes
+
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        hwcap, hwcap2 = getauxval(16), getauxval(26)  # AT_HWCAP, AT_HWCAP2
+    except (OSError, AttributeError):
+        return set()
+    return {n for n, b in _HWCAP.items() if hwcap & b} | {
+        n for n, b in _HWCAP2.items() if hwcap2 & b
+    }
 
 
 def _darwin_arm_flags() -> set[str]:
@@ -74,7 +100,8 @@ def cpu_description() -> dict[str, object]:
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            # Under user-mode emulation /proc/cpuinfo is the host's: trust it on x86 only.
+            if line.startswith("model name") and not _is_arm(platform.machine().lower()):
                 name = line.split(":", 1)[1].strip()
                 break
     except OSError:

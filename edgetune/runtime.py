@@ -351,8 +351,10 @@ class BundleCheck:
         for name, why in self.skipped.items():
             lines.append(f"{name:16}{'SKIP':>8}  {why}")
         env = self.environment
+        cpu = env["cpu"]
         lines.append(
-            f"device     {env['cpu']['name']} ({env['cpu']['machine']}); onnxruntime {env['onnxruntime']}"
+            f"device     {cpu['name']} ({cpu['machine']}; {', '.join(cpu['features']) or 'no extra features'}); "
+            f"onnxruntime {env['onnxruntime']}"
         )
         return "\n".join(lines)
 
