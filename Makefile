@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	rm -rf $(ORT_OLDEST)
 	$(BIN)/python -m pip install -q --no-deps --target $(ORT_OLDEST) \
 		"onnxruntime==$(ORT_OLDEST_VERSION)" "numpy<2"
+	# transformers.js and onnxruntime-web for the JS runtime tests (skipped where npm is missing).
+	if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund --prefix tests/js; fi
 	touch $(STAMP)
 
 venv: $(STAMP)
