@@ -105,10 +105,6 @@ class BenchResult:
         return table(self.report)
 
 
-def _golden(root: Path) -> dict[str, Any] | None:
-    return bundlefmt.read_golden(root) if (root / bundlefmt.GOLDEN).is_file() else None
-
-
 def bench(
     config: BenchConfig | None = None,
     /,
@@ -134,7 +130,9 @@ def bench(
     name = bundlefmt.pick_variant(manifest, config.variant, root)
     # Timed as the runtime serves it: one row per call where the variant must (dynamic int8).
     runners: dict[str, Any] = {
-        "bundle": RuntimeRunner(Classifier(root, manifest, name, config.threads, _golden(root)))
+        "bundle": RuntimeRunner(
+            Classifier(root, manifest, name, config.threads, bundlefmt.read_golden(root))
+        )
     }
     compare_info: dict[str, Any] | None = None
     if config.compare == "pytorch":
@@ -145,7 +143,7 @@ def bench(
         other = Path(config.compare).expanduser()
         om = bundlefmt.verify(other)
         ov = bundlefmt.pick_variant(om, config.compare_variant, other)
-        clf = Classifier(other, om, ov, config.threads, _golden(other))
+        clf = Classifier(other, om, ov, config.threads, bundlefmt.read_golden(other))
         runners["compare"] = RuntimeRunner(clf)
         compare_info = {"kind": "bundle", "path": str(other.resolve()), "variant": ov}
     baseline = _read_baseline(config.baseline) if config.baseline else None

@@ -33,7 +33,7 @@ from .errors import BundleError, ConfigError
 from .fsutil import public_mode, replace_dir, write_json
 
 FORMAT = "edgetune-bundle"
-FORMAT_VERSION = 2  # 2: golden.json (self-check), per-variant batching
+FORMAT_VERSION = 2  # 2: golden.json (self-check, every file's hash), per-variant batching
 MANIFEST = "edgetune.json"
 DEFAULT_FILE = "model.onnx"
 GOLDEN = "golden.json"
@@ -46,6 +46,8 @@ MODEL_CONFIG = "config.json"
 # tensor, so a row's answer would depend on its batch-mates and their padding.
 BATCHING = ("row", "padded")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+# Variants built for GPU kernels: no CPU self-check, never a CPU fallback.
+GPU_VARIANTS = ("fp16",)
 
 
 def variant_file(name: str, default: bool) -> str:
@@ -67,13 +69,17 @@ def _hashed(rel: PurePosixPath) -> bool:
     return not any(part.startswith(".") for part in rel.parts)
 
 
-def file_hashes(root: Path) -> dict[str, str]:
-    out = {}
+def _hashable(root: Path) -> list[str]:
+    out = []
     for p in sorted(root.rglob("*")):
         rel = PurePosixPath(p.relative_to(root).as_posix())
         if p.is_file() and _hashed(rel):
-            out[rel.as_posix()] = sha256(p)
+            out.append(rel.as_posix())
     return out
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {rel: sha256(root / rel) for rel in _hashable(root)}
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -101,10 +107,17 @@ def _check_schema(m: Any, path: Path) -> None:
     if m.get("format") != FORMAT:
         raise BundleError(f"{path} is not an edgetune bundle manifest; re-export the bundle")
     version = m.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad(f"`version` {version!r} is not a format version")
+    if version > FORMAT_VERSION:
         raise BundleError(
-            f"{path} has format version {version!r}; this edgetune reads up to "
+            f"{path} has format version {version}; this edgetune reads up to "
             f"{FORMAT_VERSION}: upgrade edgetune"
+        )
+    if version < FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format version {version} (an older edgetune, without the self-check "
+            "and its cross-checks); re-export the bundle with this edgetune"
         )
     files = m.get("files")
     if not isinstance(files, dict) or not files:
@@ -122,6 +135,9 @@ def _check_schema(m: Any, path: Path) -> None:
             raise bad(f"variant {name!r} has no `file`")
         if v["file"] not in files:
             raise bad(f"variant {name}'s file {v['file']!r} is not among the hashed files")
+        req = v.get("requires", {})
+        if not isinstance(req, dict) or not isinstance(req.get("onnxruntime", ""), str):
+            raise bad(f"variant {name}'s `requires` is not a mapping with an onnxruntime version")
     if m.get("default_variant") not in variants:
         raise bad(f"default_variant {m.get('default_variant')!r} is not one of the variants")
     labels = m.get("labels")
@@ -130,8 +146,7 @@ def _check_schema(m: Any, path: Path) -> None:
     max_length = m.get("max_length")
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
         raise bad("`max_length` is not a whole number of tokens")
-    required = [MODEL_CONFIG, TOKENIZER] + ([GOLDEN] if version >= 2 else [])
-    for rel in required:
+    for rel in (MODEL_CONFIG, TOKENIZER, GOLDEN):
         if rel not in files:
             raise bad(f"{rel} is not among the hashed files")
 
@@ -161,7 +176,11 @@ def verify(root: str | Path) -> dict[str, Any]:
     real_root = root.resolve()
     for rel, digest in m["files"].items():
         p = root / rel
-        if not p.resolve().is_relative_to(real_root):
+        try:
+            inside = p.resolve().is_relative_to(real_root)
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+        if not inside:
             raise BundleError(f"bundle {root}: {rel} links outside the bundle; re-copy the bundle")
         if not p.is_file():
             raise BundleError(f"bundle {root} is missing {rel}; re-export or re-copy the bundle")
@@ -170,6 +189,13 @@ def verify(root: str | Path) -> dict[str, Any]:
                 f"bundle {root}: {rel} does not match its SHA-256 in {MANIFEST} (modified or "
                 "truncated); re-export or re-copy the bundle"
             )
+    # A file dropped from the list could be changed unseen; what is there must be listed.
+    extra = sorted(set(_hashable(root)) - set(m["files"]))
+    if extra:
+        raise BundleError(
+            f"bundle {root} holds {extra[0]}, which {MANIFEST} does not list; remove it or "
+            "re-export the bundle"
+        )
     _cross_check(root, m)
     return m
 
@@ -189,34 +215,73 @@ def _cross_check(root: Path, m: dict[str, Any]) -> None:
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and m["max_length"] > positions:
         raise bad(f"max_length {m['max_length']} exceeds the model's {positions} positions")
-    if GOLDEN not in m["files"]:
-        return
     golden = read_golden(root)
     if golden["max_length"] != m["max_length"] or golden["labels"] != labels:
         raise bad(f"max_length or labels in {MANIFEST} differ from {GOLDEN}")
+    # golden.json (hashed) records every other file's hash: rewriting a hash in the manifest
+    # alone is caught; rewriting both is what signing is for.
+    if golden["files"] != {k: v for k, v in m["files"].items() if k != GOLDEN}:
+        raise bad(f"the files or hashes in {MANIFEST} differ from those {GOLDEN} records")
     for name, v in m["variants"].items():
         g = golden["variants"].get(name)
-        if g is None or g.get("file") != v["file"] or g.get("sha256") != m["files"][v["file"]]:
-            raise bad(f"variant {name}'s file in {MANIFEST} differs from the one {GOLDEN} records")
+        if g is None or g["file"] != v["file"] or g.get("requires") != v.get("requires"):
+            raise bad(f"variant {name} in {MANIFEST} differs from the one {GOLDEN} records")
+
+
+def write_golden(root: Path, golden: dict[str, Any]) -> None:
+    """Write golden.json with the hash of every other file (write it last, then the manifest)."""
+    files = {k: v for k, v in file_hashes(root).items() if k != GOLDEN}
+    write_json(root / GOLDEN, {**golden, "files": files})
+
+
+def golden_pairs(rows: list[dict[str, Any]]) -> list[str] | None:
+    """The golden rows' second texts, for sentence-pair tasks (None otherwise)."""
+    return [r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None
 
 
 def read_golden(root: Path) -> dict[str, Any]:
-    """golden.json, checked for the keys the self-check reads (hash it first: ``verify``)."""
+    """golden.json, checked for every key and type the self-check reads (hash it first)."""
     path = root / GOLDEN
     try:
         g = json.loads(path.read_text())
-        ok = (
-            g["format"] == GOLDEN_FORMAT
-            and isinstance(g["rows"], list)
-            and isinstance(g["variants"], dict)
-            and isinstance(g["max_length"], int)
-            and isinstance(g["labels"], list)
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        ok = _golden_ok(g)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
         raise BundleError(f"{path} is missing or malformed; re-export the bundle")
     return g
+
+
+def _golden_ok(g: Any) -> bool:
+    def number_rows(x: Any, n: int) -> bool:
+        return (
+            isinstance(x, list)
+            and len(x) == n
+            and all(isinstance(r, list) and all(isinstance(v, (int, float)) for v in r) for r in x)
+        )
+
+    rows = g["rows"]
+    ok = (
+        g["format"] == GOLDEN_FORMAT
+        and isinstance(g["max_length"], int)
+        and isinstance(g["labels"], list)
+        and isinstance(g["files"], dict)
+        and isinstance(rows, list)
+        and bool(rows)
+        and all(
+            isinstance(r, dict)
+            and isinstance(r.get("text"), str)
+            and isinstance(r.get("pair", ""), (str, type(None)))
+            for r in rows
+        )
+        and isinstance(g["variants"], dict)
+    )
+    for v in g["variants"].values() if ok else ():
+        ok = ok and isinstance(v, dict) and isinstance(v.get("file"), str)
+        ok = ok and v.get("batching") in BATCHING
+        if ok and "logits" in v:
+            ok = number_rows(v["logits"], len(rows)) and isinstance(v.get("tolerance"), float)
+    return ok
 
 
 def pick_variant(manifest: dict[str, Any], wanted: str | None, root: Path) -> str:

@@ -622,11 +622,12 @@ def sign(bundle: str, key: str) -> None:
     from pathlib import Path
 
     from . import bundle as bundlefmt
-    from .fsutil import locked
+    from .fsutil import clean_stale, locked
     from .signing import sign as sign_bundle
 
     root = Path(bundle).expanduser()
     with locked(root, "bundle"):
+        clean_stale(root, bundlefmt.MANIFEST)  # a killed writer's temporary file is not signed
         bundlefmt.verify(root)  # sign only what is intact
         sig = sign_bundle(root, Path(key).expanduser())
     click.echo(f"signed     {root} -> {sig}")

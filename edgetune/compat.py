@@ -258,16 +258,16 @@ def _attr_value(a: Any) -> Any:
     return int(a.i) if getattr(a, "type", None) == 2 else None  # AttributeProto.INT == 2
 
 
-def _nodes(graph: Any) -> Iterable[Any]:
+def nodes(graph: Any) -> Iterable[Any]:
     """Every node, including those in If/Loop/Scan bodies (GRAPH and GRAPHS attributes)."""
     for node in graph.node:
         yield node
         for a in node.attribute:
             if getattr(a, "type", None) == 5:  # GRAPH
-                yield from _nodes(a.g)
+                yield from nodes(a.g)
             elif getattr(a, "type", None) == 10:  # GRAPHS
                 for g in a.graphs:
-                    yield from _nodes(g)
+                    yield from nodes(g)
 
 
 def requirements(model: Any) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def requirements(model: Any) -> dict[str, Any]:
     """
     ops = [
         (n.domain, n.op_type, {a.name: _attr_value(a) for a in n.attribute})
-        for n in _nodes(model.graph)
+        for n in nodes(model.graph)
     ]
     opsets = {o.domain: int(o.version) for o in model.opset_import}
     return requirements_from_ops(ops, opsets, int(model.ir_version))

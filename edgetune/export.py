@@ -13,7 +13,7 @@ from typing import Any
 from . import bundle as bundlefmt
 from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
-from .fsutil import clean_stale, locked, temp_dir, write_json
+from .fsutil import clean_stale, locked, temp_dir
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
 QUANTIZE = ("auto", "none", "dynamic", "static", "fp16")
@@ -264,15 +264,19 @@ def export(
     from .train import sayer
 
     say = sayer(progress)
-    if config.sign and not Path(config.sign).expanduser().is_file():
-        raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
+    if config.sign:
+        if not Path(config.sign).expanduser().is_file():
+            raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
+        from .signing import check_private_key
+
+        check_private_key(Path(config.sign).expanduser())
     calibration = None
     if "int8-static" in config.all_variants() and not (qat and qat.mode == "static"):
         calibration = _calibration_texts(config, src)
 
     with locked(output, "bundle"):
         # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
-        clean_stale(output.parent, (f".{output.name}.staging-", f".{output.name}.old"))
+        clean_stale(output.parent, output.name)
         bundlefmt.check_output(output, overwrite)
         return _export(config, output, src, quant, calibration, say, progress, t0)
 
@@ -317,14 +321,14 @@ def _export(
             variants[name] = info
         _smoke_test(bundle_dir, variants)
         _record_requirements(bundle_dir, variants, config.min_runtime)
+        if config.layout == "transformers.js":
+            _js_layout(bundle_dir, variants)
         manifest = _manifest(config, src, model_cfg, variants, fp32)
         say("recording the self-check: golden texts answered by PyTorch and every variant")
         golden = _golden(config, src, bundle_dir, manifest)
         for name, g in golden["variants"].items():
             variants[name]["batching"] = g["batching"]
-        write_json(bundle_dir / bundlefmt.GOLDEN, golden)
-        if config.layout == "transformers.js":
-            _js_layout(bundle_dir, variants)
+        bundlefmt.write_golden(bundle_dir, golden)
         shutil.rmtree(work)
         manifest = bundlefmt.write_manifest(bundle_dir, manifest)
         bundlefmt.install(bundle_dir, output)
@@ -376,7 +380,13 @@ def _record_requirements(
     from .compat import requirements, satisfies
 
     for name, v in variants.items():
-        req = requirements(onnx.load(str(bundle_dir / v["file"]), load_external_data=False))
+        try:
+            req = requirements(onnx.load(str(bundle_dir / v["file"]), load_external_data=False))
+        except ValueError as e:  # an operator whose onnxruntime support was never verified
+            raise ConfigError(
+                f"variant {name}: {first_line(e)}; edgetune cannot say which onnxruntime loads "
+                "it: try --optimize O1 or leave the variant out"
+            ) from None
         v["requires"] = {
             "onnxruntime": req["min_onnxruntime"],
             "because": req["because"],
@@ -413,6 +423,7 @@ def _golden(
 
     from . import golden
     from .data import load_data, load_texts
+    from .runtime import default_threads
     from .validate import PYTORCH, _TorchRunner
 
     texts: list[str] = []
@@ -425,10 +436,9 @@ def _golden(
         texts = load_texts(config.calibration_data)
     tok = AutoTokenizer.from_pretrained(bundle_dir)
     rows = golden.rows(texts, pairs, tok, manifest["max_length"])
-    threads = min(os.cpu_count() or 1, 4)
+    threads = default_threads()
     torch_runner = _TorchRunner(src["model_dir"], threads, manifest["max_length"])
-    row_pairs = [r["pair"] for r in rows] if rows[0]["pair"] is not None else None
-    reference = torch_runner.logits([r["text"] for r in rows], row_pairs, 16)
+    reference = torch_runner.logits([r["text"] for r in rows], bundlefmt.golden_pairs(rows), 16)
     return golden.build(bundle_dir, manifest, rows, reference, PYTORCH, threads)
 
 

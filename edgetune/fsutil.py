@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ def temp_dir(parent: Path, prefix: str) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
@@ -77,11 +78,15 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def lock_path(target: Path) -> Path:
-    """The lock file of a run or bundle: beside it, so it never lands among the hashed files."""
+    """The lock file of a run or bundle: beside it, so it never lands among the hashed files.
+
+    Resolved first, so ``.``, ``../b`` and an absolute path to one folder share one lock.
+    """
+    target = target.resolve()
     return target.with_name(f".{target.name}.lock")
 
 
-_HELD: set[str] = set()
+_HELD: set[tuple[int, str]] = set()
 
 
 @contextmanager
@@ -92,8 +97,8 @@ def locked(target: Path, what: str, timeout: float = 0.0) -> Iterator[None]:
     process that holds the lock. The lock is an OS file lock, so a killed holder releases it.
     """
     path = lock_path(target)
-    key = str(path.resolve())
-    if key in _HELD:  # this process already holds it (export validates what it wrote)
+    key = (threading.get_ident(), str(path))
+    if key in _HELD:  # this thread already holds it (export validates what it wrote)
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,18 +153,20 @@ def _try_lock(fd: int) -> bool:
 
 def _holder(fd: int) -> str:
     try:
-        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown process"
-    except (OSError, AttributeError):  # no pread on Windows
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip() or "unknown process"
+    except OSError:
         return "unknown process"
 
 
-def clean_stale(parent: Path, prefixes: tuple[str, ...]) -> list[str]:
-    """Remove staging leftovers of killed writers (call while holding the target's lock)."""
+def clean_stale(parent: Path, name: str) -> list[str]:
+    """Remove what killed writers of ``parent/name`` left (call while holding its lock):
+    ``.NAME.old``, ``.NAME.staging-*`` and ``.NAME.tmp-*``; nothing of another name."""
     removed: list[str] = []
     if not parent.is_dir():
         return removed
     for p in parent.iterdir():
-        if p.name.startswith(prefixes):
+        if p.name == f".{name}.old" or p.name.startswith((f".{name}.staging-", f".{name}.tmp-")):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -36,7 +36,9 @@ def batching(graph: Path) -> str:
     """``row`` when the graph quantizes activations dynamically, else ``padded``."""
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node}
+    from .compat import nodes
+
+    ops = {n.op_type for n in nodes(onnx.load(str(graph), load_external_data=False).graph)}
     return "row" if ops & DYNAMIC_OPS else "padded"
 
 
@@ -96,7 +98,7 @@ def build(
     from .runtime import Classifier
 
     texts = [r["text"] for r in golden_rows]
-    pairs = [r["pair"] for r in golden_rows] if golden_rows[0]["pair"] is not None else None
+    pairs = bundlefmt.golden_pairs(golden_rows)
     golden: dict[str, Any] = {
         "format": bundlefmt.GOLDEN_FORMAT,
         "version": 1,
@@ -112,8 +114,9 @@ def build(
             "file": v["file"],
             "sha256": bundlefmt.sha256(path),
             "batching": batching(path),
+            "requires": v.get("requires"),
         }
-        if name != "fp16":  # fp16 graphs are built for GPU kernels
+        if name not in bundlefmt.GPU_VARIANTS:
             golden["variants"][name] = entry
             clf = Classifier(bundle_dir, manifest, name, threads, golden)
             got = clf.logits(texts, pairs=pairs)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import bundle as bundlefmt
-from .errors import BundleError, ConfigError, SelfCheckFailed
+from .errors import BundleError, ConfigError, SelfCheckFailed, first_line
 
 
 @dataclass
@@ -73,7 +73,12 @@ def session(path: Path, threads: int) -> Any:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types differ between releases
+        raise BundleError(
+            f"onnxruntime {ort.__version__} cannot load {path.name}: {first_line(e)}"
+        ) from None
 
 
 class Classifier:
@@ -90,7 +95,7 @@ class Classifier:
         manifest: dict[str, Any],
         variant: str,
         threads: int,
-        golden: dict[str, Any] | None = None,
+        golden: dict[str, Any],
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -99,9 +104,7 @@ class Classifier:
         self.labels: list[str] = list(manifest["labels"])
         self.max_length = int(manifest["max_length"])
         info = manifest["variants"][variant]
-        g = (golden or {}).get("variants", {}).get(variant, {})
-        # Bundles without a recorded mode get the safe one.
-        self.batching = g.get("batching") if g.get("batching") in bundlefmt.BATCHING else "row"
+        self.batching: str = golden["variants"][variant]["batching"]
         self.tokenizer = Tokenizer.from_file(str(root / bundlefmt.TOKENIZER))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -134,32 +137,26 @@ class Classifier:
             verify_signature(root, Path(public_key).expanduser())
         manifest = bundlefmt.verify(root)  # a tampered or truncated bundle never runs
         name = bundlefmt.pick_variant(manifest, variant, root)
-        golden = bundlefmt.read_golden(root) if bundlefmt.GOLDEN in manifest["files"] else None
-        threads = threads or min(os.cpu_count() or 1, 4)
-        # The requested variant first, then the bundle's others in its order (fp16 is for GPUs).
-        others = [v for v in manifest["variants"] if v not in (name, "fp16")]
+        golden = bundlefmt.read_golden(root)
+        threads = threads or default_threads()
+        # The requested variant first, then the bundle's others in its order (GPU ones aside).
+        others = [v for v in manifest["variants"] if v not in (name, *bundlefmt.GPU_VARIANTS)]
         refused: tuple[str, type[BundleError]] | None = None
         for cand in [name, *others]:
-            why, error = runtime_gap(manifest["variants"][cand], cand), BundleError
-            if why is None:
-                clf = cls(root, manifest, cand, threads, golden)
-                check = clf.self_check() if self_check else None
-                if check is not None and not check.passed:
-                    why = f"{check.describe()}: it computes wrong answers on this device"
-                    error = SelfCheckFailed
-            if why is None:
-                if refused is None:
-                    return clf
-                if fallback:
-                    import warnings
-
-                    warnings.warn(f"{refused[0]}; using variant {cand}", stacklevel=2)
-                    return clf
-                raise refused[1](
-                    f"{refused[0]}; variant {cand} works here: pass --variant {cand} (or --fallback)"
-                )
+            clf, why, error = _try_variant(root, manifest, golden, cand, threads, self_check)
+            if clf is None:
+                refused = refused or (why, error)
+                continue
             if refused is None:
-                refused = (why, error)
+                return clf
+            if fallback:
+                import warnings
+
+                warnings.warn(f"{refused[0]}; using variant {cand}", stacklevel=2)
+                return clf
+            raise refused[1](
+                f"{refused[0]}; variant {cand} works here: pass --variant {cand} (or --fallback)"
+            )
         assert refused is not None
         raise refused[1](
             f"{refused[0]}, and no other variant of the bundle works here; re-export for this "
@@ -168,13 +165,8 @@ class Classifier:
 
     def self_check(self) -> SelfCheck:
         """Run the golden texts through this variant and compare with export's answers."""
-        g = (self.golden or {}).get("variants", {}).get(self.variant)
-        if self.golden is None:
-            raise BundleError(
-                f"bundle {self.root} has no self-check data ({bundlefmt.GOLDEN}; exported by an "
-                "older edgetune): re-export it, or skip the check (--no-self-check)"
-            )
-        if not g or "logits" not in g:
+        g = self.golden["variants"][self.variant]
+        if "logits" not in g:
             raise BundleError(
                 f"variant {self.variant} has no expected answers in {bundlefmt.GOLDEN} (fp16 is "
                 "built for GPUs); skip the check (--no-self-check) or pick another --variant"
@@ -183,7 +175,9 @@ class Classifier:
         t0 = time.perf_counter()
         # Small batches: the one long row is not padded against the short ones (answers are
         # batch-invariant, so export's batches need not be repeated).
-        got = self.logits([r["text"] for r in rows], pairs=_pairs(rows), batch_size=8)
+        got = self.logits(
+            [r["text"] for r in rows], pairs=bundlefmt.golden_pairs(rows), batch_size=8
+        )
         ms = (time.perf_counter() - t0) * 1000
         expected = np.asarray(g["logits"], dtype=np.float32)
         if got.shape != expected.shape:
@@ -238,7 +232,7 @@ class Classifier:
         """
         if top_k < 1:
             raise ConfigError("top_k must be at least 1")
-        probs = _softmax(self.logits(texts, pairs=pairs, batch_size=batch_size))
+        probs = softmax(self.logits(texts, pairs=pairs, batch_size=batch_size))
         return [self._result(p, top_k, all_scores) for p in probs]
 
     def _run(self, encs: list[Any]) -> np.ndarray:
@@ -293,11 +287,35 @@ def runtime_gap(info: dict[str, Any], name: str) -> str | None:
     )
 
 
-def _pairs(rows: list[dict[str, Any]]) -> list[str] | None:
-    return [r["pair"] for r in rows] if rows and rows[0].get("pair") is not None else None
+def _try_variant(
+    root: Path,
+    manifest: dict[str, Any],
+    golden: dict[str, Any],
+    name: str,
+    threads: int,
+    self_check: bool,
+) -> tuple[Classifier | None, str, type[BundleError]]:
+    """The variant loaded (and self-checked), or why it cannot serve on this device."""
+    gap = runtime_gap(manifest["variants"][name], name)
+    if gap is not None:
+        return None, gap, BundleError
+    try:
+        clf = Classifier(root, manifest, name, threads, golden)
+        check = clf.self_check() if self_check else None
+    except BundleError as e:  # onnxruntime cannot load it, or it has no expected answers
+        return None, str(e), BundleError
+    if check is not None and not check.passed:
+        why = f"{check.describe()}: it computes wrong answers on this device"
+        return None, why, SelfCheckFailed
+    return clf, "", BundleError
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def default_threads() -> int:
+    """Intra-op threads when not given: the cores, at most 4 (more rarely helps a small model)."""
+    return min(os.cpu_count() or 1, 4)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
@@ -381,26 +399,20 @@ def check_bundle(
     else:
         signature = "signed (signature not verified: pass --verify-key)" if signed else "unsigned"
     manifest = bundlefmt.verify(root)
-    if bundlefmt.GOLDEN not in manifest["files"]:
-        raise BundleError(
-            f"bundle {root} has no self-check data ({bundlefmt.GOLDEN}; exported by an older "
-            "edgetune); re-export it"
-        )
     golden = bundlefmt.read_golden(root)
     names = [bundlefmt.pick_variant(manifest, v, root) for v in variants] or list(
         manifest["variants"]
     )
-    threads = threads or min(os.cpu_count() or 1, 4)
+    threads = threads or default_threads()
     checks, skipped = [], {}
     for name in names:
-        if "logits" not in golden["variants"].get(name, {}):
+        clf, why, _ = _try_variant(root, manifest, golden, name, threads, self_check=False)
+        if clf is None:
+            skipped[name] = f"cannot load here: {why}"
+        elif "logits" not in golden["variants"][name]:
             skipped[name] = "no expected answers recorded (fp16 is built for GPUs)"
-            continue
-        gap = runtime_gap(manifest["variants"][name], name)
-        if gap is not None:
-            skipped[name] = f"cannot load here: {gap}"
-            continue
-        checks.append(Classifier(root, manifest, name, threads, golden).self_check())
+        else:
+            checks.append(clf.self_check())
     env = {"cpu": cpu_description(), "onnxruntime": onnxruntime.__version__}
     return BundleCheck(str(root), signature, checks, skipped, env)
 

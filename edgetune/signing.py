@@ -70,6 +70,28 @@ def _why(e: Exception) -> str:
     return "; ".join(diff) or "files differ from the signed list"
 
 
+def _signer(ms: ModuleType, private_key: Path, password: bytes | None) -> Any:
+    try:
+        # model-signing annotates the password as str, but cryptography needs bytes.
+        return ms.signing.Config().use_elliptic_key_signer(
+            private_key=private_key, password=cast(Any, password)
+        )
+    except OSError as e:
+        raise BundleError(
+            f"cannot read private key {private_key} ({e.strerror}); {_FIX_KEY}"
+        ) from None
+    except Exception as e:  # ValueError, TypeError (password), AttributeError (not an EC key)...
+        why = "not an elliptic-curve key" if isinstance(e, AttributeError) else first_line(e)
+        raise BundleError(
+            f"{private_key} is not a usable private key ({why}); {_FIX_KEY}"
+        ) from None
+
+
+def check_private_key(private_key: str | Path, password: bytes | None = None) -> None:
+    """Fail now, not after an export: the extra is installed and the key loads."""
+    _signer(_lib(), Path(private_key), password)
+
+
 def is_signed(bundle: str | Path) -> bool:
     return (Path(bundle) / SIGNATURE).is_file()
 
@@ -82,20 +104,7 @@ def sign(bundle: str | Path, private_key: str | Path, password: bytes | None = N
         raise BundleError(
             f"{bundle} is not an edgetune bundle (no {MANIFEST}); pass a bundle directory"
         )
-    try:
-        # model-signing annotates the password as str, but cryptography needs bytes.
-        cfg = ms.signing.Config().use_elliptic_key_signer(
-            private_key=private_key, password=cast(Any, password)
-        )
-    except OSError as e:
-        raise BundleError(
-            f"cannot read private key {private_key} ({e.strerror}); {_FIX_KEY}"
-        ) from None
-    except Exception as e:  # ValueError, TypeError (password), AttributeError (not an EC key)...
-        why = "not an elliptic-curve key" if isinstance(e, AttributeError) else first_line(e)
-        raise BundleError(
-            f"{private_key} is not a usable private key ({why}); {_FIX_KEY}"
-        ) from None
+    cfg = _signer(ms, private_key, password)
     dst = bundle / SIGNATURE
     # Written after hashing, so never covered; its mode follows the umask (it is public).
     tmp = bundle / f".{SIGNATURE}.{secrets.token_hex(6)}.tmp"

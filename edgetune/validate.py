@@ -181,10 +181,10 @@ def validate(
     root = Path(config.bundle).expanduser()
     out = Path(config.report_dir).expanduser() if config.report_dir else root / REPORT_DIR
     _check_report_dir(out)
-    with locked(root, "bundle"):
+    with locked(root, "bundle"), locked(out, "report folder"):
         # Leftovers of killed writers (report staging, manifest temporaries); ours to remove now.
-        clean_stale(out.parent, (f".{out.name}.tmp-", f".{out.name}.old"))
-        clean_stale(root, (f".{bundlefmt.MANIFEST}.",))
+        clean_stale(out.parent, out.name)
+        clean_stale(root, bundlefmt.MANIFEST)
         result = _validate(config, root, out, progress)
     if result.failures and raise_on_failure:
         raise GateFailed("\n".join(result.failures))
@@ -213,7 +213,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(root)
-    golden = bundlefmt.read_golden(root) if bundlefmt.GOLDEN in manifest["files"] else None
+    golden = bundlefmt.read_golden(root)
     runners: dict[str, Any] = {}
     if source is not None:
         runners[PYTORCH] = _TorchRunner(source, config.threads, max_len)
@@ -472,21 +472,18 @@ def _feed(enc: Any, rows: np.ndarray | list[int]) -> dict[str, np.ndarray]:
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def _invariance(
     runner: RuntimeRunner, split: Any, batched: np.ndarray, batch_size: int
 ) -> dict[str, Any]:
     """Every row again, one per call: label flips and score differences against the batch."""
+    from .runtime import softmax
+
     single = runner.logits(split.texts, split.pairs, 1)
     return {
         "batch_size": batch_size,
         "batching": runner.clf.batching,
         "flips": int(np.sum(single.argmax(-1) != batched.argmax(-1))),
-        "max_score_diff": float(np.max(np.abs(_softmax(single) - _softmax(batched)))),
+        "max_score_diff": float(np.max(np.abs(softmax(single) - softmax(batched)))),
         "max_logit_diff": float(np.max(np.abs(single - batched))),
     }
 

@@ -111,16 +111,15 @@ def bundle_dir(trained_run, tmp_path_factory):
 
 def rerecord_hashes(root: Path) -> None:
     """Re-record every hash after editing a bundle's files, as a careless (or hostile) tool would:
-    golden.json's variant hashes, then the manifest's file list."""
+    golden.json's (variant hashes, files map), then the manifest's file list."""
     import json
 
     from edgetune import bundle as bundlefmt
 
-    golden_path = root / bundlefmt.GOLDEN
-    golden = json.loads(golden_path.read_text())
+    golden = json.loads((root / bundlefmt.GOLDEN).read_text())
     for v in golden["variants"].values():
         v["sha256"] = bundlefmt.sha256(root / v["file"])
-    golden_path.write_text(json.dumps(golden))
+    bundlefmt.write_golden(root, golden)
     manifest = {
         k: v
         for k, v in bundlefmt.read_manifest(root).items()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,19 +203,11 @@ def test_self_check_refuses_a_broken_variant(bundle):
     assert verdicts == {"int8-dynamic": False, "fp32": True, "int8-static": True}
 
 
-def test_bundle_without_golden_rows_needs_an_explicit_skip(bundle):
-    m = bundlefmt.read_manifest(bundle)
-    (bundle / bundlefmt.GOLDEN).unlink()
-    m = {k: v for k, v in m.items() if k not in ("format", "files")}
-    m["version"] = 1  # as an older edgetune wrote it
-    bundlefmt.write_json(
-        bundle / bundlefmt.MANIFEST,
-        {"format": bundlefmt.FORMAT, **m, "files": bundlefmt.file_hashes(bundle)},
-    )
-    with pytest.raises(BundleError, match="no self-check data.*--no-self-check"):
-        Classifier.load(bundle)
-    clf = Classifier.load(bundle, self_check=False)
-    assert clf.batching == "row"  # no recorded mode: the one that is always invariant
+def test_bundles_of_an_older_format_are_refused(bundle):
+    # Version 1 had no golden.json: nothing to self-check and nothing to cross-check against.
+    _edit_manifest(bundle, lambda m: m.update(version=1))
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--no-self-check"])
+    assert "format version 1" in _one_line_error(r) and "re-export" in r.output
 
 
 # -- 4. a manifest that cannot be walked around -----------------------------------------------
@@ -248,6 +241,16 @@ def _edit_manifest(bundle, edit):
             "differs from the one golden.json",
         ),
         (lambda m: m.update(version=99), "upgrade edgetune"),
+        (lambda m: m.update(version=True), "`version` True"),
+        (lambda m: m["variants"]["fp32"].update(requires="1.2"), "`requires` is not a mapping"),
+        (
+            lambda m: m["variants"]["fp32"].update(requires={"onnxruntime": "1.0"}),
+            "differs from the one golden.json",
+        ),
+        (
+            lambda m: m["files"].update({"tokenizer.json": "0" * 64}),
+            "tokenizer.json does not match",
+        ),
     ],
 )
 def test_malformed_or_walked_around_manifests_are_refused(bundle, edit, message):
@@ -282,6 +285,43 @@ def test_symlink_out_of_the_bundle_is_refused(bundle, tmp_path):
     (bundle / "config.json").symlink_to(outside)
     with pytest.raises(BundleError, match="links outside the bundle"):
         bundlefmt.verify(bundle)
+
+
+def test_a_file_changed_with_only_the_manifest_rehashed_is_refused(bundle):
+    # e.g. a tokenizer remapping one word: golden.json (hashed) still holds the old hash.
+    tok = json.loads((bundle / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["[UNK]"], tok["model"]["vocab"]["the"] = (
+        tok["model"]["vocab"]["the"],
+        tok["model"]["vocab"]["[UNK]"],
+    )
+    (bundle / "tokenizer.json").write_text(json.dumps(tok))
+    digest = bundlefmt.sha256(bundle / "tokenizer.json")
+    _edit_manifest(bundle, lambda m: m["files"].update({"tokenizer.json": digest}))
+    with pytest.raises(BundleError, match="differ from those golden.json records"):
+        bundlefmt.verify(bundle)
+
+
+def test_unlisted_files_are_refused(bundle):
+    # Dropping a file from the list must not let it change unseen.
+    _edit_manifest(bundle, lambda m: m["files"].pop("vocab.txt"))
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine"])
+    assert "vocab.txt, which edgetune.json does not list" in _one_line_error(r)
+
+
+def test_malformed_golden_and_symlink_loops_get_one_line(bundle):
+    g = json.loads((bundle / "golden.json").read_text())
+    g["variants"]["fp32"] = "model_fp32.onnx"
+    (bundle / "golden.json").write_text(json.dumps(g))
+    _edit_manifest(
+        bundle,
+        lambda m: m["files"].update({"golden.json": bundlefmt.sha256(bundle / "golden.json")}),
+    )
+    r = CliRunner().invoke(main, ["check", str(bundle)])
+    assert "golden.json is missing or malformed" in _one_line_error(r)
+    (bundle / "vocab.txt").unlink()
+    (bundle / "vocab.txt").symlink_to(bundle / "vocab.txt")
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine"])
+    assert "links outside the bundle" in _one_line_error(r)
 
 
 # -- signing ----------------------------------------------------------------------------------
@@ -408,7 +448,7 @@ def test_a_second_writer_is_refused_while_the_first_writes(bundle, trained_run):
         holder.wait()
     # A killed holder leaves no lock behind; its staging leftovers are removed by the next writer.
     (bundle / ".validation.tmp-killed").mkdir()
-    (bundle / ".edgetune.json.killed.tmp").write_text("{")
+    (bundle / ".edgetune.json.tmp-killed").write_text("{")
     time.sleep(0.1)
     validate(
         bundle=str(bundle),
@@ -423,6 +463,25 @@ def test_a_second_writer_is_refused_while_the_first_writes(bundle, trained_run):
     )
     bundlefmt.verify(bundle)
     assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]
+
+
+def test_one_lock_whatever_the_path_spelling_and_exact_cleanup(tmp_path, monkeypatch):
+    from edgetune.fsutil import clean_stale, lock_path, locked
+
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    assert lock_path(Path(".")) == lock_path(tmp_path / "b") == tmp_path / ".b.lock"
+    with locked(Path("."), "bundle"):
+        assert (tmp_path / ".b.lock").is_file()
+    for name in (".b.old", ".b.staging-1", ".b.old.lock", ".b.old.staging-2", ".bb.tmp-3"):
+        (tmp_path / name).mkdir()
+    assert sorted(clean_stale(tmp_path, "b")) == [".b.old", ".b.staging-1"]
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "b",
+        ".b.old.lock",
+        ".b.old.staging-2",
+        ".bb.tmp-3",
+    }
 
 
 def test_files_get_the_users_permissions_and_leftovers_are_cleaned(trained_run, tmp_path):
