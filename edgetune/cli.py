@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .errors import EdgetuneError, GateFailed
-from .export import EMBEDDINGS, LAYOUTS, TARGETS
+from .export import EMBEDDINGS, LAYOUTS, QUANTIZE, TARGETS
 
 
 class _Group(click.Group):
@@ -269,11 +269,11 @@ def train(
 )
 @click.option(
     "--quantize",
-    type=click.Choice(["auto", "none", "dynamic", "static", "fp16"]),
+    type=click.Choice(QUANTIZE),
     default="auto",
     show_default=True,
-    help="The default variant: fp32, int8 dynamic, int8 static (QDQ), or fp16 (GPU); "
-    "auto = dynamic, or the scheme a QAT run was trained with.",
+    help="The default variant: fp32, int8 dynamic, int8 static (QDQ), int8 portable (loads "
+    "on onnxruntime 1.15+), or fp16 (GPU); auto = dynamic, or a QAT run's scheme.",
 )
 @click.option(
     "--per-channel/--per-tensor",

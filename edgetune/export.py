@@ -16,9 +16,9 @@ from .errors import BundleError, ConfigError, ModelError, first_line
 from .fsutil import clean_stale, locked, temp_dir
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
-QUANTIZE = ("auto", "none", "dynamic", "static", "fp16")
+QUANTIZE = ("auto", "none", "dynamic", "static", "portable", "fp16")
 OPTIMIZE = ("auto", "O1", "O2", "O3")
-VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
+VARIANTS = ("fp32", "int8-dynamic", "int8-static", "int8-portable", "fp16")
 EMBEDDINGS = ("int4", "int8", "fp32")
 LAYOUTS = ("edgetune", "transformers.js")
 # transformers.js looks for onnx/<file> by dtype: fp32, q8, int8, fp16.
@@ -32,6 +32,7 @@ _DEFAULT_VARIANT = {
     "none": "fp32",
     "dynamic": "int8-dynamic",
     "static": "int8-static",
+    "portable": "int8-portable",
     "fp16": "fp16",
 }
 # Architectures whose attention/LayerNorm patterns ORT's transformer optimizer fuses as "bert".
@@ -802,10 +803,17 @@ def _build_variant(
         m.save_model_to_file(str(dst))
         info["precision"] = "fp16"
         return info
+    portable = name == "int8-portable"
+    if portable and quant.embeddings == "int4":
+        quant = replace(quant, embeddings="int8")  # GatherBlockQuantized needs onnxruntime 1.22
     proto = onnx.load(str(optimized))
     word = _word_gather(proto, cfg)
     exclude = [word.name] if word is not None and quant.embeddings == "int4" else []
-    ops = ["MatMul", "Attention"] + (["Gather"] if quant.embeddings != "fp32" else [])
+    # The portable variant keeps attention in fp32 (QAttention is not needed to be portable
+    # and its asymmetric-weight path is untested) and quantizes MatMul weights asymmetrically:
+    # loads on onnxruntime 1.15+, and stays off the SME kernels of DynamicQuantizeMatMul.
+    ops = ["MatMul"] + ([] if portable else ["Attention"])
+    ops += ["Gather"] if quant.embeddings != "fp32" else []
     qat = src["qat"]
     if qat is not None:
         # Only what training simulated is quantized: position and type embeddings stay fp32.
@@ -818,7 +826,8 @@ def _build_variant(
     tmp = work / f"{name}.onnx"
     from onnxruntime.quantization import QuantType
 
-    if name == "int8-dynamic":
+    dynamic = name in ("int8-dynamic", "int8-portable")
+    if dynamic:
         from onnxruntime.quantization import quantize_dynamic
 
         quantize_dynamic(
@@ -829,7 +838,7 @@ def _build_variant(
             reduce_range=quant.reduce_range,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
-            extra_options=extra,
+            extra_options={**extra, "WeightSymmetric": not portable},
         )
     elif qat is not None and qat.mode == "static":
         _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
@@ -841,12 +850,10 @@ def _build_variant(
         _gather_to_int4(m, node, quant.block_size)
     onnx.save(m, str(dst))
     info["quantization"] = {
-        "mode": "dynamic" if name == "int8-dynamic" else "static",
-        "format": "QOperator" if name == "int8-dynamic" else "QDQ",
-        "weights": "int8 symmetric",
-        "activations": "uint8 dynamic per-tensor"
-        if name == "int8-dynamic"
-        else "uint8 static (MinMax)",
+        "mode": "dynamic" if dynamic else "static",
+        "format": "QOperator" if dynamic else "QDQ",
+        "weights": "int8 asymmetric" if portable else "int8 symmetric",
+        "activations": "uint8 dynamic per-tensor" if dynamic else "uint8 static (MinMax)",
         "per_channel": quant.per_channel,
         "reduce_range": quant.reduce_range,
         "target": quant.target,

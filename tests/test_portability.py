@@ -41,7 +41,7 @@ def portable(trained_run, tmp_path_factory):
     export(
         source=str(trained_run),
         output=str(out),
-        variants=("fp32", "int8-static"),
+        variants=("fp32", "int8-static", "int8-portable"),
         min_runtime=CLAIMED,
         progress=False,
         validate=False,
@@ -71,6 +71,25 @@ def test_min_runtime_builds_variants_that_load_there(portable):
         if "quantization" in v:
             assert v["quantization"]["embeddings"] == "int8"  # 4-bit needs a newer runtime
     assert check_bundle(portable, threads=1).passed
+
+
+def test_the_portable_variant_loads_on_old_runtimes_without_asking(trained_run, tmp_path):
+    from edgetune.export import export
+
+    out = tmp_path / "b"
+    export(
+        source=str(trained_run),
+        output=str(out),
+        quantize="portable",
+        progress=False,
+        validate=False,
+    )
+    v = bundlefmt.verify(out)["variants"]["int8-portable"]
+    assert v["file"] == "model.onnx" and v["requires"]["onnxruntime"] == OLDEST_TESTED
+    q = v["quantization"]
+    assert q["weights"] == "int8 asymmetric" and q["embeddings"] == "int8"
+    assert "Attention" not in q["operators"] and v["batching"] == "row"
+    assert check_bundle(out, threads=1).passed
 
 
 def test_bad_min_runtime_is_refused(trained_run, tmp_path):
@@ -123,4 +142,4 @@ def test_bundles_on_the_oldest_claimed_runtime(bundle, portable, tmp_path):
     # A bundle exported with --min-runtime: every variant loads and passes its self-check there.
     r = _run(py, "check", str(portable), "--threads", "1")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("PASS") == 3 and "onnxruntime " + CLAIMED in r.stdout
+    assert r.stdout.count("PASS") == 4 and "onnxruntime " + CLAIMED in r.stdout
