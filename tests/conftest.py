@@ -62,6 +62,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def bundle(bundle_dir, tmp_path):
+    """A private copy of the shared bundle (tests write into it or tamper with it)."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
 def train_kwargs(**over):
     """Fast, deterministic settings for tiny training runs."""
     kw = dict(

@@ -5,7 +5,6 @@ oldest runtime pyproject claims is tested for real in a throw-away environment."
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,13 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ORT_OLDEST = ROOT / ".venv" / "ort-oldest"  # installed by the Makefile's set-up
 CLAIMED = re.search(r'"onnxruntime>=([0-9.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
 INT4 = ORT_SINCE[("com.microsoft", "GatherBlockQuantized")]
-
-
-@pytest.fixture
-def bundle(bundle_dir, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
 
 
 @pytest.fixture(scope="module")

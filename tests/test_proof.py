@@ -25,15 +25,19 @@ from .conftest import ASSETS, rerecord_hashes
 from .test_export import TEXTS
 
 VARIANTS = ("int8-dynamic", "fp32", "int8-static")
+# validate() settings that skip PyTorch and keep timing short: these tests judge answers.
+QUICK = dict(
+    rounds=3,
+    warmup=0,
+    pause_s=0,
+    seq_lengths=(16,),
+    memory=False,
+    progress=False,
+    threads=1,
+    pytorch=False,
+)
 # Lengths from 2 to ~60 tokens, so batches mix short rows with long ones.
 MIXED = TEXTS + [" ".join(TEXTS[: i + 1]) for i in range(len(TEXTS))] + ["ok", "bad"]
-
-
-@pytest.fixture
-def bundle(bundle_dir, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
 
 
 def _one_line_error(r, code=2):
@@ -107,14 +111,7 @@ def test_validate_scores_onnx_variants_through_the_runtime(bundle, monkeypatch):
     monkeypatch.setattr(Classifier, "logits", spy)
     rep = validate(
         bundle=str(bundle),
-        rounds=3,
-        warmup=0,
-        pause_s=0,
-        seq_lengths=(16,),
-        memory=False,
-        progress=False,
-        threads=1,
-        pytorch=False,
+        **QUICK,
     ).report
     assert {v for v, _ in calls} == set(VARIANTS) and {b for _, b in calls} >= {1, 32}
     monkeypatch.setattr(Classifier, "logits", real)
@@ -359,14 +356,7 @@ def test_signed_bundle_round_trip_and_tampering(bundle, keys):
     before = (bundle / bundlefmt.MANIFEST).read_bytes()
     res = validate(
         bundle=str(bundle),
-        rounds=3,
-        warmup=0,
-        pause_s=0,
-        seq_lengths=(16,),
-        memory=False,
-        progress=False,
-        threads=1,
-        pytorch=False,
+        **QUICK,
     )
     assert res.note and "signed" in res.note
     assert (bundle / bundlefmt.MANIFEST).read_bytes() == before
@@ -452,14 +442,7 @@ def test_a_second_writer_is_refused_while_the_first_writes(bundle, trained_run):
     time.sleep(0.1)
     validate(
         bundle=str(bundle),
-        rounds=3,
-        warmup=0,
-        pause_s=0,
-        seq_lengths=(16,),
-        memory=False,
-        progress=False,
-        threads=1,
-        pytorch=False,
+        **QUICK,
     )
     bundlefmt.verify(bundle)
     assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -15,13 +14,6 @@ from edgetune.runtime import Classifier
 
 from .conftest import runtime_venv
 from .test_export import TEXTS, ort_logits
-
-
-@pytest.fixture
-def bundle(bundle_dir, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
 
 
 def test_predictions_match_the_onnx_model_in_input_order(bundle):

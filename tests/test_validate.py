@@ -20,14 +20,6 @@ FAST = dict(
 )
 
 
-@pytest.fixture
-def bundle(bundle_dir, tmp_path):
-    """A private copy of the shared bundle (validation writes into it)."""
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def report(bundle_dir, tmp_path_factory):
     dst = tmp_path_factory.mktemp("validated") / "bundle"
