@@ -128,7 +128,8 @@ class Classifier:
         A variant this ONNX Runtime is too old for is refused before ONNX Runtime sees it
         (``BundleError``); one whose answers to the golden texts diverge from export's is
         refused too (``SelfCheckFailed``). Both errors name a variant of the bundle that loads
-        and passes here; with ``fallback`` the best such variant is loaded instead (warning).
+        and passes here; with ``fallback`` the first such variant in the bundle's order is
+        loaded instead (with a warning).
         """
         root = Path(bundle).expanduser()
         if public_key is not None:
