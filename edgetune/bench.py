@@ -85,11 +85,18 @@ def parse_fraction(spec: str) -> float:
     """``"10%"`` or ``"0.1"`` → 0.1."""
     try:
         s = spec.strip()
-        return float(s[:-1]) / 100 if s.endswith("%") else float(s)
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
     except ValueError:
         raise ConfigError(
             f"--max-regression {spec!r} is not a fraction; write 10% or 0.1"
         ) from None
+    if not s.endswith("%") and value >= 1:
+        # "10" is far likelier to mean 10% than 1000%: make the user say which.
+        raise ConfigError(
+            f"--max-regression {spec} is ambiguous: write {s}% for percent, or a fraction below 1 "
+            f"(0.1 = 10%)"
+        )
+    return value
 
 
 @dataclass

@@ -421,6 +421,7 @@ def check_bundle(
 # -- inputs for `edgetune predict` (streamed, never loaded whole) --------------------------------
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -450,7 +451,7 @@ def text_item(index: int, text: str, warning: str | None = None) -> Item:
 def iter_lines(stream: Any) -> Iterator[Item]:
     """Plain text, one text per line (a binary stream; bad UTF-8 is replaced, not fatal)."""
     for i, raw in enumerate(stream):
-        text, warning = _decode(raw.rstrip(b"\r\n"))
+        text, warning = _decode(raw.rstrip(b"\r\n").removeprefix(_BOM if i == 0 else b""))
         yield text_item(i, text, warning)
 
 
@@ -463,20 +464,24 @@ def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
     with open(path, "rb") as raw:
         if suffix == ".jsonl":
             for i, line in enumerate(raw):
-                text, warning = _decode(line)
+                text, warning = _decode(line.removeprefix(_BOM) if i == 0 else line)
                 try:
                     obj = json.loads(text) if text.strip() else {}
                 except json.JSONDecodeError as e:
                     yield Item(i, None, warning, f"not valid JSON ({e.msg})")
                     continue
+                if not isinstance(obj, dict):  # a bare 5, null or "text" line
+                    yield Item(i, None, warning, 'not a JSON object; write {"text": ...}')
+                    continue
                 col = text_column or next((c for c in TEXT_COLUMNS if c in obj), None)
-                value = obj.get(col) if col and isinstance(obj, dict) else None
+                value = obj.get(col) if col else None
                 if value is None:
                     yield Item(i, None, warning, f"no {col or 'text'} field; pass --text-column")
                     continue
                 yield text_item(i, str(value), warning)
             return
-        f = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        # utf-8-sig: Excel writes a byte-order mark that would otherwise stick to the first column.
+        f = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
         cols = reader.fieldnames or []
         col = text_column or next((c for c in cols if c.lower() in TEXT_COLUMNS), None)
@@ -503,6 +508,8 @@ def iter_inputs(path: str | None, text_column: str | None = None) -> Iterator[It
         yield from iter_lines(sys.stdin.buffer)
         return
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"--input {path} is a directory; pass a text, CSV, TSV or JSONL file")
     if not p.is_file():
         raise ConfigError(f"--input {path} does not exist; pass a text, CSV, TSV or JSONL file")
     if p.suffix.lower() in (".csv", ".tsv", ".jsonl"):

@@ -1,0 +1,67 @@
+"""Real-world predict and bench inputs: byte-order marks, non-object JSONL lines, directories,
+and an ambiguous --max-regression."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgetune.bench import parse_fraction
+from edgetune.cli import main
+from edgetune.errors import ConfigError
+
+
+def _jsonl(r):
+    assert r.exit_code == 0, r.output
+    return [json.loads(x) for x in r.output.splitlines()]
+
+
+def test_byte_order_marks_are_not_part_of_the_first_column_or_line(bundle, tmp_path):
+    csv = tmp_path / "excel.csv"
+    csv.write_bytes(b"\xef\xbb\xbfreview,stars\r\na delightful comedy,5\r\ndull,1\r\n")
+    for args in ([], ["--text-column", "review"]):
+        rows = _jsonl(
+            CliRunner().invoke(
+                main, ["predict", str(bundle), "--input", str(csv), "--format", "jsonl", *args]
+            )
+        )
+        assert [r["index"] for r in rows] == [0, 1] and all("label" in r for r in rows)
+    jl = tmp_path / "bom.jsonl"
+    jl.write_bytes(b'\xef\xbb\xbf{"text": "fine"}\n{"text": "bad"}\n')
+    txt = tmp_path / "bom.txt"
+    txt.write_bytes(b"\xef\xbb\xbffine\nbad\n")
+    for f in (jl, txt):
+        rows = _jsonl(
+            CliRunner().invoke(
+                main, ["predict", str(bundle), "--input", str(f), "--format", "jsonl"]
+            )
+        )
+        assert len(rows) == 2 and all("label" in r and "warning" not in r for r in rows)
+
+
+def test_jsonl_lines_that_are_not_objects_get_their_own_error(bundle, tmp_path):
+    jl = tmp_path / "mixed.jsonl"
+    jl.write_text('{"text": "a delightful comedy"}\n5\nnull\ntrue\n"text"\n{"text": "dull"}\n')
+    rows = _jsonl(
+        CliRunner().invoke(main, ["predict", str(bundle), "--input", str(jl), "--format", "jsonl"])
+    )
+    assert [r["index"] for r in rows] == list(range(6))
+    assert "label" in rows[0] and "label" in rows[5]
+    assert all(rows[i]["error"].startswith("not a JSON object") for i in (1, 2, 3, 4))
+
+
+def test_input_directory_is_named_as_such(bundle, tmp_path):
+    r = CliRunner().invoke(main, ["predict", str(bundle), "--input", str(tmp_path)])
+    assert r.exit_code == 2 and "is a directory" in r.output and "Traceback" not in r.output
+
+
+def test_max_regression_must_say_percent_or_fraction():
+    assert parse_fraction("10%") == pytest.approx(0.10)
+    assert parse_fraction("0.1") == pytest.approx(0.10)
+    assert parse_fraction("150%") == pytest.approx(1.5)
+    with pytest.raises(ConfigError, match="ambiguous: write 10% for percent"):
+        parse_fraction("10")
+    r = CliRunner().invoke(main, ["bench", "nowhere", "--max-regression", "10"])
+    assert r.exit_code == 2 and "ambiguous" in r.output
