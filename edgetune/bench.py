@@ -20,7 +20,7 @@ import numpy as np
 
 from . import bundle as bundlefmt
 from .errors import ConfigError, GateFailed
-from .fsutil import write_json
+from .fsutil import check_output_file, write_json, write_text
 
 SCHEMA = "edgetune-bench"
 SCHEMA_VERSION = 1
@@ -74,6 +74,13 @@ class BenchConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        for option, path in (
+            ("--output", self.output),
+            ("--markdown", self.markdown),
+            ("--junit", self.junit),
+        ):
+            if path:
+                check_output_file(path, option)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -373,6 +380,4 @@ def _write_outputs(report: dict[str, Any], config: BenchConfig) -> None:
         if text is None:
             write_json(p, report)
         else:
-            tmp = p.with_name(f".{p.name}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, p)
+            write_text(p, text)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import LockedError
+from .errors import ConfigError, LockedError
 
 
 def _read_umask() -> int:
@@ -56,6 +56,31 @@ def write_json(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically (temporary file, then rename; nothing left behind on failure)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        public_mode(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_output_file(path: str, option: str) -> None:
+    """Refuse, before any work, an output file path that cannot be written."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; give a file path, e.g. {p / 'out'}")
+    parent = next((a for a in p.parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {parent} is not writable; choose another path")
 
 
 def read_json(path: Path) -> Any:

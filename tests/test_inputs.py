@@ -65,3 +65,18 @@ def test_max_regression_must_say_percent_or_fraction():
         parse_fraction("10")
     r = CliRunner().invoke(main, ["bench", "nowhere", "--max-regression", "10"])
     assert r.exit_code == 2 and "ambiguous" in r.output
+
+
+@pytest.mark.parametrize("option", ["--output", "--markdown", "--junit"])
+def test_bench_output_paths_are_checked_before_timing(bundle_dir, tmp_path, option):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for bad, why in (
+        (tmp_path, "is a directory"),
+        (a_file / "out.json", "is a file, not a folder"),
+    ):
+        r = CliRunner().invoke(
+            main, ["bench", str(bundle_dir), "--compare", str(bundle_dir), option, str(bad)]
+        )
+        assert r.exit_code == 2 and why in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written or left
