@@ -30,7 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import BundleError, ConfigError
-from .fsutil import public_mode, replace_dir, write_json
+from .fsutil import check_writable, public_mode, replace_dir, write_json
+from .presets import usable_positions
 
 FORMAT = "edgetune-bundle"
 FORMAT_VERSION = 2  # 2: golden.json (self-check, every file's hash), per-variant batching
@@ -212,8 +213,8 @@ def _cross_check(root: Path, m: dict[str, Any]) -> None:
         raise bad(f"{MODEL_CONFIG} has no id2label with ids 0..n-1") from None
     if labels != m["labels"]:
         raise bad(f"the labels in {MANIFEST} ({m['labels']}) differ from {MODEL_CONFIG} ({labels})")
-    positions = cfg.get("max_position_embeddings")
-    if isinstance(positions, int) and m["max_length"] > positions:
+    positions = usable_positions(cfg)
+    if positions is not None and m["max_length"] > positions:
         raise bad(f"max_length {m['max_length']} exceeds the model's {positions} positions")
     golden = read_golden(root)
     if golden["max_length"] != m["max_length"] or golden["labels"] != labels:
@@ -305,14 +306,34 @@ def update_manifest(root: str | Path, **fields: Any) -> dict[str, Any]:
     return write_manifest(root, m)
 
 
-def check_output(output: Path, overwrite: bool) -> None:
+def check_output(output: Path, overwrite: bool, sources: tuple[str | None, ...] = ()) -> None:
+    """Refuse outputs export must not touch.
+
+    ``--overwrite`` replaces only a bundle (or an empty folder), never other files and never a
+    folder that holds, or lies inside, something the export reads (``sources``).
+    """
+    check_writable(output, "--output")
     if output.is_file():
         raise BundleError(f"output {output} is a file; choose a directory path for --output")
-    if output.exists() and not overwrite:
-        what = "holds a bundle" if (output / MANIFEST).exists() else "exists"
-        raise BundleError(
-            f"output {output} already {what}; pass --overwrite to replace it or choose another --output"
-        )
+    out = output.resolve()
+    for src in filter(None, sources):
+        p = Path(src).expanduser().resolve()
+        if p == out or out in p.parents or p in out.parents:
+            raise BundleError(
+                f"--output {output} overlaps {src}, which the export reads; choose a path "
+                "outside it"
+            )
+    if output.is_dir() and any(output.iterdir()):
+        if not (output / MANIFEST).is_file():
+            raise BundleError(
+                f"{output} exists and is not an edgetune bundle; export replaces only its own "
+                "bundles, so choose another --output"
+            )
+        if not overwrite:
+            raise BundleError(
+                f"output {output} already holds a bundle; pass --overwrite to replace it or "
+                "choose another --output"
+            )
 
 
 def install(staged: Path, output: Path) -> None:

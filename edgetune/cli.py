@@ -9,6 +9,7 @@ import click
 
 from .errors import EdgetuneError, GateFailed
 from .export import EMBEDDINGS, LAYOUTS, QUANTIZE, TARGETS
+from .fsutil import storage_error
 
 
 class _Group(click.Group):
@@ -20,6 +21,9 @@ class _Group(click.Group):
         except (EdgetuneError, GateFailed) as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.secho("error: interrupted; nothing was changed", fg="red", err=True)
+            sys.exit(130)
         except ModuleNotFoundError as e:
             # The base install is the runtime; training, export and validation are an extra.
             if (e.name or "").split(".")[0] not in _TRAIN_EXTRA:
@@ -31,6 +35,36 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(2)
+        except Exception as e:
+            # Full disk, read-only file system, a file where a folder must be: one line, the
+            # path. Libraries in Rust or C++ (safetensors, tokenizers, torch) wrap the OS error.
+            problem = storage_error(e)
+            if problem is None:
+                raise
+            click.secho(
+                f"error: {problem}; free space or choose another output path, then run again",
+                fg="red",
+                err=True,
+            )
+            sys.exit(2)
+
+
+def _require_training_extra() -> None:
+    """Commands of the training extra say it is missing before they judge their input."""
+    import importlib.util
+
+    for name in ("torch", "transformers"):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _header_option(f: Any) -> Any:
+    return click.option(
+        "--header/--no-header",
+        default=None,
+        help="CSV/TSV: whether the first row names the columns (with --no-header they are 0, "
+        "1, ...) [default: it does; a first row that looks like data is refused].",
+    )(f)
 
 
 _TRAIN_EXTRA = {
@@ -75,6 +109,7 @@ def _presets_help() -> str:
     help="Text column (twice for sentence pairs). Detected if omitted.",
 )
 @click.option("--label-column", help="Label column. Detected if omitted.")
+@_header_option
 @click.option(
     "--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive."
 )
@@ -240,11 +275,21 @@ def train(
     Example:
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/sst2
     """
+    _require_training_extra()
     from .train import TrainConfig
     from .train import train as run_train
 
     if resume:
-        result = run_train(resume=True, output=options["output"], progress=not quiet)
+        # Options typed beside --resume must match the run's own (the library checks them).
+        ctx = click.get_current_context()
+        given = {
+            k: v
+            for k, v in {**options, "label_names": label_names}.items()
+            if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
+        }
+        if "label_names" in given:
+            given["label_names"] = tuple(n.strip() for n in given["label_names"].split(","))
+        result = run_train(resume=True, progress=not quiet, **given)
     else:
         if not (options["model"] and options["data"]):
             raise click.UsageError("--model and --data are required (unless --resume)")
@@ -338,6 +383,7 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
       edgetune export runs/sst2 --output bundles/sst2 --variants fp32
       edgetune export runs/sst2 --output bundles/sst2 --sign keys/owner.pem
     """
+    _require_training_extra()
     from .export import ExportConfig
     from .export import export as run_export
 
@@ -366,6 +412,7 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
 )
 @click.option("--text-column", "text_columns", multiple=True, help="Text column(s) of --data.")
 @click.option("--label-column", help="Label column of --data.")
+@_header_option
 @click.option("--source", help="The PyTorch original (run or HF dir) [default: from the manifest].")
 @click.option("--pytorch/--no-pytorch", default=True, help="Compare with the PyTorch original.")
 @click.option("--variants", default="", help="Variants to measure [default: all in the bundle].")
@@ -432,6 +479,7 @@ def validate(
     Example:
       edgetune validate bundles/sst2 --max-accuracy-drop 0.5 --min-speedup 128:3
     """
+    _require_training_extra()
     from .validate import ValidateConfig, parse_speedup
     from .validate import validate as run_validate
 
@@ -458,6 +506,7 @@ def validate(
     help="Texts from a file: plain lines, or .csv/.tsv/.jsonl with a text column; - for stdin.",
 )
 @click.option("--text-column", help="Column of --input holding the text [detected].")
+@_header_option
 @click.option(
     "--format",
     "fmt",
@@ -489,6 +538,7 @@ def predict(
     texts: tuple[str, ...],
     input_path: str | None,
     text_column: str | None,
+    header: bool | None,
     fmt: str,
     top_k: int,
     all_scores: bool,
@@ -512,8 +562,12 @@ def predict(
         raise click.UsageError("give TEXTS or --input, not both")
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    def show(message: Any, *args: Any, **kwargs: Any) -> None:
+        click.secho(f"warning: {message}", fg="yellow", err=True)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = show  # as they happen, one line each
         clf = Classifier.load(
             bundle,
             variant=variant,
@@ -522,16 +576,15 @@ def predict(
             fallback=fallback,
             public_key=verify_key,
         )
-    for w in caught:
-        click.secho(f"warning: {w.message}", fg="yellow", err=True)
-    items = (
-        (text_item(i, t) for i, t in enumerate(texts))
-        if texts
-        else iter_inputs(input_path, text_column)
-    )
-    _write_predictions(
-        predict_items(clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores), fmt
-    )
+        items = (
+            (text_item(i, t) for i, t in enumerate(texts))
+            if texts
+            else iter_inputs(input_path, text_column, header=header)
+        )
+        _write_predictions(
+            predict_items(clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores),
+            fmt,
+        )
 
 
 def _write_predictions(results: Any, fmt: str) -> None:

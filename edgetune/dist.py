@@ -20,6 +20,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owned: bool = False  # this process group was started by setup() (and ends with teardown)
 
     @property
     def main(self) -> bool:
@@ -201,13 +202,14 @@ def setup(device: str) -> Dist:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
         torch.cuda.set_device(local)
-    if not td.is_initialized():
+    owned = not td.is_initialized()  # a caller's own group is joined and left running
+    if owned:
         td.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Dist(td.get_rank(), td.get_world_size(), local)
+    return Dist(td.get_rank(), td.get_world_size(), local, owned)
 
 
 def teardown(d: Dist) -> None:
-    if d.enabled:
+    if d.enabled and d.owned:
         import torch.distributed as td
 
         if td.is_initialized():

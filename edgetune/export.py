@@ -14,6 +14,7 @@ from . import bundle as bundlefmt
 from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
 from .fsutil import clean_stale, locked, temp_dir
+from .presets import usable_positions
 
 TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
 QUANTIZE = ("auto", "none", "dynamic", "static", "portable", "fp16")
@@ -239,8 +240,11 @@ def export(
         config = replace(config, **options)
     t0 = time.perf_counter()
     output = Path(config.output).expanduser()
-    bundlefmt.check_output(output, overwrite)
+    sources = (config.source, config.data, config.calibration_data, config.sign)
     src = _resolve_source(Path(config.source).expanduser())
+    bundlefmt.check_output(output, overwrite, sources)
+    if config.validate and config.data:
+        _check_data(config, src)  # before minutes of export, and before anything is installed
     qat = src["qat"]
     if qat is not None:
         # A QAT run is exported with the scheme it was trained against.
@@ -278,7 +282,7 @@ def export(
     with locked(output, "bundle"):
         # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
         clean_stale(output.parent, output.name)
-        bundlefmt.check_output(output, overwrite)
+        bundlefmt.check_output(output, overwrite, sources)
         return _export(config, output, src, quant, calibration, say, progress, t0)
 
 
@@ -444,6 +448,18 @@ def _golden(
 
 
 # -- source -------------------------------------------------------------------------------------
+
+
+def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
+    """Refuse --data the validation could not use (missing, unreadable, other labels)."""
+    from .validate import ValidateConfig, labelled_split
+
+    cfg = json.loads((src["model_dir"] / "config.json").read_text())
+    id2label = cfg.get("id2label") or {}
+    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    labelled_split(
+        labels, src["run_config"], ValidateConfig(bundle=config.output, data=config.data)
+    )
 
 
 def _resolve_source(path: Path) -> dict[str, Any]:
@@ -1071,8 +1087,8 @@ def _manifest(
         max_length = int(
             min(json.loads(tok_cfg_path.read_text()).get("model_max_length", 128), 512)
         )
-    positions = cfg.get("max_position_embeddings")
-    if isinstance(positions, int):
+    positions = usable_positions(cfg)
+    if positions is not None:
         max_length = min(max_length, positions)  # never beyond what the model can encode
     run_cfg = src["run_config"]
     return {

@@ -7,6 +7,7 @@ is readable like any other file the user writes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -67,11 +68,45 @@ def check_output_file(path: str, option: str) -> None:
     p = Path(path).expanduser()
     if p.is_dir():
         raise ConfigError(f"{option} {path} is a directory; give a file path, e.g. {p / 'out'}")
-    parent = next((a for a in p.parents if a.exists()), None)
+    check_writable(p, option)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, an output whose folder cannot be created or written.
+
+    The nearest existing ancestor must be a writable folder: not a file, not on a read-only
+    file system (``os.access`` reports both, even for root).
+    """
+    p = Path(path).expanduser()
+    parent = next((a for a in p.absolute().parents if a.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {parent} is not writable; choose another path")
+        raise ConfigError(
+            f"{option} {path}: {parent} is not writable (read-only or no permission); "
+            "choose another path"
+        )
+
+
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.ENOTDIR)
+
+
+def storage_error(e: BaseException) -> str | None:
+    """ "no space left on device writing PATH" when ``e`` (or what it wraps) is a storage
+    failure of the OS; None otherwise. Rust and C++ libraries only keep the OS message."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _STORAGE_ERRNOS:
+            where = f" writing {cur.filename}" if cur.filename else ""
+            return f"{os.strerror(cur.errno).lower()}{where}"
+        text = str(cur)
+        for code in _STORAGE_ERRNOS:
+            if os.strerror(code) in text or f"os error {code})" in text:
+                return os.strerror(code).lower()
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def read_json(path: Path) -> Any:

@@ -16,6 +16,21 @@ from .errors import ModelError
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
+# Encoders whose position ids start after the padding index (RoBERTa's scheme): a config with
+# max_position_embeddings 514 and pad_token_id 1 encodes 512 tokens.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "data2vec-text", "ibert"}
+
+
+def usable_positions(config: dict[str, Any]) -> int | None:
+    """The most tokens a model's position embeddings can encode (None when it does not say)."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        positions -= int(config.get("pad_token_id") or 0) + 1
+    return positions
+
+
 @dataclass(frozen=True)
 class Preset:
     """A known compact model: where its weights come from and how to fine-tune it."""

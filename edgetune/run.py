@@ -13,12 +13,13 @@ and renamed to ``RUN`` only when complete, so a finished run is never half-writt
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError
-from .fsutil import read_json, replace_dir, write_json
+from .fsutil import check_writable, read_json, replace_dir, write_json
 
 __all__ = ["read_json", "replace_dir", "write_json"]  # re-exported for the stages
 
@@ -42,7 +43,24 @@ def data_spec(run_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         "val_size": c.get("val_size", 0.1),
         "test_size": c.get("test_size", 0.1),
         "seed": c.get("seed", 42),
+        "header": c.get("header"),
     }
+
+
+def fingerprint(spec: str) -> str | None:
+    """SHA-256 over a local data file, or over a folder's files (names and bytes); None for a
+    hub dataset. Recorded at the start of a run so ``--resume`` can tell the data changed."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def partial_path(output: Path) -> Path:
@@ -51,6 +69,18 @@ def partial_path(output: Path) -> Path:
 
 def is_run(path: Path) -> bool:
     return (path / METRICS).is_file() and (path / BEST / "config.json").is_file()
+
+
+def _written_by_us(path: Path) -> bool:
+    """A run (finished or not) that edgetune wrote: its config.json names the run format."""
+    try:
+        return read_json(path / CONFIG).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def has_checkpoint(work: Path) -> bool:
+    return (work / CHECKPOINT / STATE).is_file()
 
 
 def open_run(path: str | Path) -> Path:
@@ -65,24 +95,60 @@ def open_run(path: str | Path) -> Path:
     raise RunError(f"{p} is not an edgetune run (no {METRICS} and {BEST}/); pass a run directory")
 
 
-def check_output(output: Path, *, overwrite: bool, resume: bool) -> Path:
-    """Refuse outputs we must not touch; return the working directory (not yet created)."""
+def check_output(
+    output: Path, *, overwrite: bool, resume: bool, sources: tuple[str, ...] = ()
+) -> Path:
+    """Refuse outputs we must not touch; return the working directory (not yet created).
+
+    ``--overwrite`` replaces only what edgetune wrote (a run, an unfinished run, an empty
+    folder), never a folder of other files and never one holding a ``source`` the run reads.
+    """
     work = partial_path(output)
+    check_writable(output, "--output")
     if resume:
-        if not (work / CHECKPOINT / STATE).is_file():
-            where = "has finished" if is_run(output) else "has no checkpoint to resume"
-            raise RunError(f"cannot resume: {output} {where}; start a new run without --resume")
-        return work
+        if has_checkpoint(work):
+            return work
+        if work.exists():
+            raise RunError(
+                f"cannot resume: {work} stopped before its first checkpoint (one is written at "
+                "each epoch end and on Ctrl-C); start over with --overwrite"
+            )
+        if is_run(output):
+            raise RunError(f"cannot resume: {output} has finished; nothing is left to train")
+        raise RunError(
+            f"cannot resume: no unfinished run at {output} has a checkpoint to resume; "
+            "start a new run without --resume"
+        )
     if output.exists() and not output.is_dir():
         raise RunError(f"output {output} is a file; choose a directory path for --output")
-    if output.exists() and not overwrite:
-        what = "holds a run" if is_run(output) else "exists"
+    for src in sources:
+        p = Path(src).expanduser()
+        if p.exists() and (
+            p.resolve() == output.resolve() or output.resolve() in p.resolve().parents
+        ):
+            raise RunError(
+                f"--output {output} holds {src}, which this run reads; choose another --output"
+            )
+    for d in (output, work):
+        if d.is_dir() and any(d.iterdir()) and not _written_by_us(d):
+            raise RunError(
+                f"{d} exists and is not an edgetune run; edgetune replaces only its own runs, "
+                "so choose another --output"
+            )
+    if output.exists() and not overwrite and any(output.iterdir()):
         raise RunError(
-            f"output {output} already {what}; pass --overwrite to replace it or choose another --output"
+            f"output {output} already holds a run; pass --overwrite to replace it or choose "
+            "another --output"
         )
     if work.exists() and not overwrite:
+        if has_checkpoint(work):
+            raise RunError(
+                f"an unfinished run exists at {work}; pass --resume to continue it or "
+                "--overwrite to start over"
+            )
         raise RunError(
-            f"an unfinished run exists at {work}; pass --resume to continue it or --overwrite to start over"
+            f"an unfinished run that stopped before its first checkpoint is at {work}; "
+            "pass --overwrite to start over"
         )
     return work
 

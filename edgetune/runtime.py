@@ -10,9 +10,15 @@ No torch, no transformers: ``pip install edgetune`` (without the ``train`` extra
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import itertools
 import json
+import math
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,7 +427,7 @@ def check_bundle(
 # -- inputs for `edgetune predict` (streamed, never loaded whole) --------------------------------
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body")
-_BOM = b"\xef\xbb\xbf"
+SNIFF_BYTES = 8192  # enough for a header and a few rows; csv.Sniffer is slow on long samples
 
 
 @dataclass
@@ -434,11 +440,100 @@ class Item:
     error: str | None = None
 
 
-def _decode(raw: bytes) -> tuple[str, str | None]:
+def text_encoding(head: bytes) -> str:
+    """The codec for a text file that starts with ``head``.
+
+    "utf-16" after a UTF-16 byte-order mark (Windows tools write one), else "utf-8-sig": UTF-8,
+    skipping a byte-order mark, which would otherwise stick to the first column or line.
+    """
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = codecs.getincrementaldecoder("utf-16")().decode(head)
+        except UnicodeDecodeError:
+            return "utf-8-sig"
+        # Real text holds some ASCII (a space, a line break, a delimiter); binary junk that
+        # happens to start with \xff\xfe mostly does not, and is then refused as not UTF-8.
+        if any(ch < "\x80" for ch in text):
+            return "utf-16"
+    return "utf-8-sig"
+
+
+def text_sample(head: bytes, encoding: str) -> str:
+    """The whole lines of ``head`` decoded (a line cut at the end of a partial head is dropped)."""
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head)
+    return (text.rpartition("\n")[0] or text) if len(head) >= SNIFF_BYTES else text
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter of CSV text (, ; | or tab) from its first lines, as pandas' ``sep=None``
+    does; a comma when unclear (one column, or no consistent candidate)."""
     try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), "invalid UTF-8 bytes replaced by U+FFFD"
+        return csv.Sniffer().sniff("\n".join(sample.splitlines()[:20]), ",;|\t").delimiter
+    except csv.Error:
+        return ","
+
+
+def _numeric(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _present(values: Iterable[Any]) -> list[str]:
+    return [
+        str(v).strip()
+        for v in values
+        if not (v is None or (isinstance(v, float) and math.isnan(v))) and str(v).strip()
+    ]
+
+
+def first_row_is_data(
+    names: Sequence[str], columns: Sequence[Sequence[Any]], known: Iterable[str] = ()
+) -> bool:
+    """Whether a header row read from a CSV/TSV file is surely a data row.
+
+    Some column whose name is not a ``known`` one is named by one of its own values, or by a
+    number over a column of numbers ("good movie,1" over "bad plot,0").
+    """
+    skip = {k.lower() for k in known}
+    for name, values in zip(names, columns):
+        vals = _present(values)
+        if name.lower() in skip or not vals:
+            continue
+        if name.strip() in vals or (_numeric(name) and all(_numeric(v) for v in vals)):
+            return True
+    return False
+
+
+def first_row_may_be_data(
+    names: Sequence[str], columns: Sequence[Sequence[Any]], known: Iterable[str]
+) -> bool:
+    """Whether a header row could be data: no ``known`` name, and each name is a number exactly
+    where its column holds numbers."""
+    if {n.lower() for n in names} & {k.lower() for k in known}:
+        return False
+    return all(
+        _numeric(n) == all(_numeric(v) for v in _present(vals)) for n, vals in zip(names, columns)
+    )
+
+
+def _text_file(raw: Any, newline: str = "\n") -> tuple[Any, bytes]:
+    """A text view of a binary stream in its encoding (bad bytes become U+FFFD), and its head.
+
+    Lines end at "\n" only, as in the bytes; the csv module wants ``newline=""``.
+    """
+    if not hasattr(raw, "peek"):  # e.g. a BytesIO standing in for stdin
+        raw = io.BufferedReader(raw)
+    head = raw.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    f = io.TextIOWrapper(raw, encoding=text_encoding(head), errors="replace", newline=newline)
+    return f, head
+
+
+def _replaced(text: str, f: Any) -> str | None:
+    if "\ufffd" not in text:
+        return None
+    return f"invalid {'UTF-16' if f.encoding == 'utf-16' else 'UTF-8'} bytes replaced by U+FFFD"
 
 
 def text_item(index: int, text: str, warning: str | None = None) -> Item:
@@ -449,24 +544,26 @@ def text_item(index: int, text: str, warning: str | None = None) -> Item:
 
 
 def iter_lines(stream: Any) -> Iterator[Item]:
-    """Plain text, one text per line (a binary stream; bad UTF-8 is replaced, not fatal)."""
-    for i, raw in enumerate(stream):
-        text, warning = _decode(raw.rstrip(b"\r\n").removeprefix(_BOM if i == 0 else b""))
-        yield text_item(i, text, warning)
+    """Plain text, one text per line (a binary stream; bad bytes are replaced, not fatal)."""
+    f, _ = _text_file(stream)
+    try:
+        for i, line in enumerate(f):
+            text = line.rstrip("\r\n")
+            yield text_item(i, text, _replaced(text, f))
+    finally:
+        f.detach()  # the caller owns the stream (stdin must not be closed under it)
 
 
-def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
-    """CSV / TSV rows or JSONL objects, reading the text column."""
-    import csv
-    import io
-
+def iter_table(path: Path, text_column: str | None, header: bool | None = None) -> Iterator[Item]:
+    """CSV / TSV rows or JSONL objects, reading the text column (see ``iter_inputs``)."""
     suffix = path.suffix.lower()
     with open(path, "rb") as raw:
+        f, head = _text_file(raw, "\n" if suffix == ".jsonl" else "")
         if suffix == ".jsonl":
-            for i, line in enumerate(raw):
-                text, warning = _decode(line.removeprefix(_BOM) if i == 0 else line)
+            for i, line in enumerate(f):
+                warning = _replaced(line, f)
                 try:
-                    obj = json.loads(text) if text.strip() else {}
+                    obj = json.loads(line) if line.strip() else {}
                 except json.JSONDecodeError as e:
                     yield Item(i, None, warning, f"not valid JSON ({e.msg})")
                     continue
@@ -480,28 +577,65 @@ def iter_table(path: Path, text_column: str | None) -> Iterator[Item]:
                     continue
                 yield text_item(i, str(value), warning)
             return
-        # utf-8-sig: Excel writes a byte-order mark that would otherwise stick to the first column.
-        f = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-        cols = reader.fieldnames or []
-        col = text_column or next((c for c in cols if c.lower() in TEXT_COLUMNS), None)
-        if col is None and len(cols) == 1:
-            col = cols[0]
-        if col is None or col not in cols:
-            raise ConfigError(
-                f"{path} has no text column {col or '(text, sentence, review, content)'}; "
-                f"columns: {', '.join(cols)}; pass --text-column"
-            )
+        sample = text_sample(head, f.encoding)
+        sep = sniff_delimiter(sample) if suffix == ".csv" else "\t"
         csv.field_size_limit(1 << 30)  # a megabyte-long text is a text, not an error
+        reader: Iterator[list[str]] = (r for r in csv.reader(f, delimiter=sep) if r)  # no blanks
+        first = next(reader, [])
+        if header is False:
+            cols = [str(i) for i in range(len(first))]
+            if text_column is not None and text_column.strip().isdigit():
+                text_column = str(int(text_column))  # " 1" or "01" name column 1
+            reader = itertools.chain([first], reader)
+        else:
+            cols = first
+        below = [r for r in csv.reader(sample.splitlines(), delimiter=sep) if r][1:]
+        at = cols.index(_input_column(path, cols, text_column, header, below))
         for i, row in enumerate(reader):
-            value = row.get(col)
-            text = value or ""
-            warning = "invalid UTF-8 bytes replaced by U+FFFD" if "\ufffd" in text else None
-            yield text_item(i, text, warning)
+            text = row[at] if at < len(row) else ""
+            yield text_item(i, text, _replaced(text, f))
 
 
-def iter_inputs(path: str | None, text_column: str | None = None) -> Iterator[Item]:
-    """Items from a file (plain lines, .csv, .tsv, .jsonl) or, for None or ``-``, stdin."""
+def _input_column(
+    path: Path, cols: list[str], given: str | None, header: bool | None, below: list[list[str]]
+) -> str:
+    """The text column of a predict input table; refuses a header row that looks like data."""
+    col = given or next((c for c in cols if c.lower() in TEXT_COLUMNS), None)
+    if col is None and len(cols) == 1:
+        col = cols[0]
+        if header is None:  # one column of an unknown name: say which line was not classified
+            warnings.warn(
+                f"{path}: the first line ({col[:40]!r}) was read as the column's name, not as "
+                "a text; pass --no-header if it is a text",
+                stacklevel=2,
+            )
+    if col is not None and col in cols:
+        return col
+    what = col or "(text, sentence, review, content)"
+    values = [[r[i] if i < len(r) else None for r in below] for i in range(len(cols))]
+    if header is None and first_row_is_data(cols, values, TEXT_COLUMNS):
+        longest = max(range(len(cols)), key=lambda i: len(cols[i]))
+        raise ConfigError(
+            f"the first row of {path} looks like data ({', '.join(map(repr, cols))}), not a "
+            f"header; pass --no-header (columns are then 0, 1, ...) and --text-column {longest}"
+        )
+    hint = ""
+    if header is None and first_row_may_be_data(cols, values, TEXT_COLUMNS):
+        hint = "; if its first row is data, pass --no-header and --text-column 0 (or 1, ...)"
+    raise ConfigError(
+        f"{path} has no text column {what}; columns: {', '.join(cols)}; pass --text-column{hint}"
+    )
+
+
+def iter_inputs(
+    path: str | None, text_column: str | None = None, *, header: bool | None = None
+) -> Iterator[Item]:
+    """Items from a file (plain lines, .csv, .tsv, .jsonl) or, for None or ``-``, stdin.
+
+    Text is UTF-8, or UTF-16 after its byte-order mark. A .csv file's delimiter (, ; | or tab) is
+    sniffed. ``header`` (CSV/TSV only): None or True, the first row names the columns; False,
+    it is data and columns are "0", "1", ... (so ``text_column="1"``).
+    """
     import sys
 
     if path is None or path == "-":
@@ -513,7 +647,7 @@ def iter_inputs(path: str | None, text_column: str | None = None) -> Iterator[It
     if not p.is_file():
         raise ConfigError(f"--input {path} does not exist; pass a text, CSV, TSV or JSONL file")
     if p.suffix.lower() in (".csv", ".tsv", ".jsonl"):
-        yield from iter_table(p, text_column)
+        yield from iter_table(p, text_column, header)
     else:
         with open(p, "rb") as f:
             yield from iter_lines(f)

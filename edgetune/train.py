@@ -6,14 +6,19 @@ import contextlib
 import copy
 import math
 import random
+import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import fsutil
 from . import run as rundir
 from .data import Data, Split, load_data
 from .dist import deepspeed_options, fsdp_options, launched_world
@@ -28,9 +33,80 @@ CLASS_WEIGHTS = ("none", "balanced")
 
 
 class TrainingInterrupted(EdgetuneError):
-    """Ctrl-C during training; the checkpoint was saved."""
+    """Ctrl-C (SIGINT) or SIGTERM during training; exit code 128 + the signal's number."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
+STEP_POINTS = (
+    "batch",  # before the forward pass of a batch
+    "backward",  # its gradients are computed (and, under DDP, averaged)
+    "optimizer",  # the optimizer has changed the weights
+    "scheduler",  # the learning-rate schedule has moved on
+    "zero_grad",  # gradients are cleared
+    "counted",  # the step counter has moved on
+    "ema",  # the moving average has taken the new weights
+    "boundary",  # the step is recorded: a checkpoint taken now resumes after it
+    "epoch",  # an epoch is over (before its evaluation)
+    "evaluated",  # an evaluation is recorded (and the best model saved if it improved)
+    "end",  # training is over, before the final figures
+)
+
+
+@dataclass
+class StepEvent:
+    """What a step hook sees: where training is, and the live model and optimizer."""
+
+    point: str
+    step: int
+    epoch: int
+    batch: int
+    model: Any
+    optimizer: Any
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, except inside ``atomic()``, which finishes
+    first: a step (optimizer, schedule, counters) is either wholly done or not begun."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+        self.signum = int(signal.SIGINT)
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread receives signals; leave the handlers alone
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        if self.depth:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def atomic(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending:  # not reached when the block raised
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 @dataclass
@@ -46,6 +122,7 @@ class TrainConfig:
     output: str
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
+    header: bool | None = None  # CSV/TSV: the first row names the columns (None: detect data)
     label_names: tuple[str, ...] = ()
     val_size: float = 0.1
     test_size: float = 0.1
@@ -262,15 +339,19 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    on_step: Callable[[StepEvent], None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Fine-tune a sequence classifier and write a run directory.
 
     Args:
         config: a ``TrainConfig``; or pass its fields as keyword arguments.
-        resume: continue the unfinished run at ``output`` from its last checkpoint.
-        overwrite: replace an existing run at ``output``.
+        resume: continue the unfinished run at ``output`` from its last checkpoint. Other
+            options may be given only with the values the run was started with.
+        overwrite: replace an existing run at ``output`` (only a run edgetune wrote).
         progress: show progress bars and status lines on stderr.
+        on_step: called at each point of ``STEP_POINTS`` with a ``StepEvent`` (tests use it to
+            interrupt training at an exact point; it must not change the model).
 
     Returns:
         The run's metrics (also written to ``output/metrics.json``).
@@ -278,22 +359,59 @@ def train(
     from . import dist
 
     t_start = time.perf_counter()
-    resume_output = None
     if resume:
         # The saved configuration wins: a resumed run continues exactly the run it was.
-        resume_output = options.get("output") or (config.output if config else None)
-        if not resume_output:
+        options = {**(config.to_dict() if config else {}), **options}
+        if not options.get("output"):
             raise ConfigError("--resume needs --output: the run directory to continue")
+        config = None
     elif config is None:
         config = TrainConfig(**options)
     elif options:
         config = replace(config, **options)
     device_hint = config.device if config else "auto"
-    d = dist.setup(_launch_device(device_hint))
+    signals = _Signals()
+    signals.install()
     try:
-        return _train(config, d, t_start, resume_output, overwrite, progress)
+        d = dist.setup(_launch_device(device_hint))
+        try:
+            with _library_chatter(progress):
+                return _train(
+                    config,
+                    d,
+                    t_start,
+                    options if resume else None,
+                    overwrite,
+                    progress,
+                    signals,
+                    on_step,
+                )
+        finally:
+            dist.teardown(d)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            "interrupted before training began; nothing was written", signals.signum
+        ) from None
     finally:
-        dist.teardown(d)
+        signals.restore()
+
+
+@contextlib.contextmanager
+def _library_chatter(progress: bool):
+    """stdout carries the result: what libraries print there while training (DeepSpeed's
+    logger, which binds to stdout on import) is status, shown on stderr, dropped if quiet."""
+    import io
+    import logging
+
+    sink = sys.stderr if progress else io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        ds = sys.modules.get("deepspeed.utils.logging")
+        for h in getattr(getattr(ds, "logger", None), "handlers", []):
+            if isinstance(h, logging.StreamHandler) and h.stream is sink:
+                h.setStream(sys.stderr)
 
 
 def _launch_device(requested: str) -> str:
@@ -304,29 +422,140 @@ def _launch_device(requested: str) -> str:
     return pick_device("auto")
 
 
+def _resumed_config(work: Path, options: dict[str, Any]) -> TrainConfig:
+    """The saved configuration of the run in ``work``; refuse options that differ from it."""
+    saved = rundir.read_json(work / rundir.CONFIG)
+    out = str(options["output"])
+    config = TrainConfig.from_dict({**saved["config"], "output": out})
+    differ = []
+    for key, value in options.items():
+        if key == "output":
+            continue
+        given = getattr(TrainConfig.from_dict({**config.to_dict(), key: value}), key)
+        was = getattr(config, key)
+        if key in ("data", "model") and Path(str(value)).expanduser().exists():
+            same = (
+                Path(str(value)).expanduser().resolve()
+                == Path(
+                    saved.get("data_location")
+                    if key == "data"
+                    else saved["model_source"]["location"]
+                ).resolve()
+                or given == was
+            )
+        else:
+            same = given == was
+        if not same:
+            differ.append(f"--{key.replace('_', '-')} {given} (the run has {was})")
+    if differ:
+        raise ConfigError(
+            f"--resume continues {out} as it was started, but got {'; '.join(differ)}; drop "
+            "those options, or start a new run with --overwrite"
+        )
+    spec = saved.get("data_location") or config.data
+    if saved.get("data_fingerprint") and rundir.fingerprint(spec) != saved["data_fingerprint"]:
+        raise ConfigError(
+            f"the data at {spec} changed since {out} started, so its checkpoint cannot be "
+            "continued exactly; restore the data, or start a new run with --overwrite"
+        )
+    return config
+
+
+def _check_max_length(config: TrainConfig, source: ModelSource) -> TrainConfig:
+    """Refuse a --max-length beyond the model's positions; cap the default at them."""
+    from .presets import usable_positions
+
+    positions = usable_positions(_model_config(source, config))
+    if positions is None:
+        return config
+    if config.max_length is not None and config.max_length > positions:
+        raise ConfigError(
+            f"--max-length {config.max_length} exceeds the {positions} positions of "
+            f"{config.model}; pass --max-length {positions} or less"
+        )
+    if config.max_length is None:
+        p = source.preset
+        return replace(config, max_length=min(p.max_length if p else 128, positions))
+    return config
+
+
+def _model_config(source: ModelSource, config: TrainConfig) -> dict[str, Any]:
+    """The model's config.json as a dict (the preset's for models built from a config)."""
+    if source.kind == "config":
+        assert source.preset is not None
+        return dict(source.preset.config)
+    from transformers import AutoConfig
+
+    with _quiet_transformers():
+        try:
+            cfg = AutoConfig.from_pretrained(
+                source.location, trust_remote_code=config.trust_remote_code
+            )
+        except (OSError, ValueError):
+            return {}  # _load reports it with its own message
+    return cfg.to_dict()
+
+
 def _train(
     config: TrainConfig | None,
     d: Any,
     t_start: float,
-    resume_output: str | None,
+    resume_options: dict[str, Any] | None,
     overwrite: bool,
     progress: bool,
+    signals: _Signals,
+    on_step: Callable[[StepEvent], None] | None,
 ) -> TrainResult:
     progress = progress and d.main
-    resume = resume_output is not None
-    if resume:
-        out = str(resume_output)
-        work = _on_main(
-            d, lambda: rundir.check_output(Path(out).expanduser(), overwrite=False, resume=True)
-        )
-        saved = rundir.read_json(work / rundir.CONFIG)
-        config = TrainConfig.from_dict({**saved["config"], "output": str(out)})
-    assert config is not None
-    output = Path(config.output).expanduser()
-    if not resume:
-        work = _on_main(d, lambda: rundir.check_output(output, overwrite=overwrite, resume=False))
+    resume = resume_options is not None
+    with contextlib.ExitStack() as stack:
+        if resume:
+            assert resume_options is not None
+            output = Path(str(resume_options["output"])).expanduser()
+        else:
+            assert config is not None
+            output = Path(config.output).expanduser()
+        # One writer per run: the lock is held from the first check to the final rename.
+        _on_main(d, lambda: fsutil.check_writable(output, "--output"))
+        _on_main(d, lambda: stack.enter_context(fsutil.locked(output, "run")))
+        if resume:
+            assert resume_options is not None
+            work = _on_main(d, lambda: rundir.check_output(output, overwrite=False, resume=True))
+            config = _resumed_config(work, resume_options)
+        assert config is not None
+        if not resume:
+            sources = (config.data, config.model)
+            work = _on_main(
+                d,
+                lambda: rundir.check_output(
+                    output, overwrite=overwrite, resume=False, sources=sources
+                ),
+            )
+        created = False
+        try:
+            result = _run(config, d, t_start, work, output, resume, progress, signals, on_step)
+            created = True
+            return result
+        finally:
+            # A new run that stopped before its first checkpoint leaves nothing to resume.
+            if not created and not resume and d.main and work.exists():
+                if not rundir.has_checkpoint(work):
+                    shutil.rmtree(work, ignore_errors=True)
 
+
+def _run(
+    config: TrainConfig,
+    d: Any,
+    t_start: float,
+    work: Path,
+    output: Path,
+    resume: bool,
+    progress: bool,
+    signals: _Signals,
+    on_step: Callable[[StepEvent], None] | None,
+) -> TrainResult:
     source = resolve_model(config.model)
+    config = _check_max_length(config, source)
     data = load_data(
         config.data,
         text_columns=config.text_columns,
@@ -334,6 +563,7 @@ def _train(
         val_size=config.val_size,
         test_size=config.test_size,
         seed=config.seed,
+        header=config.header,
     )
     label_names = _apply_label_names(data, config.label_names)
     config, env = _resolve(config, source)
@@ -370,31 +600,54 @@ def _train(
     tokenizer, model = _load(source, config, label_names)
     if not resume and d.main:
         rundir.create_work(work)
-        rundir.write_json(work / rundir.CONFIG, _config_file(config, source, env))
+        rundir.write_json(
+            work / rundir.CONFIG, _config_file(config, source, env, rundir.fingerprint(config.data))
+        )
     d.barrier()
-    trainer = _Trainer(config, env, data, tokenizer, model, work, say, progress, d, fsdp, zero)
+    trainer = _Trainer(
+        config, env, data, tokenizer, model, work, say, progress, d, fsdp, zero, signals, on_step
+    )
     if resume:
         trainer.load_checkpoint()
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
     try:
         trainer.fit()
+        return _finish(trainer, data, label_names, output, t_start, signals)
     except KeyboardInterrupt:
         step = trainer.state["step"]
+        what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
         if trainer.fsdp is None and trainer.engine is None:
-            trainer.save_checkpoint()
+            with signals.atomic():  # every rank: each one's random state goes in
+                trainer.save_checkpoint()
             saved = f"checkpoint saved in {work}"
-        elif (work / rundir.CHECKPOINT).exists():
+        elif rundir.has_checkpoint(work):
             # Saving sharded state needs every rank at the same point; Ctrl-C is not.
             saved = f"the checkpoint of the last epoch in {work} is kept"
         else:
             raise TrainingInterrupted(
-                f"interrupted at step {step}, before the first checkpoint of this sharded run; "
-                f"start again with --overwrite"
+                f"{what} at step {step}, before the first checkpoint of this sharded run; "
+                f"start again with --overwrite",
+                signals.signum,
             ) from None
         raise TrainingInterrupted(
-            f"interrupted at step {step}; {saved}; "
-            f"continue with `edgetune train --resume --output {output}`"
+            f"{what} at step {step}; {saved}; "
+            f"continue with `edgetune train --resume --output {output}`",
+            signals.signum,
         ) from None
+
+
+def _finish(
+    trainer: _Trainer,
+    data: Data,
+    label_names: list[str],
+    output: Path,
+    t_start: float,
+    signals: _Signals,
+) -> TrainResult:
+    """Final figures, metrics.json and the curve; then the run is moved into place."""
+    config, env, d, work, say = trainer.config, trainer.env, trainer.dist, trainer.work, trainer.say
+    tokenizer = trainer.tokenizer
+
     # Memory per rank: what sharding saves shows in the weights and optimizer state it holds.
     from .hw import peak_rss_mb
 
@@ -444,7 +697,8 @@ def _train(
     )
     rundir.write_json(work / rundir.METRICS, result.to_dict())
     _plot(state["history"], config.metric, work / rundir.CURVE)
-    rundir.finalize(work, output)
+    with signals.atomic():
+        rundir.finalize(work, output)
     d.barrier()
     return result
 
@@ -571,7 +825,9 @@ def _environment(device: str, precision: str) -> dict[str, Any]:
     return env
 
 
-def _config_file(config: TrainConfig, source: ModelSource, env: dict[str, Any]) -> dict[str, Any]:
+def _config_file(
+    config: TrainConfig, source: ModelSource, env: dict[str, Any], data_fingerprint: str | None
+) -> dict[str, Any]:
     return {
         "format": rundir.FORMAT,
         "version": rundir.FORMAT_VERSION,
@@ -581,6 +837,8 @@ def _config_file(config: TrainConfig, source: ModelSource, env: dict[str, Any]) 
         "data_location": str(Path(config.data).expanduser().resolve())
         if Path(config.data).expanduser().exists()
         else config.data,
+        # What --resume checks: the checkpoint continues only on the rows it was trained on.
+        "data_fingerprint": data_fingerprint,
         "environment": env,
     }
 
@@ -872,11 +1130,15 @@ class _Trainer:
         dist: Any = None,
         fsdp: Any = None,
         zero: Any = None,
+        signals: _Signals | None = None,
+        on_step: Callable[[StepEvent], None] | None = None,
     ) -> None:
         import torch
 
         from .dist import Dist
 
+        self.signals = signals or _Signals()
+        self.on_step = on_step
         self.config, self.env, self.data = config, env, data
         self.tokenizer, self.work, self.say, self.progress = tokenizer, work, say, progress
         self.dist = dist or Dist()
@@ -941,6 +1203,7 @@ class _Trainer:
             "step": 0,
             "epoch": 0,
             "next_batch": 0,
+            "position": 0.0,  # epochs done, as a fraction (what an evaluation is labelled)
             "samples": 0,
             "train_s": 0.0,
             "history": [],
@@ -1018,6 +1281,8 @@ class _Trainer:
 
     def _deepspeed(self, zero: Any) -> Any:
         """DeepSpeed's engine around the model and edgetune's optimizer (ZeRO stages 0-2)."""
+        import logging
+
         try:
             import deepspeed
         except ImportError:
@@ -1025,6 +1290,10 @@ class _Trainer:
                 "the accelerate config asks for DeepSpeed, which is not installed; "
                 "pip install deepspeed (or use an FSDP or DDP config)"
             ) from None
+        from deepspeed.utils import logger as ds_logger
+
+        # Its engine logs each save and load at INFO; --quiet keeps its errors only.
+        ds_logger.setLevel(logging.WARNING if self.progress else logging.ERROR)
         c = self.config
         engine, *_ = deepspeed.initialize(
             model=self.model,
@@ -1101,6 +1370,9 @@ class _Trainer:
         )
         self.model.train()
         pad = self.tokenizer.pad_token_id
+        atomic = self.signals.atomic
+        if self._evaluation_due():  # stopped between a step and its evaluation
+            self._evaluate(s["position"])
         while s["epoch"] < epochs and not s["done"]:
             epoch = s["epoch"]
             enc = self._epoch_encoding(epoch)
@@ -1120,6 +1392,7 @@ class _Trainer:
             t0 = time.perf_counter()
             for bi in range(start, len(batches)):
                 self._qat_switch()
+                self._hook("batch", bi)
                 rows = batches[bi][self.dist.rank :: self.dist.world]  # this rank's shard
                 batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
                 labels = self.labels[rows].to(self.device)
@@ -1139,33 +1412,59 @@ class _Trainer:
                 self._loss_n += len(rows)
                 s["samples"] += len(batches[bi])
                 bar.update(1)
+                self._hook("backward", bi)
                 if not last:
                     continue
-                self._step()
-                s["step"] += 1
-                self._update_ema()
-                s["next_batch"] = bi + 1
-                self._mark_boundary()
+                # A signal here waits for the step to be recorded: a checkpoint never holds
+                # weights one step ahead of its counters (resume would apply a batch twice).
+                with atomic():
+                    self._step(bi)
+                    s["step"] += 1
+                    self._hook("counted", bi)
+                    self._update_ema()
+                    self._hook("ema", bi)
+                    s["next_batch"] = bi + 1
+                    s["position"] = round(epoch + (bi + 1) / len(batches), 4)
+                    self._mark_boundary()
+                    self._hook("boundary", bi)
                 if bar.n % 20 == 0 or bi + 1 == len(batches):
                     bar.set_postfix(
                         loss=f"{self._loss_sum / max(self._loss_n, 1):.4f}", refresh=False
                     )
                 if c.eval_steps and s["step"] % c.eval_steps == 0:
                     s["train_s"] += time.perf_counter() - t0
-                    self._evaluate(epoch + (bi + 1) / len(batches))
+                    self._evaluate(s["position"])
                     t0 = time.perf_counter()
                     if s["done"]:
                         break
             else:
-                s["train_s"] += time.perf_counter() - t0
-                s["epoch"] += 1
-                s["next_batch"] = 0
+                with atomic():
+                    s["train_s"] += time.perf_counter() - t0
+                    s["epoch"] += 1
+                    s["next_batch"] = 0
+                    s["position"] = float(s["epoch"])
+                    self._hook("epoch", len(batches))
                 if self._last_eval_step != s["step"]:
                     self._evaluate(float(s["epoch"]))
                 if not s["done"] and s["epoch"] < epochs:
-                    self.save_checkpoint()
+                    with atomic():
+                        self.save_checkpoint()
             bar.close()
         s["done"] = True
+        self._hook("end", s["next_batch"])
+
+    def _hook(self, point: str, batch: int) -> None:
+        if self.on_step is not None:
+            s = self.state
+            self.on_step(StepEvent(point, s["step"], s["epoch"], batch, self.model, self.optimizer))
+
+    def _evaluation_due(self) -> bool:
+        """Whether the step the run stopped at owed an evaluation it did not record."""
+        s, c = self.state, self.config
+        if s["step"] == 0 or self._last_eval_step == s["step"] or s["done"]:
+            return False
+        at_epoch_end = s["next_batch"] == 0
+        return at_epoch_end or bool(c.eval_steps and s["step"] % c.eval_steps == 0)
 
     def _loss(self, logits: Any, labels: Any, batch: dict[str, Any]) -> Any:
         loss = self.loss_fn(logits, labels)
@@ -1255,7 +1554,7 @@ class _Trainer:
             self.state["samples"],
         )
 
-    def _step(self) -> None:
+    def _step(self, bi: int) -> None:
         import torch
 
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -1269,12 +1568,14 @@ class _Trainer:
         else:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             self.optimizer.step()
+        self._hook("optimizer", bi)
         self.scheduler.step()
+        self._hook("scheduler", bi)
         if self.engine is None:
             self.optimizer.zero_grad(set_to_none=True)
+        self._hook("zero_grad", bi)
 
     def _evaluate(self, epoch: float) -> None:
-        self._last_eval_step = self.state["step"]
         if self.dist.enabled:  # the reported train loss is over every rank's rows
             import torch
             import torch.distributed as td
@@ -1306,33 +1607,39 @@ class _Trainer:
             "learning_rate": self.scheduler.get_last_lr()[0],
             "train_s": round(s["train_s"], 2),
         }
-        self._loss_sum, self._loss_n = 0.0, 0
-        self._mark_boundary()
-        s["history"].append(entry)
         value = m[c.metric]
         best = s["best"]
         better = value < best["value"] if c.metric == "loss" else value > best["value"]
         if self.qat is not None and not self.qat.enabled:
             better = False  # a QAT run keeps only checkpoints trained against int8
-        if better:
-            best.update(value=value, step=s["step"], epoch=entry["epoch"])
-            s["bad_evals"] = 0
-            with self._ema_weights():
-                self._save_best()
-        else:
-            s["bad_evals"] += 1
+        with self.signals.atomic():  # recorded wholly or not at all (resume evaluates again)
+            self._loss_sum, self._loss_n = 0.0, 0
+            self._mark_boundary()
+            s["history"].append(entry)
+            if better:
+                best.update(value=value, step=s["step"], epoch=entry["epoch"])
+                s["bad_evals"] = 0
+                with self._ema_weights():
+                    self._save_best()
+            else:
+                s["bad_evals"] += 1
+            stop = bool(c.patience and s["bad_evals"] >= c.patience)
+            if stop:
+                s["stopped_early"] = True
+                s["done"] = True
+            self._last_eval_step = s["step"]
+            self._hook("evaluated", s["next_batch"])
         mark = "  * best" if better else ""
         self.say(
             f"epoch {entry['epoch']:.2f} step {s['step']}: train loss {entry['train_loss']:.4f}, "
             f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
             f"val macro F1 {m['macro_f1'] * 100:.2f}%{mark}"
         )
-        if c.patience and s["bad_evals"] >= c.patience:
+        if stop:
             self.say(f"early stop: no improvement in {c.patience} evaluation(s)")
-            s["stopped_early"] = True
-            s["done"] = True
         if c.eval_steps:
-            self.save_checkpoint()
+            with self.signals.atomic():
+                self.save_checkpoint()
 
     def _save_best(self) -> None:
         model = self.model
@@ -1384,6 +1691,8 @@ class _Trainer:
             )
         else:
             weights, ema, opt_state = None, self._ema, None
+        # Each rank draws its own dropout masks: every rank's random state is saved.
+        rngs = self.dist.gather([self._boundary[0]])
         tmp = self.work / (rundir.CHECKPOINT + ".tmp")
         if self.dist.main:
             if tmp.exists():
@@ -1421,6 +1730,7 @@ class _Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "torch_rng": rng,
+                "torch_rng_per_rank": rngs,
             },
             tmp / "optimizer.pt",
         )
@@ -1480,7 +1790,8 @@ class _Trainer:
         self.scheduler.load_state_dict(extra["scheduler"])
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
-        torch.set_rng_state(extra["torch_rng"].cpu())
+        rngs = extra.get("torch_rng_per_rank") or [extra["torch_rng"]]
+        torch.set_rng_state(rngs[self.dist.rank if len(rngs) > 1 else 0].cpu())
         ranges = state.pop("qat_ranges", None)
         if self.qat is not None and ranges is not None:
             self.qat.scheme.ranges = ranges

@@ -47,6 +47,7 @@ class ValidateConfig:
     split: str = "test"
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
+    header: bool | None = None  # CSV/TSV --data: the first row names the columns
     source: str | None = None
     pytorch: bool = True
     variants: tuple[str, ...] = ()
@@ -106,12 +107,6 @@ class ValidateConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
-        for s, _ in self.min_speedup:
-            if s is not None and s not in self.seq_lengths:
-                raise ConfigError(
-                    f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
-                    f"add it to --seq-lengths (now {','.join(map(str, self.seq_lengths))})"
-                )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -207,6 +202,13 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
             f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
             f"model's max length {max_len}; gate a length up to {max_len}"
         )
+    # Checked after the model's limit, so following one message never leads into the other.
+    for s, _ in config.min_speedup:
+        if s is not None and s not in config.seq_lengths:
+            raise ConfigError(
+                f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
+                f"add it to --seq-lengths (now {','.join(map(str, config.seq_lengths))})"
+            )
     split, data_info = _load_split(manifest, config)
     if not split.texts:
         raise DataError(f"the {config.split} split of {data_info['source']} is empty")
@@ -350,12 +352,22 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 def _load_split(manifest: dict[str, Any], config: ValidateConfig):
     """The labelled split, with labels mapped onto the bundle's label ids."""
+    return labelled_split(list(manifest.get("labels") or []), _run_config(manifest), config)
+
+
+def labelled_split(labels: list[str], rc: dict[str, Any] | None, config: ValidateConfig):
+    """The split ``config`` names, its labels mapped onto a model's ``labels``.
+
+    Args:
+        labels: the model's label names, in id order.
+        rc: the config.json of the run the model came from (its data and split settings).
+    """
     from .data import load_data
 
-    rc = _run_config(manifest)
     kwargs: dict[str, Any] = {
         "text_columns": config.text_columns,
         "label_column": config.label_column,
+        "header": config.header,
     }
     spec = config.data
     if spec is None:
@@ -368,7 +380,6 @@ def _load_split(manifest: dict[str, Any], config: ValidateConfig):
         spec, kwargs = rundir.data_spec(rc)
     data = load_data(spec, **kwargs)
     split = getattr(data, config.split)
-    labels = list(manifest.get("labels") or [])
     mapping = _label_mapping(data.label_names, labels, spec)
     split = type(split)(split.texts, [mapping[i] for i in split.labels], split.pairs)
     if config.max_samples and len(split.texts) > config.max_samples:

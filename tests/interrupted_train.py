@@ -1,24 +1,20 @@
-"""``edgetune train`` whose N-th optimizer step raises KeyboardInterrupt (as Ctrl-C would).
+"""``edgetune train`` that gets SIGINT (as from Ctrl-C) before optimizer step N + 1.
 
 Run by the distributed tests under a launcher: ``torchrun ... tests/interrupted_train.py N ARGS``.
+Every rank signals itself at the same point, as a terminal's Ctrl-C reaches every process.
 """
 
+import functools
+import importlib
 import sys
+from pathlib import Path
 
-from edgetune.cli import main
-from edgetune.train import _Trainer
+sys.path.insert(0, str(Path(__file__).parent))
+from step_hooks import interrupt_at  # noqa: E402
 
-_stop_at = int(sys.argv[1])
-_real_step = _Trainer._step
-_calls = {"n": 0}
+from edgetune.cli import main  # noqa: E402
 
-
-def _step(self):  # type: ignore[no-untyped-def]
-    _calls["n"] += 1
-    if _calls["n"] == _stop_at:
-        raise KeyboardInterrupt
-    _real_step(self)
-
-
-_Trainer._step = _step  # type: ignore[method-assign]
+# The module (the package's `edgetune.train` attribute is the function); the CLI reads it there.
+_train = importlib.import_module("edgetune.train")
+_train.train = functools.partial(_train.train, on_step=interrupt_at("batch", int(sys.argv[1]) - 1))
 main(sys.argv[2:])

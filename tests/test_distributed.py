@@ -96,6 +96,7 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["run"]
     assert (out / "metrics.json").is_file() and (out / "best" / "model.safetensors").is_file()
     assert r.stdout.count("run        ") == 1
+    assert r.stdout.startswith("run "), r.stdout[:1000]  # --quiet: the summary alone on stdout
     ddp = json.loads((out / "metrics.json").read_text())
     assert ddp["environment"]["world_size"] == 2
     assert ddp["environment"]["parallel"] == parallel
@@ -220,3 +221,24 @@ def test_unsupported_accelerate_configs_exit_2(env, msg, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, args + ["--output", str(out), "--fsdp"])
     assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
     assert not out.exists()
+
+
+def test_ddp_resume_is_exact_after_a_signal_at_any_point_of_a_step(tmp_path):
+    """Under torchrun (2 processes, DDP), each rank gets SIGINT at the same point of a step;
+    the resumed run's weights and optimizer state are bit for bit the uninterrupted run's."""
+    import torch
+
+    from edgetune.train import STEP_POINTS
+
+    from .step_hooks import assert_same_state
+
+    options = {**ARGS, "data": str(ASSETS / "sentiment.csv"), "batch_size": 4, "ema": 0.9}
+    options.update(eval_steps=2, dropout=0.1, progress=False)
+    script = str(Path(__file__).with_name("step_hooks.py"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _launch("torchrun", tmp_path) + [script, json.dumps(options), str(tmp_path), *STEP_POINTS]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ref = torch.load(tmp_path / "ref.pt", weights_only=False)
+    for point in STEP_POINTS:
+        assert_same_state(torch.load(tmp_path / f"{point}.pt", weights_only=False), ref)

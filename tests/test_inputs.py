@@ -80,3 +80,38 @@ def test_bench_output_paths_are_checked_before_timing(bundle_dir, tmp_path, opti
         )
         assert r.exit_code == 2 and why in r.output and "Traceback" not in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written or left
+
+
+def test_a_one_column_csv_says_which_line_it_read_as_the_name(bundle, tmp_path):
+    """`great movie` heading a one-column CSV is either a name or a text: say so, and
+    --no-header classifies it."""
+    csv = tmp_path / "one.csv"
+    csv.write_text("great movie\nawful plot\ndull\n")
+    r = CliRunner().invoke(main, ["predict", str(bundle), "--input", str(csv), "--format", "jsonl"])
+    assert r.exit_code == 0
+    assert "'great movie' was read as the column's name" in r.output and "--no-header" in r.output
+    r = CliRunner().invoke(
+        main, ["predict", str(bundle), "--input", str(csv), "--format", "jsonl", "--no-header"]
+    )
+    assert [json.loads(x)["index"] for x in r.output.splitlines()] == [0, 1, 2]
+    assert "warning" not in r.output
+    named = tmp_path / "named.csv"
+    named.write_text("text\nawful plot\n")
+    r = CliRunner().invoke(
+        main, ["predict", str(bundle), "--input", str(named), "--format", "jsonl"]
+    )
+    assert r.exit_code == 0 and "warning" not in r.output and len(r.output.splitlines()) == 1
+
+
+def test_min_speedup_beyond_max_length_names_the_real_limit_first(bundle):
+    """Following the first message must not lead into a second: a length beyond the model's
+    limit is named as such whether or not it is in --seq-lengths."""
+    max_len = json.loads((bundle / "edgetune.json").read_text())["max_length"]
+    too_long = str(max_len * 2)
+    for extra in ([], ["--seq-lengths", f"16,{too_long}"]):
+        r = CliRunner().invoke(
+            main, ["validate", str(bundle), "--min-speedup", f"{too_long}:2", *extra]
+        )
+        assert r.exit_code == 2 and f"beyond the model's max length {max_len}" in r.output, r.output
+    r = CliRunner().invoke(main, ["validate", str(bundle), "--min-speedup", "24:2"])
+    assert r.exit_code == 2 and "add it to --seq-lengths" in r.output, r.output

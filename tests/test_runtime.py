@@ -184,3 +184,10 @@ def test_runtime_runs_in_a_clean_environment_without_torch(bundle, tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "edgetune[train]" in r.stderr and "Traceback" not in r.stderr
+    # The missing extra is named before any judgement of the input (here: a missing file).
+    for cmd in (
+        ["train", "--model", "tiny-distilbert", "--data", "missing.csv", "--output", "r"],
+        ["export", "missing-run", "--output", "b"],
+    ):
+        r = subprocess.run(cli + cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 2 and "edgetune[train]" in r.stderr, r.stderr

@@ -9,7 +9,7 @@ from safetensors.numpy import load_file
 import edgetune
 from edgetune import run as rundir
 from edgetune.errors import ConfigError, ModelError, RunError
-from edgetune.train import TrainConfig, TrainingInterrupted, _Trainer, load_result
+from edgetune.train import TrainConfig, load_result
 
 from .conftest import ASSETS, train_kwargs
 
@@ -134,41 +134,8 @@ def test_lora_is_merged_into_a_plain_model(csv_file, tmp_path, tiny_model_dir):
     assert r.test["accuracy"] == pytest.approx(float(np.mean(preds == np.array(d.test.labels))))
 
 
-def test_interrupt_then_resume_matches_an_uninterrupted_run(csv_file, tmp_path, monkeypatch):
-    kw = train_kwargs(epochs=3, data=str(csv_file), progress=False, ema=0.9)
-    ref = edgetune.train(output=str(tmp_path / "ref"), **kw)
-
-    calls = {"n": 0}
-    real_step = _Trainer._step
-
-    def flaky_step(self):
-        calls["n"] += 1
-        if calls["n"] == 6:  # mid-epoch 2 (3 steps per epoch)
-            raise KeyboardInterrupt
-        real_step(self)
-
-    monkeypatch.setattr(_Trainer, "_step", flaky_step)
-    out = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted, match="--resume"):
-        edgetune.train(output=str(out), **kw)
-    assert not out.exists()
-    state = json.loads((rundir.partial_path(out) / "checkpoint" / "trainer_state.json").read_text())
-    assert (state["step"], state["epoch"], state["next_batch"]) == (5, 1, 2)
-    monkeypatch.setattr(_Trainer, "_step", real_step)
-    # A new run may not silently replace the unfinished one.
-    with pytest.raises(RunError, match="unfinished run"):
-        edgetune.train(output=str(out), **kw)
-    res = edgetune.train(output=str(out), resume=True, progress=False)
-    assert (out / "metrics.json").is_file() and not rundir.partial_path(out).exists()
-    assert [h["step"] for h in res.history] == [h["step"] for h in ref.history]
-    for a, b in zip(res.history, ref.history):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-    wa, wb = _weights(out / "best"), _weights(tmp_path / "ref" / "best")
-    assert all(np.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
-
-
 def test_resume_without_checkpoint_is_refused(tmp_path):
-    with pytest.raises(RunError, match="no checkpoint"):
+    with pytest.raises(RunError, match="no unfinished run .* without --resume"):
         edgetune.train(output=str(tmp_path / "none"), resume=True)
 
 
@@ -289,7 +256,9 @@ def test_sentence_pairs_train_and_predict(tmp_path):
         data=str(path), output=str(tmp_path / "run"), progress=False, **train_kwargs()
     )
     assert r.config["text_columns"] == [] and r.data["text_columns"] == ["sentence1", "sentence2"]
-    assert r.label_names == ["different", "same"] and r.test["n"] == 16  # 8 per class
+    assert (
+        r.label_names == ["different", "same"] and r.test["n"] == 16
+    )  # 8 per class (per-class rounding)
 
 
 def test_gradient_checkpointing_gives_the_same_training(tmp_path):
