@@ -399,19 +399,24 @@ def train(
 @contextlib.contextmanager
 def _library_chatter(progress: bool):
     """stdout carries the result: what libraries print there while training (DeepSpeed's
-    logger, which binds to stdout on import) is status, shown on stderr, dropped if quiet."""
+    logger, bound to stdout when it is imported) is status, shown on stderr, dropped if quiet."""
     import io
     import logging
 
     sink = sys.stderr if progress else io.StringIO()
+    ds = logging.getLogger("DeepSpeed")  # handlers exist once deepspeed is imported
+
+    def point(old: tuple[Any, ...], new: Any) -> None:
+        for h in ds.handlers:
+            if isinstance(h, logging.StreamHandler) and h.stream in old:
+                h.setStream(new)
+
+    point((sys.stdout, sys.__stdout__), sink)  # a launcher (accelerate) imported it already
     try:
         with contextlib.redirect_stdout(sink):
             yield
     finally:
-        ds = sys.modules.get("deepspeed.utils.logging")
-        for h in getattr(getattr(ds, "logger", None), "handlers", []):
-            if isinstance(h, logging.StreamHandler) and h.stream is sink:
-                h.setStream(sys.stderr)
+        point((sink,), sys.stderr)
 
 
 def _launch_device(requested: str) -> str:

@@ -89,7 +89,7 @@ def test_a_one_column_csv_says_which_line_it_read_as_the_name(bundle, tmp_path):
     csv.write_text("great movie\nawful plot\ndull\n")
     r = CliRunner().invoke(main, ["predict", str(bundle), "--input", str(csv), "--format", "jsonl"])
     assert r.exit_code == 0
-    assert "'great movie' was read as the column's name" in r.output and "--no-header" in r.output
+    assert "('great movie') was read as the column's name" in r.output and "--no-header" in r.output
     r = CliRunner().invoke(
         main, ["predict", str(bundle), "--input", str(csv), "--format", "jsonl", "--no-header"]
     )
