@@ -39,8 +39,8 @@ def main() -> None:
     from edgetune import run as rundir
     from edgetune.data import load_data
     from edgetune.export import export
+    from edgetune.modeling import load_saved
     from edgetune.qat import load_fake_quant, read_scheme
-    from edgetune.train import _load_saved
 
     torch.set_num_threads(2)
     plain, qat = Path(a.plain_run), Path(a.qat_run)
@@ -75,7 +75,7 @@ def main() -> None:
         )
 
     rows = {}
-    fp32 = torch_logits(_load_saved(plain / "best").eval())
+    fp32 = torch_logits(load_saved(plain / "best").eval())
     rows["fp32 (PyTorch, plain run)"] = (fp32, fp32, "-")
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("dynamic", "static"):
@@ -97,7 +97,7 @@ def main() -> None:
             twin,
             "its fake-quant PyTorch",
         )
-        qat_float = torch_logits(_load_saved(qat / "best").eval())
+        qat_float = torch_logits(load_saved(qat / "best").eval())
 
     base = float(np.mean(fp32.argmax(1) == y))
     table = [

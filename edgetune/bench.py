@@ -132,9 +132,9 @@ def bench(
         config = BenchConfig(**options)
     elif options:
         config = replace(config, **options)
+    from .console import sayer
     from .latency import measure, speedup
     from .runtime import Classifier
-    from .train import sayer
     from .validate import RuntimeRunner, _pytorch_source, _TorchRunner
 
     say = sayer(progress)
@@ -192,7 +192,7 @@ def bench(
         grid.append(cell)
 
     gates, failures = _gates(grid, config, baseline)
-    from .validate import _environment
+    from .envinfo import environment
 
     report = {
         "schema": SCHEMA,
@@ -205,7 +205,7 @@ def bench(
         "baseline": config.baseline,
         "gates": gates,
         "passed": not failures,
-        "environment": _environment(),
+        "environment": environment("onnxruntime", "torch"),
         "config": config.to_dict(),
         "time_s": round(time.perf_counter() - t0, 1),
     }

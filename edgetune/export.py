@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -15,13 +17,13 @@ from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
 from .fsutil import clean_stale, locked, temp_dir
 from .presets import usable_positions
+from .quant import EMBEDDINGS, FUSED_ARCHITECTURES, TARGETS, QuantizationConfig
 
-TARGETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64")
 QUANTIZE = ("auto", "none", "dynamic", "static", "portable", "fp16")
 OPTIMIZE = ("auto", "O1", "O2", "O3")
 VARIANTS = ("fp32", "int8-dynamic", "int8-static", "int8-portable", "fp16")
-EMBEDDINGS = ("int4", "int8", "fp32")
 LAYOUTS = ("edgetune", "transformers.js")
+VERSIONED = ("torch", "transformers", "optimum", "onnx", "onnxruntime")  # in the manifest
 # transformers.js looks for onnx/<file> by dtype: fp32, q8, int8, fp16.
 _JS_FILES = {
     "fp32": "onnx/model.onnx",
@@ -36,72 +38,6 @@ _DEFAULT_VARIANT = {
     "portable": "int8-portable",
     "fp16": "fp16",
 }
-# Architectures whose attention/LayerNorm patterns ORT's transformer optimizer fuses as "bert".
-_ORT_MODEL_TYPE = {
-    "bert": "bert",
-    "distilbert": "bert",
-    "roberta": "bert",
-    "xlm-roberta": "bert",
-    "electra": "bert",
-    "mpnet": "bert",
-    "albert": "bert",
-}
-
-
-@dataclass(frozen=True)
-class QuantizationConfig:
-    """Int8 settings for one instruction set (like optimum's ``AutoQuantizationConfig``).
-
-    Without VNNI, x86 int8 kernels multiply u8 x s8 pairs into saturating 16-bit sums
-    (``vpmaddubsw``); 7-bit weights (``reduce_range``) keep those sums from overflowing.
-    """
-
-    target: str
-    per_channel: bool = True
-    reduce_range: bool = False
-    embeddings: str = "int4"
-    block_size: int = 32
-
-    @classmethod
-    def avx2(cls, per_channel: bool = True) -> QuantizationConfig:
-        return cls("avx2", per_channel, reduce_range=True)
-
-    @classmethod
-    def avx512(cls, per_channel: bool = True) -> QuantizationConfig:
-        return cls("avx512", per_channel, reduce_range=True)
-
-    @classmethod
-    def avx512_vnni(cls, per_channel: bool = True) -> QuantizationConfig:
-        return cls("avx512_vnni", per_channel, reduce_range=False)
-
-    @classmethod
-    def arm64(cls, per_channel: bool = True) -> QuantizationConfig:
-        return cls("arm64", per_channel, reduce_range=False)
-
-    @classmethod
-    def for_target(cls, target: str = "auto", per_channel: bool = True) -> QuantizationConfig:
-        """The preset for ``target``; ``auto`` detects this CPU's features at run time."""
-        if target == "auto":
-            from .hw import cpu_features
-
-            f = cpu_features()
-            if f["neon"]:
-                target = "arm64"
-            elif f["avx512_vnni"] or f["avx_vnni"]:
-                target = "avx512_vnni"
-            elif f["avx512"]:
-                target = "avx512"
-            else:
-                target = "avx2"
-        presets = {
-            "avx2": cls.avx2,
-            "avx512": cls.avx512,
-            "avx512_vnni": cls.avx512_vnni,
-            "arm64": cls.arm64,
-        }
-        if target not in presets:
-            raise ConfigError(f"--target must be one of {', '.join(TARGETS)}")
-        return presets[target](per_channel)
 
 
 @dataclass
@@ -266,7 +202,7 @@ def export(
     if config.optimize == "auto":
         # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
         config = replace(config, optimize="O2")
-    from .train import sayer
+    from .console import sayer
 
     say = sayer(progress)
     if config.sign:
@@ -283,7 +219,26 @@ def export(
         # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
         clean_stale(output.parent, output.name)
         bundlefmt.check_output(output, overwrite, sources)
-        return _export(config, output, src, quant, calibration, say, progress, t0)
+        with _without_preprocessing_advice():
+            return _export(config, output, src, quant, calibration, say, progress, t0)
+
+
+class _PreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizer advises shape pre-processing on every call (a root-logger
+    warning); the graphs it quantizes here are already optimized and shape-inferred."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    f = _PreprocessingAdvice()
+    logging.getLogger().addFilter(f)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(f)
 
 
 def _export(
@@ -493,7 +448,7 @@ def _resolve_source(path: Path) -> dict[str, Any]:
         raise ModelError(
             f"{model_dir} has no safetensors weights; save it with safe_serialization=True"
         )
-    from .qat import read_scheme
+    from .quant import read_scheme
 
     qat = read_scheme(model_dir)
     return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat}
@@ -528,10 +483,10 @@ def _export_onnx(model_dir: Path, out: Path, config: ExportConfig) -> Path:
 
     from optimum.exporters.onnx import main_export
 
-    from .train import _quiet_transformers
+    from .modeling import quiet_transformers
 
     try:
-        with _quiet_transformers(), warnings.catch_warnings():
+        with quiet_transformers(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer chatter about constants in the trace
             main_export(
                 str(model_dir),
@@ -563,7 +518,7 @@ def _optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model_type = _ORT_MODEL_TYPE.get(cfg.get("model_type", ""))
+    model_type = FUSED_ARCHITECTURES.get(cfg.get("model_type", ""))
     heads, hidden = _heads_hidden(cfg)
     if level == "O1" or model_type is None:
         m = optimize_model(str(src), model_type="bert", opt_level=1, only_onnxruntime=True)
@@ -999,7 +954,7 @@ def _quantize_static_learned(
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from safetensors.numpy import load_file
 
-    from .qat import static_scale_zp
+    from .quant import static_scale_zp
 
     def key(a: np.ndarray) -> str:
         return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
@@ -1071,15 +1026,9 @@ def _manifest(
     variants: dict[str, dict[str, Any]],
     fp32: Path,
 ) -> dict[str, Any]:
-    import onnx
-    import onnxruntime
-    import optimum.version
-    import torch
-    import transformers
+    from .envinfo import environment
 
-    from . import __version__
-    from .hw import cpu_description
-
+    env = environment(*VERSIONED)
     labels = [cfg["id2label"][str(i)] for i in range(len(cfg.get("id2label", {})))]
     tok_cfg_path = src["model_dir"] / "tokenizer_config.json"
     max_length = 128
@@ -1106,14 +1055,7 @@ def _manifest(
         "export_config": config.to_dict(),
         "opset": config.opset,
         "fp32_onnx_bytes": fp32.stat().st_size,
-        "versions": {
-            "edgetune": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "optimum": optimum.version.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
-        "export_cpu": cpu_description(),
+        "versions": {k: env.get(k) for k in ("edgetune", *VERSIONED)},
+        "export_cpu": env["cpu"],
         "metrics": {},
     }

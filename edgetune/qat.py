@@ -18,38 +18,16 @@ whose quantization at export gives the same integers as the simulation.
 from __future__ import annotations
 
 import contextlib
-import json
 import types
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("dynamic", "static")
+from .quant import FUSED_ARCHITECTURES, QAT_FILE, QATScheme, read_scheme, static_scale_zp
+
+__all__ = ["QATScheme", "read_scheme", "static_scale_zp"]  # where tests and scripts found them
+
 # Projections that ORT's optimizer fuses into one Attention node (QAttention when quantized).
 _QKV = {"query", "key", "value", "q_lin", "k_lin", "v_lin", "q", "k", "v"}
-_FUSED_TYPES = {"bert", "distilbert", "roberta", "xlm-roberta", "electra", "mpnet", "albert"}
-QAT_FILE = "qat.json"
-
-
-@dataclass
-class QATScheme:
-    """The int8 scheme simulated in training and reproduced by the export."""
-
-    mode: str = "dynamic"
-    per_channel: bool = True
-    reduce_range: bool = False
-    target: str = "auto"
-    embeddings: str = "int4"
-    block_size: int = 32
-    momentum: float = 0.01  # static ranges: moving-average weight of each new batch
-    ranges: dict[str, list[float]] = field(default_factory=dict)  # static: input (min, max)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> QATScheme:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 # -- fake quantization (straight-through estimators) --------------------------------------------
@@ -83,18 +61,6 @@ def fake_quant_dynamic(x: Any) -> Any:
     """uint8 with the range of this tensor (ONNX DynamicQuantizeLinear)."""
     xd = x.detach()
     return _uint8(x, xd.min(), xd.max())
-
-
-def static_scale_zp(rmin: float, rmax: float) -> tuple[float, int]:
-    """The uint8 scale and zero point of a static range, as ORT computes them."""
-    import numpy as np
-
-    lo, hi = np.float32(min(rmin, 0.0)), np.float32(max(rmax, 0.0))
-    scale = np.float32((hi - lo) / np.float32(255.0))
-    if scale == 0:
-        return 1.0, 0
-    zp = int(np.clip(np.rint(-lo / scale), 0, 255))
-    return float(scale), zp
 
 
 def fake_quant_int4_blocks(w: Any, block: int) -> Any:
@@ -146,7 +112,7 @@ class QATState:
         self.model = model
         self.enabled = False
         self.observe = True
-        fused = model_type in _FUSED_TYPES
+        fused = model_type in FUSED_ARCHITECTURES
         plain_qmax = 64 if scheme.reduce_range else 127
         self.layers: dict[str, tuple[Any, int]] = {}
         for name, m in _linears(model):
@@ -244,20 +210,6 @@ class QATState:
         return _uint8(x, torch.tensor(r[0], device=x.device), torch.tensor(r[1], device=x.device))
 
 
-def write_scheme(model_dir: Path, scheme: QATScheme) -> None:
-    """Record the scheme (and learned static ranges) next to the saved weights."""
-    data = {"format": "edgetune-qat", "version": 1, **scheme.to_dict()}
-    (Path(model_dir) / QAT_FILE).write_text(json.dumps(data, indent=2) + "\n")
-
-
-def read_scheme(model_dir: Path) -> QATScheme | None:
-    """The QAT scheme saved with a model, or None for a model trained without QAT."""
-    path = Path(model_dir) / QAT_FILE
-    if not path.is_file():
-        return None
-    return QATScheme.from_dict(json.loads(path.read_text()))
-
-
 def attach(model: Any, scheme: QATScheme, enabled: bool = True) -> QATState:
     """Install the fake-quantization hooks on ``model`` (a HF model, or PEFT-wrapped)."""
     cfg = getattr(model, "config", None)
@@ -269,11 +221,11 @@ def attach(model: Any, scheme: QATScheme, enabled: bool = True) -> QATState:
 def load_fake_quant(model_dir: str | Path) -> Any:
     """A saved QAT model with its fake quantization on: the PyTorch twin of its int8 export."""
     from .errors import ModelError
-    from .train import _load_saved
+    from .modeling import load_saved
 
     scheme = read_scheme(Path(model_dir))
     if scheme is None:
         raise ModelError(f"{model_dir} was not trained with --qat (no {QAT_FILE})")
-    model = _load_saved(Path(model_dir)).eval()
+    model = load_saved(Path(model_dir)).eval()
     attach(model, scheme)
     return model

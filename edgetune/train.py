@@ -20,9 +20,11 @@ import numpy as np
 
 from . import fsutil
 from . import run as rundir
+from .console import sayer
 from .data import Data, Split, load_data
 from .dist import deepspeed_options, fsdp_options, launched_world
-from .errors import ConfigError, DataError, EdgetuneError, ModelError, first_line
+from .errors import ConfigError, DataError, EdgetuneError, first_line
+from .modeling import load_for_training, load_saved, model_config
 from .presets import ModelSource, resolve_model
 
 STRATEGIES = ("full", "head", "lora")
@@ -470,7 +472,7 @@ def _check_max_length(config: TrainConfig, source: ModelSource) -> TrainConfig:
     """Refuse a --max-length beyond the model's positions; cap the default at them."""
     from .presets import usable_positions
 
-    positions = usable_positions(_model_config(source, config))
+    positions = usable_positions(model_config(source, config.trust_remote_code))
     if positions is None:
         return config
     if config.max_length is not None and config.max_length > positions:
@@ -482,23 +484,6 @@ def _check_max_length(config: TrainConfig, source: ModelSource) -> TrainConfig:
         p = source.preset
         return replace(config, max_length=min(p.max_length if p else 128, positions))
     return config
-
-
-def _model_config(source: ModelSource, config: TrainConfig) -> dict[str, Any]:
-    """The model's config.json as a dict (the preset's for models built from a config)."""
-    if source.kind == "config":
-        assert source.preset is not None
-        return dict(source.preset.config)
-    from transformers import AutoConfig
-
-    with _quiet_transformers():
-        try:
-            cfg = AutoConfig.from_pretrained(
-                source.location, trust_remote_code=config.trust_remote_code
-            )
-        except (OSError, ValueError):
-            return {}  # _load reports it with its own message
-    return cfg.to_dict()
 
 
 def _train(
@@ -602,7 +587,13 @@ def _run(
     )
 
     _seed_everything(config.seed)
-    tokenizer, model = _load(source, config, label_names)
+    tokenizer, model, new_weights = load_for_training(source, config, label_names)
+    if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
+        raise ConfigError(
+            f"--qat-distill learns from the model as QAT starts, and {config.model} has an "
+            "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
+            "--model RUN/best"
+        )
     if not resume and d.main:
         rundir.create_work(work)
         rundir.write_json(
@@ -665,11 +656,12 @@ def _finish(
 
     # Final figures come from the saved best model in fp32: exactly what export will see.
     say("evaluating the best checkpoint on validation and test (fp32)")
-    best_model = _load_saved(work / rundir.BEST).to(env["device"])
+    best_model = load_saved(work / rundir.BEST).to(env["device"])
     ev = _Evaluator(best_model, tokenizer, config, env, precision="fp32")
     qat_info = None
     if config.qat:
-        from .qat import attach, read_scheme
+        from .qat import attach
+        from .quant import read_scheme
 
         scheme = read_scheme(work / rundir.BEST)
         if scheme is None:
@@ -729,18 +721,6 @@ def load_result(run: str | Path) -> TrainResult:
 
 
 # -- set-up helpers -----------------------------------------------------------------------------
-
-
-def sayer(progress: bool):
-    """Status lines on stderr that do not break progress bars (silent when not progress)."""
-
-    def say(msg: str) -> None:
-        if progress:
-            from tqdm.auto import tqdm
-
-            tqdm.write(msg, file=sys.stderr)
-
-    return say
 
 
 def _apply_label_names(data: Data, names: tuple[str, ...]) -> list[str]:
@@ -808,23 +788,12 @@ def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dic
 
 
 def _environment(device: str, precision: str) -> dict[str, Any]:
-    import platform
-
     import torch
-    import transformers
 
-    from . import __version__, hw
+    from .envinfo import environment
 
-    env: dict[str, Any] = {
-        "device": device,
-        "precision": precision,
-        "edgetune": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "cpu": hw.cpu_description(),
-        "threads": torch.get_num_threads(),
-    }
+    env = {"device": device, "precision": precision, **environment("torch", "transformers")}
+    env["threads"] = torch.get_num_threads()
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
@@ -850,8 +819,7 @@ def _config_file(
 
 def qat_scheme(config: TrainConfig) -> Any:
     """The int8 scheme a QAT run simulates: the export's settings for ``--qat-target``."""
-    from .export import QuantizationConfig
-    from .qat import QATScheme
+    from .quant import QATScheme, QuantizationConfig
 
     q = QuantizationConfig.for_target(config.qat_target, config.qat_per_channel)
     return QATScheme(
@@ -869,108 +837,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _quiet_transformers():
-    import transformers
-
-    @contextlib.contextmanager
-    def ctx():
-        level = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
-            yield
-        finally:
-            transformers.logging.set_verbosity(level)
-
-    return ctx()
-
-
-def _load(source: ModelSource, config: TrainConfig, label_names: list[str]):
-    """Tokenizer and sequence-classification model with the label map in its config."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    id2label = dict(enumerate(label_names))
-    label2id = {n: i for i, n in enumerate(label_names)}
-    trust = config.trust_remote_code
-    where = source.location
-    if source.kind == "local" and not any(Path(where).glob("*.safetensors")):
-        raise ModelError(
-            f"{where} has no safetensors weights; edgetune does not load pickled weights. "
-            "Convert with `model.save_pretrained(dir, safe_serialization=True)`"
-        )
-    with _quiet_transformers():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust)
-            if source.kind == "config":
-                assert source.preset is not None
-                spec = dict(source.preset.config)
-                cfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
-                cfg.vocab_size = len(tokenizer)
-                cfg.pad_token_id = tokenizer.pad_token_id
-            else:
-                cfg = AutoConfig.from_pretrained(where, trust_remote_code=trust)
-            cfg.num_labels = len(label_names)
-            cfg.id2label, cfg.label2id = id2label, label2id
-            if config.dropout is not None:
-                for name in (
-                    "hidden_dropout_prob",
-                    "attention_probs_dropout_prob",
-                    "dropout",
-                    "attention_dropout",
-                    "seq_classif_dropout",
-                    "classifier_dropout",
-                ):
-                    if hasattr(cfg, name):
-                        setattr(cfg, name, config.dropout)
-            if source.kind == "config":
-                model = AutoModelForSequenceClassification.from_config(cfg)
-                new_weights = True
-            else:
-                model, info = AutoModelForSequenceClassification.from_pretrained(
-                    where,
-                    config=cfg,
-                    trust_remote_code=trust,
-                    use_safetensors=True,
-                    ignore_mismatched_sizes=True,
-                    output_loading_info=True,
-                )
-                new_weights = bool(info.get("missing_keys") or info.get("mismatched_keys"))
-        except ValueError as e:
-            msg = first_line(e)
-            if "trust_remote_code" in msg:
-                raise ModelError(
-                    f"model {config.model} needs its own code from the hub; "
-                    "pass --trust-remote-code only if you trust its authors"
-                ) from None
-            raise ModelError(
-                f"model {config.model} cannot be used for sequence classification: {msg}; "
-                "use a BERT-class encoder (e.g. a preset)"
-            ) from None
-        except OSError as e:
-            raise ModelError(
-                f"cannot load model {config.model!r} ({first_line(e)}); check the id and network, "
-                "or pass a local directory or a preset"
-            ) from None
-    if tokenizer.pad_token_id is None:
-        raise ModelError(
-            f"the tokenizer of {config.model} has no padding token; set one and save it"
-        )
-    tokenizer.model_max_length = config.max_length
-    if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
-        raise ConfigError(
-            f"--qat-distill learns from the model as QAT starts, and {config.model} has an "
-            "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
-            "--model RUN/best"
-        )
-    return tokenizer, model
-
-
-def _load_saved(path: Path):
-    from transformers import AutoModelForSequenceClassification
-
-    with _quiet_transformers():
-        return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
 
 
 # -- batching -----------------------------------------------------------------------------------
@@ -1669,7 +1535,7 @@ class _Trainer:
             model.save_pretrained(tmp, safe_serialization=True, state_dict=copies)
         self.tokenizer.save_pretrained(tmp)
         if self.qat is not None:
-            from .qat import write_scheme
+            from .quant import write_scheme
 
             write_scheme(tmp, self.qat.scheme)
         rundir.replace_dir(tmp, self.work / rundir.BEST)

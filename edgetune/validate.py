@@ -22,6 +22,7 @@ import numpy as np
 
 from . import bundle as bundlefmt
 from . import run as rundir
+from .envinfo import environment
 from .errors import ConfigError, DataError, GateFailed
 from .fsutil import clean_stale, locked, temp_dir
 
@@ -187,8 +188,8 @@ def validate(
 
 
 def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> ValidationResult:
+    from .console import sayer
     from .runtime import Classifier
-    from .train import sayer
 
     say = sayer(progress)
     t0 = time.perf_counter()
@@ -273,7 +274,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
         "flipped_examples": flipped,
         "gates": gates,
         "passed": not failures,
-        "environment": _environment(),
+        "environment": environment("onnxruntime", "torch"),
         "config": config.to_dict(),
         "time_s": round(time.perf_counter() - t0, 1),
     }
@@ -412,11 +413,11 @@ class _TorchRunner:
         import torch
         from transformers import AutoTokenizer
 
-        from .train import _load_saved
+        from .modeling import load_saved
 
         torch.set_num_threads(threads)
         self.path, self.threads, self.max_length = path, threads, max_length
-        self.model = _load_saved(path).eval()
+        self.model = load_saved(path).eval()
         self.names = set(_forward_args(self.model))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
 
@@ -787,27 +788,6 @@ def _gates(
 
 
 # -- report -------------------------------------------------------------------------------------
-
-
-def _environment() -> dict[str, Any]:
-    import onnxruntime
-
-    from . import __version__
-    from .hw import cpu_description
-
-    env = {
-        "cpu": cpu_description(),
-        "python": sys.version.split()[0],
-        "edgetune": __version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-    try:
-        import torch
-
-        env["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return env
 
 
 def _fmt(v: float | None, spec: str) -> str:

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 import edgetune
 from edgetune.cli import main
 from edgetune.export import export
+from edgetune.modeling import load_saved
 from edgetune.qat import fake_quant_dynamic, fake_quant_weight, load_fake_quant, read_scheme
-from edgetune.train import _load_saved
 
 from .conftest import ASSETS, train_kwargs
 
@@ -98,7 +98,7 @@ def test_qat_export_reproduces_fake_quant_better_than_ptq(mode, qat_run, trained
         load_fake_quant(run / "best"), tmp_path / "qat-bundle" / "model.onnx", run / "best", texts
     )
     fp, p_onnx = logits_pair(
-        _load_saved(trained_run / "best").eval(),
+        load_saved(trained_run / "best").eval(),
         tmp_path / "ptq-bundle" / "model.onnx",
         trained_run / "best",
         texts,
@@ -142,7 +142,7 @@ def test_qat_distill_keeps_the_int8_model_close_to_the_float_one(qat_run, traine
                 ]
             )
 
-    teacher = probs(_load_saved(trained_run / "best"))
+    teacher = probs(load_saved(trained_run / "best"))
     plain = np.abs(probs(load_fake_quant(qat_run / "best")) - teacher).mean()
     distilled = np.abs(probs(load_fake_quant(out / "best")) - teacher).mean()
     # Same QAT run but for the distillation term: it stays much nearer the float model
