@@ -46,7 +46,7 @@ DEFAULT_CPUS = "max,cortex-a72,cortex-a76,neoverse-n1,a64fx"
 
 def run_variants(job: dict) -> tuple[dict, dict]:
     """Logits of job's texts for each variant (the same code on x86 and under qemu)."""
-    from edgetune import bundle as bundlefmt
+    from edgetune.formats import bundle as bundlefmt
     from edgetune.runtime import Classifier
 
     root = Path(job["bundle"])
@@ -115,7 +115,7 @@ def main() -> None:
     if a.src:
         sys.path.insert(0, str(Path(a.src).resolve()))
 
-    from edgetune import bundle as bundlefmt
+    from edgetune.formats import bundle as bundlefmt
 
     manifest = bundlefmt.verify(a.bundle)
     if a.golden:

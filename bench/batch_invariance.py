@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--name", default="batch_invariance")
     a = ap.parse_args()
 
-    from edgetune import bundle as bundlefmt
     from edgetune.data import load_data
+    from edgetune.formats import bundle as bundlefmt
     from edgetune.runtime import Classifier
 
     data = load_data(a.data)

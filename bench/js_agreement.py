@@ -89,8 +89,8 @@ def main() -> None:
     if shutil.which("node") is None or not (JS / "node_modules").is_dir():
         sys.exit("needs node (>= 20) and `npm ci --ignore-scripts --prefix tests/js`")
 
-    from edgetune import bundle as bundlefmt
     from edgetune.data import load_data
+    from edgetune.formats import bundle as bundlefmt
     from edgetune.runtime import Classifier
 
     t_start = time.perf_counter()

@@ -36,9 +36,9 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from edgetune import run as rundir
     from edgetune.data import load_data
     from edgetune.export import export
+    from edgetune.formats import run as rundir
     from edgetune.modeling import load_saved
     from edgetune.qat import load_fake_quant, read_scheme
 

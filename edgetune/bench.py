@@ -18,8 +18,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from . import bundle as bundlefmt
 from .errors import ConfigError, GateFailed
+from .formats import bundle as bundlefmt
 from .fsutil import check_output_file, write_json, write_text
 
 SCHEMA = "edgetune-bench"

@@ -674,7 +674,7 @@ def sign(bundle: str, key: str) -> None:
     """
     from pathlib import Path
 
-    from . import bundle as bundlefmt
+    from .formats import bundle as bundlefmt
     from .fsutil import clean_stale, locked
     from .signing import sign as sign_bundle
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import bundle as bundlefmt
-from . import run as rundir
 from .errors import BundleError, ConfigError, ModelError, first_line
+from .formats import bundle as bundlefmt
+from .formats import run as rundir
 from .fsutil import clean_stale, locked, temp_dir
 from .presets import usable_positions
 from .quant import EMBEDDINGS, FUSED_ARCHITECTURES, TARGETS, QuantizationConfig

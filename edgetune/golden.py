@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bundle as bundlefmt
+from .formats import bundle as bundlefmt
 
 DATA_ROWS = 24
 # Used only when export has no data at all (a bare model directory and no --data).

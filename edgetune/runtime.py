@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from . import bundle as bundlefmt
 from .errors import BundleError, ConfigError, SelfCheckFailed, first_line
+from .formats import bundle as bundlefmt
 
 
 @dataclass

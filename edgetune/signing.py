@@ -23,8 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-from .bundle import MANIFEST, REPORT_DIR, SIGNATURE
 from .errors import BundleError, first_line
+from .formats.bundle import MANIFEST, REPORT_DIR, SIGNATURE
 
 # Paths (relative to the bundle; a trailing "/" marks a folder) the signature does not cover.
 IGNORED = (SIGNATURE, f"{REPORT_DIR}/")

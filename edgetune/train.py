@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from . import fsutil
-from . import run as rundir
 from .console import sayer
 from .data import Data, Split, load_data
 from .dist import deepspeed_options, fsdp_options, launched_world
 from .errors import ConfigError, DataError, EdgetuneError, first_line
+from .formats import run as rundir
 from .modeling import load_for_training, load_saved, model_config
 from .presets import ModelSource, resolve_model
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from . import bundle as bundlefmt
-from . import run as rundir
 from .envinfo import environment
 from .errors import ConfigError, DataError, GateFailed
+from .formats import bundle as bundlefmt
+from .formats import run as rundir
 from .fsutil import clean_stale, locked, temp_dir
 
 SCHEMA = "edgetune-validation"

@@ -122,7 +122,7 @@ def rerecord_hashes(root: Path) -> None:
     golden.json's (variant hashes, files map), then the manifest's file list."""
     import json
 
-    from edgetune import bundle as bundlefmt
+    from edgetune.formats import bundle as bundlefmt
 
     golden = json.loads((root / bundlefmt.GOLDEN).read_text())
     for v in golden["variants"].values():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgetune import bundle as bundlefmt
 from edgetune.cli import main
 from edgetune.errors import BundleError, ModelError
 from edgetune.export import ExportConfig, QuantizationConfig, export
+from edgetune.formats import bundle as bundlefmt
 
 from .conftest import ASSETS
 

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 import edgetune
-from edgetune import run as rundir
 from edgetune.cli import main
 from edgetune.errors import ConfigError, LockedError, RunError
+from edgetune.formats import run as rundir
 from edgetune.fsutil import locked
 from edgetune.train import STEP_POINTS, TrainingInterrupted
 

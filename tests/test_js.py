@@ -105,8 +105,8 @@ def ort_web(models: list[Path], clf: Classifier, texts: list[str]) -> list[np.nd
 @pytest.fixture(scope="module")
 def js_bundle(trained_run, tmp_path_factory) -> Path:
     """The tiny run exported with `--layout transformers.js` (hash-verified like the rest)."""
-    from edgetune import bundle as bundlefmt
     from edgetune.export import export
+    from edgetune.formats import bundle as bundlefmt
 
     dst = tmp_path_factory.mktemp("js") / "bundle"
     export(

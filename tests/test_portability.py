@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgetune import bundle as bundlefmt
 from edgetune.cli import main
 from edgetune.compat import OLDEST_TESTED, ORT_SINCE, requirements, satisfies
 from edgetune.errors import BundleError
+from edgetune.formats import bundle as bundlefmt
 from edgetune.runtime import Classifier, check_bundle
 
 from .conftest import runtime_venv

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgetune import bundle as bundlefmt
 from edgetune.cli import main
 from edgetune.errors import BundleError, ConfigError, LockedError, SelfCheckFailed
+from edgetune.formats import bundle as bundlefmt
 from edgetune.fsutil import UMASK
 from edgetune.runtime import Classifier, check_bundle
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgetune import bundle as bundlefmt
 from edgetune.cli import main
 from edgetune.errors import BundleError, ConfigError, DataError, GateFailed
 from edgetune.export import export
+from edgetune.formats import bundle as bundlefmt
 from edgetune.validate import ValidateConfig, _gates, parse_speedup, validate
 
 from .conftest import ASSETS

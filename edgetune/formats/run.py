@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError
-from .fsutil import check_writable, read_json, replace_dir, write_json
+from ..errors import RunError
+from ..fsutil import check_writable, read_json, replace_dir, write_json
 
 __all__ = ["read_json", "replace_dir", "write_json"]  # re-exported for the stages
 

@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import BundleError, ConfigError
-from .fsutil import check_writable, public_mode, replace_dir, write_json
-from .presets import usable_positions
+from ..errors import BundleError, ConfigError
+from ..fsutil import check_writable, public_mode, replace_dir, write_json
+from ..presets import usable_positions
 
 FORMAT = "edgetune-bundle"
 FORMAT_VERSION = 2  # 2: golden.json (self-check, every file's hash), per-variant batching
