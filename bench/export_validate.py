@@ -37,7 +37,8 @@ def main() -> None:
     ap.add_argument("--name", default="export_validate")
     a = ap.parse_args()
 
-    from edgetune.validate import _markdown, validate
+    from edgetune.validate import markdown as _markdown
+    from edgetune.validate import validate
 
     train_s = None
     if not Path(a.run).exists():

@@ -40,7 +40,8 @@ def main() -> None:
     from edgetune.export import export
     from edgetune.formats import run as rundir
     from edgetune.modeling import load_saved
-    from edgetune.qat import load_fake_quant, read_scheme
+    from edgetune.quant import read_scheme
+    from edgetune.train.qat import load_fake_quant
 
     torch.set_num_threads(2)
     plain, qat = Path(a.plain_run), Path(a.qat_run)

@@ -21,6 +21,7 @@ import numpy as np
 from .errors import ConfigError, GateFailed
 from .formats import bundle as bundlefmt
 from .fsutil import check_output_file, write_json, write_text
+from .tables import markdown_table, text_table
 
 SCHEMA = "edgetune-bench"
 SCHEMA_VERSION = 1
@@ -135,7 +136,7 @@ def bench(
     from .console import sayer
     from .latency import measure, speedup
     from .runtime import Classifier
-    from .validate import RuntimeRunner, _pytorch_source, _TorchRunner
+    from .validate import RuntimeRunner, TorchRunner, pytorch_source
 
     say = sayer(progress)
     t0 = time.perf_counter()
@@ -150,8 +151,8 @@ def bench(
     }
     compare_info: dict[str, Any] | None = None
     if config.compare == "pytorch":
-        src = _pytorch_source(manifest, None)
-        runners["compare"] = _TorchRunner(src, config.threads)
+        src = pytorch_source(manifest, None)
+        runners["compare"] = TorchRunner(src, config.threads)
         compare_info = {"kind": "pytorch", "path": str(src), "variant": "pytorch-fp32"}
     elif config.compare:
         other = Path(config.compare).expanduser()
@@ -313,14 +314,11 @@ def _rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def table(report: dict[str, Any]) -> str:
     """The printed table: one row per grid cell, gates below."""
     head, rows = _rows(report)
-    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     cmp = report["compare"]
     out = [
         f"bench      {report['bundle']} ({report['variant']}), {report['threads']} thread(s)"
         + (f"; vs {cmp['variant']} ({cmp['path']}), ratio = latency / comparator's" if cmp else ""),
-        line(head),
-        *(line(r) for r in rows),
+        *text_table(head, rows),
     ]
     out += [f"{'PASS' if g['passed'] else 'FAIL'}  {g['message']}" for g in report["gates"]]
     return "\n".join(out)
@@ -334,9 +332,7 @@ def markdown(report: dict[str, Any]) -> str:
     md = [
         f"### edgetune bench: {Path(report['bundle']).name} ({report['variant']}) {verdict if report['gates'] else ''}".rstrip(),
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---:|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in rows),
+        *markdown_table(head, rows),
         "",
     ]
     md += [f"- {'PASS' if g['passed'] else '**FAIL**'}: {g['message']}" for g in report["gates"]]

@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from .errors import EdgetuneError, GateFailed
-from .export import EMBEDDINGS, LAYOUTS, QUANTIZE, TARGETS
+from .export import EMBEDDINGS, LAYOUTS, OPTIMIZE, QUANTIZE, TARGETS
 from .fsutil import storage_error
+from .quant import QAT_MODES
+from .train.config import CLASS_WEIGHTS, DEVICES, METRICS, PRECISIONS, STRATEGIES
 
 
 class _Group(click.Group):
@@ -130,7 +132,7 @@ def _presets_help() -> str:
 @click.option("--max-length", type=int, help="Truncate to this many tokens [preset, else 128].")
 @click.option(
     "--strategy",
-    type=click.Choice(["full", "head", "lora"]),
+    type=click.Choice(STRATEGIES),
     default="full",
     show_default=True,
     help="Train all weights, only the head, or LoRA adapters (merged at the end).",
@@ -155,7 +157,7 @@ def _presets_help() -> str:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option(
     "--class-weights",
-    type=click.Choice(["none", "balanced"]),
+    type=click.Choice(CLASS_WEIGHTS),
     default="none",
     show_default=True,
     help="Weight the loss by inverse class frequency.",
@@ -165,7 +167,7 @@ def _presets_help() -> str:
 )
 @click.option(
     "--metric",
-    type=click.Choice(["accuracy", "macro_f1", "loss"]),
+    type=click.Choice(METRICS),
     default="accuracy",
     show_default=True,
     help="Validation metric that picks the best checkpoint.",
@@ -183,12 +185,10 @@ def _presets_help() -> str:
     type=float,
     help="Evaluate and keep an exponential moving average of the weights with this decay, e.g. 0.999; 0 = off [preset, else 0].",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True
-)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
     help="Mixed precision; auto picks bf16 on CPUs with AMX/AVX-512-BF16 and on recent GPUs.",
@@ -209,7 +209,7 @@ def _presets_help() -> str:
 @click.option("--lora-dropout", type=float, default=0.1, show_default=True)
 @click.option(
     "--qat",
-    type=click.Choice(["dynamic", "static"]),
+    type=click.Choice(QAT_MODES),
     is_flag=False,
     flag_value="dynamic",
     default=None,
@@ -307,7 +307,7 @@ def train(
 @click.option("--output", required=True, type=click.Path(), help="Bundle directory to create.")
 @click.option(
     "--optimize",
-    type=click.Choice(["auto", "O1", "O2", "O3"]),
+    type=click.Choice(OPTIMIZE),
     default="auto",
     show_default=True,
     help="Graph optimization: O1 basic, O2 transformer fusions, O3 + GELU approximation; auto = O2.",

@@ -39,9 +39,7 @@ def model_config(source: ModelSource, trust_remote_code: bool = False) -> dict[s
 
     with quiet_transformers():
         try:
-            cfg = AutoConfig.from_pretrained(
-                source.location, trust_remote_code=trust_remote_code
-            )
+            cfg = AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)
         except (OSError, ValueError):
             return {}  # _load reports it with its own message
     return cfg.to_dict()

@@ -10,12 +10,10 @@ No torch, no transformers: ``pip install edgetune`` (without the ``train`` extra
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import itertools
 import json
-import math
 import os
 import time
 import warnings
@@ -28,6 +26,17 @@ import numpy as np
 
 from .errors import BundleError, ConfigError, SelfCheckFailed, first_line
 from .formats import bundle as bundlefmt
+from .textio import (
+    SNIFF_BYTES,
+    TEXT_NAMES,
+    codec_name,
+    column_name,
+    first_row_is_data,
+    first_row_may_be_data,
+    sniff_delimiter,
+    text_encoding,
+    text_sample,
+)
 
 
 @dataclass
@@ -426,9 +435,6 @@ def check_bundle(
 
 # -- inputs for `edgetune predict` (streamed, never loaded whole) --------------------------------
 
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body")
-SNIFF_BYTES = 8192  # enough for a header and a few rows; csv.Sniffer is slow on long samples
-
 
 @dataclass
 class Item:
@@ -438,84 +444,6 @@ class Item:
     text: str | None
     warning: str | None = None
     error: str | None = None
-
-
-def text_encoding(head: bytes) -> str:
-    """The codec for a text file that starts with ``head``.
-
-    "utf-16" after a UTF-16 byte-order mark (Windows tools write one), else "utf-8-sig": UTF-8,
-    skipping a byte-order mark, which would otherwise stick to the first column or line.
-    """
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            text = codecs.getincrementaldecoder("utf-16")().decode(head)
-        except UnicodeDecodeError:
-            return "utf-8-sig"
-        # Real text holds some ASCII (a space, a line break, a delimiter); binary junk that
-        # happens to start with \xff\xfe mostly does not, and is then refused as not UTF-8.
-        if any(ch < "\x80" for ch in text):
-            return "utf-16"
-    return "utf-8-sig"
-
-
-def text_sample(head: bytes, encoding: str) -> str:
-    """The whole lines of ``head`` decoded (a line cut at the end of a partial head is dropped)."""
-    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head)
-    return (text.rpartition("\n")[0] or text) if len(head) >= SNIFF_BYTES else text
-
-
-def sniff_delimiter(sample: str) -> str:
-    """The delimiter of CSV text (, ; | or tab) from its first lines, as pandas' ``sep=None``
-    does; a comma when unclear (one column, or no consistent candidate)."""
-    try:
-        return csv.Sniffer().sniff("\n".join(sample.splitlines()[:20]), ",;|\t").delimiter
-    except csv.Error:
-        return ","
-
-
-def _numeric(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _present(values: Iterable[Any]) -> list[str]:
-    return [
-        str(v).strip()
-        for v in values
-        if not (v is None or (isinstance(v, float) and math.isnan(v))) and str(v).strip()
-    ]
-
-
-def first_row_is_data(
-    names: Sequence[str], columns: Sequence[Sequence[Any]], known: Iterable[str] = ()
-) -> bool:
-    """Whether a header row read from a CSV/TSV file is surely a data row.
-
-    Some column whose name is not a ``known`` one is named by one of its own values, or by a
-    number over a column of numbers ("good movie,1" over "bad plot,0").
-    """
-    skip = {k.lower() for k in known}
-    for name, values in zip(names, columns):
-        vals = _present(values)
-        if name.lower() in skip or not vals:
-            continue
-        if name.strip() in vals or (_numeric(name) and all(_numeric(v) for v in vals)):
-            return True
-    return False
-
-
-def first_row_may_be_data(
-    names: Sequence[str], columns: Sequence[Sequence[Any]], known: Iterable[str]
-) -> bool:
-    """Whether a header row could be data: no ``known`` name, and each name is a number exactly
-    where its column holds numbers."""
-    if {n.lower() for n in names} & {k.lower() for k in known}:
-        return False
-    return all(
-        _numeric(n) == all(_numeric(v) for v in _present(vals)) for n, vals in zip(names, columns)
-    )
 
 
 def _text_file(raw: Any, newline: str = "\n") -> tuple[Any, bytes]:
@@ -533,7 +461,7 @@ def _text_file(raw: Any, newline: str = "\n") -> tuple[Any, bytes]:
 def _replaced(text: str, f: Any) -> str | None:
     if "\ufffd" not in text:
         return None
-    return f"invalid {'UTF-16' if f.encoding == 'utf-16' else 'UTF-8'} bytes replaced by U+FFFD"
+    return f"invalid {codec_name(f.encoding)} bytes replaced by U+FFFD"
 
 
 def text_item(index: int, text: str, warning: str | None = None) -> Item:
@@ -570,7 +498,7 @@ def iter_table(path: Path, text_column: str | None, header: bool | None = None) 
                 if not isinstance(obj, dict):  # a bare 5, null or "text" line
                     yield Item(i, None, warning, 'not a JSON object; write {"text": ...}')
                     continue
-                col = text_column or next((c for c in TEXT_COLUMNS if c in obj), None)
+                col = text_column or next((c for c in TEXT_NAMES if c in obj), None)
                 value = obj.get(col) if col else None
                 if value is None:
                     yield Item(i, None, warning, f"no {col or 'text'} field; pass --text-column")
@@ -584,8 +512,8 @@ def iter_table(path: Path, text_column: str | None, header: bool | None = None) 
         first = next(reader, [])
         if header is False:
             cols = [str(i) for i in range(len(first))]
-            if text_column is not None and text_column.strip().isdigit():
-                text_column = str(int(text_column))  # " 1" or "01" name column 1
+            if text_column is not None:
+                text_column = column_name(text_column, header)  # " 1" or "01" name column 1
             reader = itertools.chain([first], reader)
         else:
             cols = first
@@ -600,7 +528,7 @@ def _input_column(
     path: Path, cols: list[str], given: str | None, header: bool | None, below: list[list[str]]
 ) -> str:
     """The text column of a predict input table; refuses a header row that looks like data."""
-    col = given or next((c for c in cols if c.lower() in TEXT_COLUMNS), None)
+    col = given or next((c for c in cols if c.lower() in TEXT_NAMES), None)
     if col is None and len(cols) == 1:
         col = cols[0]
         if header is None:  # one column of an unknown name: say which line was not classified
@@ -613,14 +541,14 @@ def _input_column(
         return col
     what = col or "(text, sentence, review, content)"
     values = [[r[i] if i < len(r) else None for r in below] for i in range(len(cols))]
-    if header is None and first_row_is_data(cols, values, TEXT_COLUMNS):
+    if header is None and first_row_is_data(cols, values, TEXT_NAMES):
         longest = max(range(len(cols)), key=lambda i: len(cols[i]))
         raise ConfigError(
             f"the first row of {path} looks like data ({', '.join(map(repr, cols))}), not a "
             f"header; pass --no-header (columns are then 0, 1, ...) and --text-column {longest}"
         )
     hint = ""
-    if header is None and first_row_may_be_data(cols, values, TEXT_COLUMNS):
+    if header is None and first_row_may_be_data(cols, values, TEXT_NAMES):
         hint = "; if its first row is data, pass --no-header and --text-column 0 (or 1, ...)"
     raise ConfigError(
         f"{path} has no text column {what}; columns: {', '.join(cols)}; pass --text-column{hint}"

@@ -73,7 +73,7 @@ def _assert_clean_error(r, pattern):
         (lambda p: p / "missing.csv", "does not exist"),
         (lambda p: (p / "bad.json").write_text('{"text": ') and p / "bad.json", "cannot read"),
         (
-            lambda p: (p / "cols.csv").write_text("body,verdict\na,1\nb,0\n") and p / "cols.csv",
+            lambda p: (p / "cols.csv").write_text("words,verdict\na,1\nb,0\n") and p / "cols.csv",
             "no text column",
         ),
         (

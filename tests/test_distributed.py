@@ -168,7 +168,7 @@ def test_sharded_run_resumes_from_its_checkpoint(how, parallel, tmp_path):
 
 
 def test_accelerate_fsdp_settings_are_read(monkeypatch):
-    from edgetune.dist import fsdp_options
+    from edgetune.train.parallel.launch import fsdp_options
 
     for var in ("ACCELERATE_USE_FSDP", "FSDP_RESHARD_AFTER_FORWARD", "FSDP_SHARDING_STRATEGY"):
         monkeypatch.delenv(var, raising=False)

@@ -213,7 +213,7 @@ def test_layernorm_rewrite_keeps_the_maths(trained_run, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from edgetune.export import _layernorm_as_instancenorm
+    from edgetune.export.graph import layernorm_as_instancenorm
 
     export(
         source=str(trained_run),
@@ -228,7 +228,7 @@ def test_layernorm_rewrite_keeps_the_maths(trained_run, tmp_path):
     norms = sum(op in ("SkipLayerNormalization", "LayerNormalization") for op in before)
     assert norms >= 3  # embeddings + 2 per layer, fused by O2
     model = onnx.load(str(src))
-    _layernorm_as_instancenorm(model)
+    layernorm_as_instancenorm(model)
     dst = tmp_path / "rewritten.onnx"
     onnx.save(model, str(dst))
     after = [n.op_type for n in onnx.load(str(dst)).graph.node]

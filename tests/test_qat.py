@@ -10,7 +10,8 @@ import edgetune
 from edgetune.cli import main
 from edgetune.export import export
 from edgetune.modeling import load_saved
-from edgetune.qat import fake_quant_dynamic, fake_quant_weight, load_fake_quant, read_scheme
+from edgetune.quant import read_scheme
+from edgetune.train.qat import fake_quant_dynamic, fake_quant_weight, load_fake_quant
 
 from .conftest import ASSETS, train_kwargs
 

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from edgetune.augment import augment_text
+from edgetune.data.augment import augment_text
 from edgetune.errors import ModelError
 from edgetune.metrics import classification_metrics
 from edgetune.presets import list_presets, resolve_model

@@ -11,7 +11,8 @@ from edgetune.cli import main
 from edgetune.errors import BundleError, ConfigError, DataError, GateFailed
 from edgetune.export import export
 from edgetune.formats import bundle as bundlefmt
-from edgetune.validate import ValidateConfig, _gates, parse_speedup, validate
+from edgetune.validate import ValidateConfig, parse_speedup, validate
+from edgetune.validate.gates import apply_gates as _gates
 
 from .conftest import ASSETS
 

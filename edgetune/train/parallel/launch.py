@@ -95,7 +95,7 @@ def fsdp_options(requested: bool) -> FSDPOptions | None:
     """FSDP settings from ``--fsdp`` or the accelerate config's ``FSDP_*`` variables (else None)."""
     if not (requested or _env_flag("ACCELERATE_USE_FSDP")):
         return None
-    from .errors import ConfigError
+    from ...errors import ConfigError
 
     # accelerate exports both, each at its default unless the config set it: take the one set.
     reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "").strip()
@@ -151,7 +151,7 @@ def deepspeed_options() -> DeepSpeedOptions | None:
         return None
     import json
 
-    from .errors import ConfigError
+    from ...errors import ConfigError
 
     zero: dict[str, Any] = {}
     path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "").strip()

@@ -22,9 +22,15 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .quant import FUSED_ARCHITECTURES, QAT_FILE, QATScheme, read_scheme, static_scale_zp
-
-__all__ = ["QATScheme", "read_scheme", "static_scale_zp"]  # where tests and scripts found them
+from ..errors import ConfigError, ModelError
+from ..quant import (
+    FUSED_ARCHITECTURES,
+    QAT_FILE,
+    QATScheme,
+    QuantizationConfig,
+    read_scheme,
+)
+from .config import TrainConfig, parse_qat_start
 
 # Projections that ORT's optimizer fuses into one Attention node (QAttention when quantized).
 _QKV = {"query", "key", "value", "q_lin", "k_lin", "v_lin", "q", "k", "v"}
@@ -220,8 +226,7 @@ def attach(model: Any, scheme: QATScheme, enabled: bool = True) -> QATState:
 
 def load_fake_quant(model_dir: str | Path) -> Any:
     """A saved QAT model with its fake quantization on: the PyTorch twin of its int8 export."""
-    from .errors import ModelError
-    from .modeling import load_saved
+    from ..modeling import load_saved
 
     scheme = read_scheme(Path(model_dir))
     if scheme is None:
@@ -229,3 +234,93 @@ def load_fake_quant(model_dir: str | Path) -> Any:
     model = load_saved(Path(model_dir)).eval()
     attach(model, scheme)
     return model
+
+
+def qat_scheme(config: TrainConfig) -> QATScheme:
+    """The int8 scheme a QAT run simulates: the export's settings for ``--qat-target``."""
+    q = QuantizationConfig.for_target(config.qat_target, config.qat_per_channel)
+    return QATScheme(
+        mode=config.qat or "dynamic",
+        per_channel=q.per_channel,
+        reduce_range=q.reduce_range,
+        target=q.target,
+        embeddings=config.qat_embeddings,
+    )
+
+
+class QATControl:
+    """Quantization-aware training within a run: the step it starts at, its frozen float
+    teacher (``--qat-distill``) and the loss that learns from it."""
+
+    def __init__(
+        self, model: Any, config: TrainConfig, steps_per_epoch: int, total_steps: int
+    ) -> None:
+        self.fq = attach(model, qat_scheme(config), enabled=False)
+        n, unit = parse_qat_start(config.qat_start)
+        self.start_step = n if unit == "steps" else n * steps_per_epoch
+        if self.start_step >= total_steps:
+            raise ConfigError(
+                f"--qat-start {config.qat_start} is at or after the end of training "
+                f"({total_steps} steps); start earlier or train longer"
+            )
+        self.distill = config.qat_distill
+        self.teacher: Any = None  # the float model as QAT starts
+
+    @property
+    def scheme(self) -> QATScheme:
+        return self.fq.scheme
+
+    @property
+    def enabled(self) -> bool:
+        return self.fq.enabled
+
+    def suspended(self) -> Any:
+        return self.fq.suspended()
+
+    def merge_ranges(self, dist: Any) -> None:
+        """Static QAT: each rank learned ranges from its shard; all use their mean."""
+        if not self.scheme.ranges:
+            return
+        import numpy as np
+
+        every = dist.gather([self.scheme.ranges])
+        self.scheme.ranges = {
+            k: [float(np.mean([r[k][i] for r in every])) for i in (0, 1)] for k in sorted(every[0])
+        }
+
+    def switch(self, step: int, model: Any, ema: Any, say: Any = None) -> None:
+        """Fake quantization on from the start step (and the teacher taken then)."""
+        if self.fq.enabled or step < self.start_step:
+            return
+        self.fq.enabled = True
+        if self.distill and self.teacher is None:
+            self.teacher = self._frozen_copy(model, ema)
+        if say is not None:
+            say(
+                f"quantization-aware training ({self.scheme.mode} int8, target "
+                f"{self.scheme.target}) from step {step}"
+            )
+
+    def _frozen_copy(self, model: Any, ema: Any) -> Any:
+        """A frozen float copy of the model as it stands (EMA weights where averaged)."""
+        import copy
+
+        with self.fq.suspended(), ema.swapped_in() if ema else contextlib.nullcontext():
+            teacher = copy.deepcopy(model)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad = False
+        return teacher
+
+    def loss(self, loss: Any, logits: Any, batch: dict[str, Any], autocast: Any) -> Any:
+        """Self-distillation: the fake-quantized student also matches the float model's class
+        distribution, which carries more than the hard label (KL at temperature 1)."""
+        if self.teacher is None:
+            return loss
+        import torch
+        import torch.nn.functional as F
+
+        with torch.no_grad(), autocast:
+            target = F.softmax(self.teacher(**batch).logits.float(), dim=-1)
+        kd = F.kl_div(F.log_softmax(logits, dim=-1), target, reduction="batchmean")
+        return (1 - self.distill) * loss + self.distill * kd

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .formats import bundle as bundlefmt
+from ..formats import bundle as bundlefmt
 
 DATA_ROWS = 24
 # Used only when export has no data at all (a bare model directory and no --data).
@@ -36,7 +36,7 @@ def batching(graph: Path) -> str:
     """``row`` when the graph quantizes activations dynamically, else ``padded``."""
     import onnx
 
-    from .compat import nodes
+    from ..compat import nodes
 
     ops = {n.op_type for n in nodes(onnx.load(str(graph), load_external_data=False).graph)}
     return "row" if ops & DYNAMIC_OPS else "padded"
@@ -95,7 +95,7 @@ def build(
     threads: int,
 ) -> dict[str, Any]:
     """golden.json's content: each CPU variant answers the rows through the runtime itself."""
-    from .runtime import Classifier
+    from ..runtime import Classifier
 
     texts = [r["text"] for r in golden_rows]
     pairs = bundlefmt.golden_pairs(golden_rows)

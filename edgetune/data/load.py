@@ -1,0 +1,172 @@
+"""``load_data`` and ``load_texts``: read, choose columns, clean, map labels and split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..textio import cell_text, column_name
+from .clean import clean, drop_unlabelled, label_map, refuse_untrained
+from .columns import (
+    header_error,
+    refuse_data_header,
+    refuse_nested,
+    resolve_label_column,
+    resolve_text_columns,
+)
+from .read import read_splits
+from .split import Split, carve
+
+
+@dataclass
+class Data:
+    """Cleaned train/validation/test splits with the label map and a cleaning report."""
+
+    train: Split
+    validation: Split
+    test: Split
+    label_names: list[str]
+    text_columns: tuple[str, ...]
+    label_column: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def load_data(
+    spec: str,
+    *,
+    text_columns: tuple[str, ...] | list[str] = (),
+    label_column: str | None = None,
+    val_size: float = 0.1,
+    test_size: float = 0.1,
+    seed: int = 42,
+    header: bool | None = None,
+) -> Data:
+    """Load, clean and split labelled text.
+
+    Integer labels below zero are classes (-1/0/1 sentiment), except where -1 means "no label":
+    in a split whose labels are all -1 (a GLUE test split) when -1 is no class elsewhere (no
+    other negative label, no split mixing -1 with other labels), and always under a Hugging
+    Face ``ClassLabel``. Those rows are dropped as unlabelled.
+
+    Args:
+        spec: a CSV/TSV/JSON/JSONL/Parquet file, a folder with train/validation/test files,
+            or a Hugging Face dataset name (``name`` or ``name:config``).
+        text_columns: one column, or two for sentence pairs; detected when empty.
+        label_column: detected when None.
+        val_size, test_size: fraction (< 1) or row count (>= 1) carved from train, stratified by
+            label, for each split the data does not provide.
+        header: for CSV/TSV files: True, the first row names the columns; False, it is data and
+            the columns are "0", "1", ...; None, as True, but refuse a first row that looks like
+            data. JSON, Parquet and Hub datasets name their own columns.
+    """
+    if len(text_columns) > 2:
+        raise DataError(
+            f"got {len(text_columns)} text columns; pass one, or two for sentence pairs"
+        )
+    frames, class_names = read_splits(spec, header)
+    if "train" not in frames:
+        raise DataError(
+            f"{spec} has no training split; name a file train.csv (or .tsv, .jsonl, .parquet...)"
+        )
+    train_df = frames["train"]
+    columns = list(train_df.columns)
+    try:
+        texts = resolve_text_columns(
+            columns, tuple(column_name(c, header) for c in text_columns), spec
+        )
+        given = None if label_column is None else column_name(label_column, header)
+        label = resolve_label_column(columns, given, texts, spec)
+    except DataError as e:
+        raise header_error(train_df, e, need_label=True) from None
+    refuse_data_header(train_df, label)
+    for name, df in frames.items():
+        missing = [c for c in (*texts, label) if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"the {name} split of {spec} lacks column(s) {', '.join(missing)}; "
+                f"it has: {', '.join(map(str, df.columns))}"
+            )
+        refuse_nested(df, texts, label, spec)
+
+    report: dict[str, Any] = {"source": spec, "text_columns": list(texts), "label_column": label}
+    cleaned = {
+        name: clean(df, texts, label, report.setdefault(name, {})) for name, df in frames.items()
+    }
+    drop_unlabelled(cleaned, class_names, report)
+    label_names, to_id = label_map([c[2] for c in cleaned.values()], class_names, label)
+    splits: dict[str, Split] = {}
+    for name, (a, b, raw_labels) in cleaned.items():
+        if not a:
+            if name == "train":
+                raise DataError(
+                    f"no training rows left after cleaning {spec} (empty texts or missing labels); "
+                    f"check columns {', '.join(texts)} and {label}"
+                )
+            report[name]["note"] = "empty after cleaning; carved from train instead"
+            continue
+        splits[name] = Split(a, [to_id[v] for v in raw_labels], b)
+
+    rng = np.random.default_rng(seed)
+    n_labelled = len(splits["train"])  # fractions are of all labelled training rows
+    for name, size in (("test", test_size), ("validation", val_size)):
+        if name not in splits:
+            count = size * n_labelled if size < 1 else size
+            splits["train"], splits[name] = carve(splits["train"], count, rng, name, spec)
+            report.setdefault(name, {})["carved_from_train"] = len(splits[name])
+    if len({*splits["train"].labels}) < 2:
+        only = label_names[splits["train"].labels[0]]
+        raise DataError(
+            f"the training data has one class only ({only!r} in column {label}); "
+            "classification needs at least two"
+        )
+    refuse_untrained(splits, label_names, spec)
+    train_texts = set(zip(splits["train"].texts, splits["train"].pairs or splits["train"].texts))
+    for name in ("validation", "test"):
+        s = splits[name]
+        report[name]["rows"] = len(s)
+        report[name]["also_in_train"] = sum(
+            t in train_texts for t in zip(s.texts, s.pairs or s.texts)
+        )
+    report["train"]["rows"] = len(splits["train"])
+    report["label_names"] = label_names
+    report["class_counts"] = {
+        label_names[i]: int(c)
+        for i, c in enumerate(np.bincount(splits["train"].labels, minlength=len(label_names)))
+    }
+    return Data(
+        splits["train"], splits["validation"], splits["test"], label_names, texts, label, report
+    )
+
+
+def load_texts(
+    spec: str, text_columns: tuple[str, ...] = (), *, header: bool | None = None
+) -> list[str]:
+    """Texts only (no labels needed), e.g. for calibration: a file, folder (train split) or dataset.
+
+    Sentence pairs are joined with a space; calibration only needs realistic activations.
+    ``header`` is as in ``load_data``.
+    """
+    frames, _ = read_splits(spec, header)
+    df = frames.get("train")
+    if df is None:
+        df = next(iter(frames.values()))
+    try:
+        cols = resolve_text_columns(
+            list(df.columns), tuple(column_name(c, header) for c in text_columns), spec
+        )
+    except DataError as e:
+        raise header_error(df, e, need_label=False) from None
+    refuse_nested(df, cols, None, spec)
+    rows = zip(*(df[c].tolist() for c in cols))
+    texts = [" ".join(cell_text(v) for v in row).strip() for row in rows]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"no non-empty texts in {spec}; check --text-column")
+    return texts

@@ -1,0 +1,411 @@
+"""``edgetune export``: the stage's config, result and orchestration.
+
+Resolves the source (a run or a model directory), checks ``--data`` and gathers calibration
+texts before any work, then exports, optimizes, builds each variant, records the manifest and
+the golden self-check, installs the bundle, validates and signs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import BundleError, ConfigError, ModelError
+from ..formats import bundle as bundlefmt
+from ..formats import run as rundir
+from ..fsutil import clean_stale, locked, temp_dir
+from ..quant import EMBEDDINGS, TARGETS, QuantizationConfig
+from .graph import build_cpu_graph, export_onnx, optimize
+from .manifest import build_manifest, js_layout, record_requirements, smoke_test
+from .quantize import build_variant, without_preprocessing_advice
+
+QUANTIZE = ("auto", "none", "dynamic", "static", "portable", "fp16")
+OPTIMIZE = ("auto", "O1", "O2", "O3")
+VARIANTS = ("fp32", "int8-dynamic", "int8-static", "int8-portable", "fp16")
+LAYOUTS = ("edgetune", "transformers.js")
+_DEFAULT_VARIANT = {
+    "none": "fp32",
+    "dynamic": "int8-dynamic",
+    "static": "int8-static",
+    "portable": "int8-portable",
+    "fp16": "fp16",
+}
+
+
+@dataclass
+class ExportConfig:
+    """What ``export`` builds; validated on construction."""
+
+    source: str
+    output: str
+    optimize: str = "auto"
+    quantize: str = "auto"  # dynamic int8; a QAT run's own mode
+    per_channel: bool = True
+    target: str = "auto"
+    variants: tuple[str, ...] = ()
+    embeddings: str = "int4"
+    calibration_data: str | None = None
+    calibration_samples: int = 256
+    opset: int = 18
+    instance_norm: bool = True
+    validate: bool = True
+    data: str | None = None
+    archive: bool = False
+    trust_remote_code: bool = False
+    sign: str | None = None  # private key (PEM) to sign the finished bundle with
+    layout: str = "edgetune"  # transformers.js: also onnx/model*.onnx, as that library expects
+    min_runtime: str | None = None  # every variant must load on this onnxruntime (e.g. "1.17")
+
+    def __post_init__(self) -> None:
+        self.variants = tuple(self.variants)
+        checks = [
+            (self.optimize in OPTIMIZE, f"--optimize must be one of {', '.join(OPTIMIZE)}"),
+            (self.quantize in QUANTIZE, f"--quantize must be one of {', '.join(QUANTIZE)}"),
+            (self.target in TARGETS, f"--target must be one of {', '.join(TARGETS)}"),
+            (self.embeddings in EMBEDDINGS, f"--embeddings must be one of {', '.join(EMBEDDINGS)}"),
+            (self.layout in LAYOUTS, f"--layout must be one of {', '.join(LAYOUTS)}"),
+            (
+                all(v in VARIANTS for v in self.variants),
+                f"--variants takes a comma-separated list of {', '.join(VARIANTS)}",
+            ),
+            (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
+            (14 <= self.opset <= 20, "--opset must be between 14 and 20"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if self.min_runtime is not None:
+            from ..compat import parse_version
+
+            try:
+                parse_version(self.min_runtime)
+            except ValueError:
+                raise ConfigError(
+                    f"--min-runtime {self.min_runtime!r} is not a version; write e.g. 1.17"
+                ) from None
+        if Path(self.output).expanduser().resolve() == Path(self.source).expanduser().resolve():
+            raise ConfigError("--output is the source; choose a new directory for the bundle")
+
+    @property
+    def default_variant(self) -> str:
+        return _DEFAULT_VARIANT["dynamic" if self.quantize == "auto" else self.quantize]
+
+    def all_variants(self) -> list[str]:
+        out = [self.default_variant]
+        out += [v for v in self.variants if v != self.default_variant]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["variants"] = list(self.variants)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExportConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class ExportResult:
+    output: str
+    default_variant: str
+    variants: dict[str, dict[str, Any]]
+    fp32_onnx_bytes: int
+    archive: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    time_s: float = 0.0
+    validation: Any = None  # ValidationResult, when validated
+    note: str | None = None
+
+    def summary(self) -> str:
+        lines = [
+            f"bundle     {self.output}" + (f"  (archive {self.archive})" if self.archive else "")
+        ]
+        lines.append(f"{'variant':16}{'file':26}{'size':>10}{'vs fp32':>9}  settings")
+        for name, v in self.variants.items():
+            mark = " (default)" if name == self.default_variant else ""
+            size = v["size_bytes"]
+            lines.append(
+                f"{name:16}{v['file']:26}{size / 1e6:>8.1f}MB{size / self.fp32_onnx_bytes * 100:>8.1f}%  "
+                f"{_settings(v)}{mark}"
+            )
+        lines.append(f"time       {self.time_s:.0f} s")
+        if self.validation is not None:
+            lines.append(self.validation.summary())
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+def _settings(v: dict[str, Any]) -> str:
+    parts = [v.get("optimization", "")]
+    q = v.get("quantization")
+    if q:
+        parts.append(
+            f"{q['mode']}, {'per-channel' if q['per_channel'] else 'per-tensor'}"
+            f"{', reduced range' if q.get('reduce_range') else ''}, target {q['target']}, "
+            f"embeddings {q['embeddings']}"
+        )
+    return "; ".join(p for p in parts if p)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def export(
+    config: ExportConfig | None = None,
+    /,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ExportResult:
+    """Export a run (or HF model directory) to an ONNX bundle with the requested variants."""
+    if config is None:
+        config = ExportConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    t0 = time.perf_counter()
+    output = Path(config.output).expanduser()
+    sources = (config.source, config.data, config.calibration_data, config.sign)
+    src = _resolve_source(Path(config.source).expanduser())
+    bundlefmt.check_output(output, overwrite, sources)
+    if config.validate and config.data:
+        _check_data(config, src)  # before minutes of export, and before anything is installed
+    qat = src["qat"]
+    if qat is not None:
+        # A QAT run is exported with the scheme it was trained against.
+        if config.quantize == "auto":
+            config = replace(config, quantize=qat.mode)
+        quant = QuantizationConfig(
+            qat.target, qat.per_channel, qat.reduce_range, qat.embeddings, qat.block_size
+        )
+    else:
+        if config.quantize == "auto":
+            config = replace(config, quantize="dynamic")
+        quant = replace(
+            QuantizationConfig.for_target(config.target, config.per_channel),
+            embeddings=config.embeddings,
+        )
+    if config.min_runtime and quant.embeddings == "int4" and not _int4_loads_on(config.min_runtime):
+        # 4-bit blocks (GatherBlockQuantized) need a newer runtime; int8 tables load everywhere.
+        quant = replace(quant, embeddings="int8")
+    if config.optimize == "auto":
+        # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
+        config = replace(config, optimize="O2")
+    from ..console import sayer
+
+    say = sayer(progress)
+    if config.sign:
+        if not Path(config.sign).expanduser().is_file():
+            raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
+        from ..signing import check_private_key
+
+        check_private_key(Path(config.sign).expanduser())
+    calibration = None
+    if "int8-static" in config.all_variants() and not (qat and qat.mode == "static"):
+        calibration = _calibration_texts(config, src)
+
+    with locked(output, "bundle"):
+        # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
+        clean_stale(output.parent, output.name)
+        bundlefmt.check_output(output, overwrite, sources)
+        with without_preprocessing_advice():
+            return _export(config, output, src, quant, calibration, say, progress, t0)
+
+
+def _export(
+    config: ExportConfig,
+    output: Path,
+    src: dict[str, Any],
+    quant: QuantizationConfig,
+    calibration: list[str] | None,
+    say: Any,
+    progress: bool,
+    t0: float,
+) -> ExportResult:
+    staging = temp_dir(output.parent, f".{output.name}.staging-")
+    try:
+        work = staging / "work"
+        bundle_dir = staging / "bundle"
+        say(f"exporting {src['model_dir']} to ONNX (opset {config.opset})")
+        fp32 = export_onnx(src["model_dir"], work / "onnx", config.opset, config.trust_remote_code)
+        bundle_dir.mkdir()
+        for f in (work / "onnx").iterdir():
+            if f.suffix != ".onnx" and f.is_file():
+                shutil.copy2(f, bundle_dir / f.name)
+        model_cfg = json.loads((src["model_dir"] / "config.json").read_text())
+        say(f"optimizing the graph ({config.optimize})")
+        optimized = optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
+        cpu_graph = build_cpu_graph(optimized, work / "optimized-cpu.onnx", config.instance_norm)
+        variants: dict[str, dict[str, Any]] = {}
+        for name in config.all_variants():
+            say(f"building variant {name}")
+            default = name == config.default_variant
+            dst = bundle_dir / bundlefmt.variant_file(name, default)
+            graph = optimized if name == "fp16" else cpu_graph  # fp16 targets GPU kernels
+            info = build_variant(
+                name, fp32, graph, dst, work, model_cfg, config.optimize, quant, calibration, src
+            )
+            if graph is not optimized and config.instance_norm:
+                info["layernorm"] = "InstanceNormalization"
+            info["file"] = dst.name
+            info["size_bytes"] = dst.stat().st_size
+            variants[name] = info
+        smoke_test(bundle_dir, variants)
+        record_requirements(bundle_dir, variants, config.min_runtime)
+        if config.layout == "transformers.js":
+            js_layout(bundle_dir, variants)
+        manifest = build_manifest(
+            config.to_dict(), config.default_variant, src, model_cfg, variants, fp32
+        )
+        say("recording the self-check: golden texts answered by PyTorch and every variant")
+        golden = _golden(config, src, bundle_dir, manifest)
+        for name, g in golden["variants"].items():
+            variants[name]["batching"] = g["batching"]
+        bundlefmt.write_golden(bundle_dir, golden)
+        shutil.rmtree(work)
+        manifest = bundlefmt.write_manifest(bundle_dir, manifest)
+        bundlefmt.install(bundle_dir, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    validation, note = None, None
+    if config.validate and (config.data or src["run_config"]):
+        from ..validate import validate
+
+        say("validating the bundle against the PyTorch original")
+        validation = validate(bundle=str(output), data=config.data, progress=progress)
+        manifest = validation.manifest
+    elif config.validate:
+        note = (
+            "not validated: the source is not a run with data; run "
+            f"`edgetune validate {output} --data FILE` (or export with --data FILE)"
+        )
+    if config.sign:
+        from ..signing import sign
+
+        say(f"signing the bundle with {config.sign}")
+        sign(output, Path(config.sign).expanduser())
+    archive = str(bundlefmt.archive(output)) if config.archive else None
+    return ExportResult(
+        output=str(output),
+        default_variant=config.default_variant,
+        variants=variants,
+        fp32_onnx_bytes=manifest["fp32_onnx_bytes"],
+        archive=archive,
+        manifest=manifest,
+        time_s=time.perf_counter() - t0,
+        validation=validation,
+        note=note,
+    )
+
+
+def _int4_loads_on(version: str) -> bool:
+    from ..compat import ORT_SINCE, satisfies
+
+    return satisfies(version, ORT_SINCE[("com.microsoft", "GatherBlockQuantized")])
+
+
+def _golden(
+    config: ExportConfig, src: dict[str, Any], bundle_dir: Path, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """The self-check's rows, the PyTorch original's answers, and each variant's."""
+    from transformers import AutoTokenizer
+
+    from ..data import load_data, load_texts
+    from ..runtime import default_threads
+    from ..validate import PYTORCH, TorchRunner
+    from . import golden
+
+    texts: list[str] = []
+    pairs: list[str] | None = None
+    if src["run_config"] or config.data:
+        spec, kw = rundir.data_spec(src["run_config"]) if src["run_config"] else (config.data, {})
+        test = load_data(str(spec), **kw).test  # held out from training
+        texts, pairs = test.texts, test.pairs
+    elif config.calibration_data:
+        texts = load_texts(config.calibration_data)
+    tok = AutoTokenizer.from_pretrained(bundle_dir)
+    rows = golden.rows(texts, pairs, tok, manifest["max_length"])
+    threads = default_threads()
+    torch_runner = TorchRunner(src["model_dir"], threads, manifest["max_length"])
+    reference = torch_runner.logits([r["text"] for r in rows], bundlefmt.golden_pairs(rows), 16)
+    return golden.build(bundle_dir, manifest, rows, reference, PYTORCH, threads)
+
+
+# -- source -------------------------------------------------------------------------------------
+
+
+def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
+    """Refuse --data the validation could not use (missing, unreadable, other labels)."""
+    from ..validate import ValidateConfig, labelled_split
+
+    cfg = json.loads((src["model_dir"] / "config.json").read_text())
+    id2label = cfg.get("id2label") or {}
+    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    labelled_split(
+        labels, src["run_config"], ValidateConfig(bundle=config.output, data=config.data)
+    )
+
+
+def _resolve_source(path: Path) -> dict[str, Any]:
+    """A finished run (uses ``best/``) or an HF-format sequence-classification directory."""
+    run_cfg = None
+    if rundir.partial_path(path).exists() and not path.exists():
+        raise BundleError(
+            f"run {path} is unfinished (no finished checkpoint); finish it with "
+            f"`edgetune train --resume --output {path}`"
+        )
+    if rundir.is_run(path):
+        run_cfg = rundir.read_json(path / rundir.CONFIG)
+        model_dir = path / rundir.BEST
+    elif (path / "config.json").is_file():
+        model_dir = path
+    elif path.is_dir() and (path / rundir.CHECKPOINT).exists():
+        raise BundleError(f"{path} has no finished checkpoint; finish the run first")
+    else:
+        raise BundleError(
+            f"{path} is not an edgetune run or a Hugging Face model directory "
+            "(no metrics.json + best/, no config.json); pass a run or model directory"
+        )
+    cfg = json.loads((model_dir / "config.json").read_text())
+    archs = cfg.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelError(
+            f"{model_dir} holds {', '.join(archs) or 'an unknown architecture'}, not a sequence "
+            "classifier; export a model fine-tuned with `edgetune train` (or any *ForSequenceClassification)"
+        )
+    if not any(model_dir.glob("*.safetensors")):
+        raise ModelError(
+            f"{model_dir} has no safetensors weights; save it with safe_serialization=True"
+        )
+    from ..quant import read_scheme
+
+    qat = read_scheme(model_dir)
+    return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat}
+
+
+def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
+    import random
+
+    from ..data import load_texts
+
+    if config.calibration_data:
+        texts = load_texts(config.calibration_data)
+    elif src["run_config"]:
+        spec, kw = rundir.data_spec(src["run_config"])
+        texts = load_texts(spec, text_columns=kw["text_columns"])
+    else:
+        raise ConfigError(
+            "static quantization needs calibration texts: pass --calibration-data FILE "
+            "(the source is a model directory, not a run with training data)"
+        )
+    rng = random.Random(0)
+    if len(texts) > config.calibration_samples:
+        texts = rng.sample(texts, config.calibration_samples)
+    return texts

@@ -1,0 +1,299 @@
+"""Each variant from the optimized graph: fp32, fp16, and int8 dynamic, portable or static (QDQ).
+
+Static int8 takes its activation ranges from calibration texts, or from the ranges a static
+QAT run learned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import BundleError
+from ..quant import QuantizationConfig
+from .graph import gather_to_int4, word_gather
+
+
+class _PreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizer advises shape pre-processing on every call (a root-logger
+    warning); the graphs it quantizes here are already optimized and shape-inferred."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_preprocessing_advice() -> Iterator[None]:
+    """Keep ONNX Runtime's pre-processing advice out of the output while export runs."""
+    f = _PreprocessingAdvice()
+    logging.getLogger().addFilter(f)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(f)
+
+
+def build_variant(
+    name: str,
+    fp32: Path,
+    optimized: Path,
+    dst: Path,
+    work: Path,
+    cfg: dict[str, Any],
+    optimize: str,
+    quant: QuantizationConfig,
+    calibration: list[str] | None,
+    src: dict[str, Any],
+) -> dict[str, Any]:
+    """Write variant ``name`` to ``dst``; returns its manifest entry (settings, quantization)."""
+    import onnx
+
+    info: dict[str, Any] = {"optimization": optimize}
+    if name == "fp32":
+        shutil.copy2(optimized, dst)
+        return info
+    if name == "fp16":
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        m = OnnxModel(onnx.load(str(optimized)))
+        m.convert_float_to_float16(keep_io_types=True)
+        m.save_model_to_file(str(dst))
+        info["precision"] = "fp16"
+        return info
+    portable = name == "int8-portable"
+    if portable and quant.embeddings == "int4":
+        quant = replace(quant, embeddings="int8")  # GatherBlockQuantized needs onnxruntime 1.22
+    proto = onnx.load(str(optimized))
+    word = word_gather(proto, cfg)
+    exclude = [word.name] if word is not None and quant.embeddings == "int4" else []
+    # The portable variant keeps attention in fp32 (QAttention is not needed to be portable
+    # and its asymmetric-weight path is untested) and quantizes MatMul weights asymmetrically:
+    # loads on onnxruntime 1.15+, and stays off the SME kernels of DynamicQuantizeMatMul.
+    ops = ["MatMul"] + ([] if portable else ["Attention"])
+    ops += ["Gather"] if quant.embeddings != "fp32" else []
+    qat = src["qat"]
+    if qat is not None:
+        # Only what training simulated is quantized: position and type embeddings stay fp32.
+        exclude += [
+            n.name
+            for n in proto.graph.node
+            if n.op_type == "Gather" and (word is None or n.name != word.name)
+        ]
+    extra = {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}
+    tmp = work / f"{name}.onnx"
+    from onnxruntime.quantization import QuantType
+
+    dynamic = name in ("int8-dynamic", "int8-portable")
+    if dynamic:
+        from onnxruntime.quantization import quantize_dynamic
+
+        quantize_dynamic(
+            str(optimized),
+            str(tmp),
+            op_types_to_quantize=ops,
+            per_channel=quant.per_channel,
+            reduce_range=quant.reduce_range,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            extra_options={**extra, "WeightSymmetric": not portable},
+        )
+    elif qat is not None and qat.mode == "static":
+        _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
+    else:
+        _quantize_static(optimized, tmp, work, cfg, src, quant, calibration or [], exclude, extra)
+    m = onnx.load(str(tmp))
+    if exclude:
+        node = next(n for n in m.graph.node if n.name == exclude[0])
+        gather_to_int4(m, node, quant.block_size)
+    onnx.save(m, str(dst))
+    info["quantization"] = {
+        "mode": "dynamic" if dynamic else "static",
+        "format": "QOperator" if dynamic else "QDQ",
+        "weights": "int8 asymmetric" if portable else "int8 symmetric",
+        "activations": "uint8 dynamic per-tensor" if dynamic else "uint8 static (MinMax)",
+        "per_channel": quant.per_channel,
+        "reduce_range": quant.reduce_range,
+        "target": quant.target,
+        "embeddings": quant.embeddings,
+        "embedding_block_size": quant.block_size if quant.embeddings == "int4" else None,
+        "operators": ops,
+    }
+    if name == "int8-static" and not (qat and qat.mode == "static"):
+        info["quantization"]["calibration_samples"] = len(calibration or [])
+    if qat is not None:
+        info["quantization"]["qat"] = True
+        if qat.mode == "static" and name == "int8-static":
+            info["quantization"]["activations"] = "uint8 static (ranges learned in QAT)"
+    return info
+
+
+def _qdq(
+    src: Path,
+    dst: Path,
+    reader: Any,
+    quant: QuantizationConfig,
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """ORT's static QDQ quantizer with our settings (ranges from ``reader`` or overrides)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"] + (["Gather"] if quant.embeddings == "int8" else []),
+        per_channel=quant.per_channel,
+        reduce_range=quant.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
+        # MatMul outputs stay float: their consumers (bias + GELU, residual add) run in fp32
+        # anyway, and a QDQ pair there adds a rounding step that serves no int8 kernel.
+        extra_options={**extra, "OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    )
+
+
+def _shape_inferred(src: Path, work: Path) -> Path:
+    """``src`` with every tensor typed, for the static quantizer.
+
+    ORT's symbolic shape inference knows the fused contrib ops; without it the quantizer
+    cannot type the tensors between them and silently skips those MatMuls.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    inferred = work / "static-inferred.onnx"
+    quant_pre_process(str(src), str(inferred), skip_optimization=True, auto_merge=True)
+    return inferred
+
+
+def _quantize_static(
+    src: Path,
+    dst: Path,
+    work: Path,
+    cfg: dict[str, Any],
+    srcinfo: dict[str, Any],
+    quant: QuantizationConfig,
+    texts: list[str],
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """QDQ int8 with MinMax ranges collected chunk by chunk (bounded memory)."""
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+    )
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(srcinfo["model_dir"])
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    names = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    max_len = min(int(getattr(tok, "model_max_length", 128) or 128), 512)
+    feeds = []
+    for t in texts:
+        enc = tok(t, truncation=True, max_length=max_len, return_tensors="np")
+        feeds.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.start, self.end, self.i = 0, len(feeds), 0
+
+        def get_next(self):
+            if self.i >= self.end:
+                return None
+            self.i += 1
+            return feeds[self.i - 1]
+
+        def __len__(self) -> int:
+            return len(feeds)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.start, self.end, self.i = start_index, end_index, start_index
+
+    inferred = _shape_inferred(src, work)
+    # Ranges are collected in strides of `stride` samples and merged, so memory holds one
+    # stride's reduced outputs at a time (ORT's own max-intermediate-outputs option drops data).
+    stride = max(d for d in range(1, min(32, len(feeds)) + 1) if len(feeds) % d == 0)
+    _qdq(inferred, dst, Reader(), quant, exclude, {**extra, "CalibStridedMinMax": stride})
+
+
+def _quantize_static_learned(
+    src: Path,
+    dst: Path,
+    work: Path,
+    srcinfo: dict[str, Any],
+    quant: QuantizationConfig,
+    qat: Any,
+    exclude: list[str],
+    extra: dict[str, Any],
+) -> None:
+    """QDQ int8 whose activation scales are the ranges a static QAT run learned (no calibration).
+
+    Each ONNX MatMul is matched to its PyTorch linear layer by its weight values (the export
+    stores ``W^T``), and the layer's learned (min, max) becomes the scale and zero point of the
+    MatMul's input, computed as the training simulation computed them.
+    """
+    import hashlib
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+    )
+    from safetensors.numpy import load_file
+
+    from ..quant import static_scale_zp
+
+    def key(a: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+    by_weight: dict[str, str] = {}
+    for f in sorted(srcinfo["model_dir"].glob("*.safetensors")):
+        for name, t in load_file(str(f)).items():
+            if name.endswith(".weight") and t.ndim == 2:
+                by_weight[key(t.T)] = name[: -len(".weight")]
+    inferred = _shape_inferred(src, work)
+    model = onnx.load(str(inferred))
+    inits = {t.name: t for t in model.graph.initializer}
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    missing = []
+    for n in model.graph.node:
+        if n.op_type != "MatMul" or n.input[1] not in inits:
+            continue
+        layer = by_weight.get(key(numpy_helper.to_array(inits[n.input[1]])))
+        r = qat.ranges.get(layer) if layer else None
+        if r is None:
+            missing.append(layer or n.name)
+            continue
+        scale, zp = static_scale_zp(*r)
+        overrides[n.input[0]] = [
+            {"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(zp, dtype=np.uint8)}
+        ]
+    if missing or not overrides:
+        raise BundleError(
+            f"the static QAT run has no learned range for {', '.join(map(str, missing[:3])) or 'any layer'}; "
+            "retrain with --qat static (ranges are learned while QAT is on)"
+        )
+    feed_names = [i.name for i in model.graph.input if i.name not in inits]
+
+    class One(CalibrationDataReader):  # every quantized tensor has an override; one row suffices
+        def __init__(self) -> None:
+            self.done = False
+
+        def get_next(self):
+            if self.done:
+                return None
+            self.done = True
+            return {k: np.ones((1, 4), dtype=np.int64) for k in feed_names}
+
+    _qdq(inferred, dst, One(), quant, exclude, {**extra, "TensorQuantOverrides": overrides})

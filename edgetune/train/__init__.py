@@ -1,0 +1,31 @@
+"""``edgetune train``: fine-tune a compact transformer for text classification.
+
+config.py     TrainConfig (options, validated) and TrainResult (metrics.json)
+api.py        train(): checks, data and model, the run directory, final figures
+loop.py       Trainer: epochs, atomic steps, evaluation, the best model
+batching.py   tokenizing, length-grouped batches, autocast
+evaluate.py   Evaluator: batched inference and metrics over a split
+checkpoint.py the checkpoint (resume is exact) and the best model
+ema.py        the moving average of the weights
+qat.py        fake quantization and QATControl (start, teacher, loss)
+setup.py      the trainable part per --strategy and the optimizer
+signals.py    SIGINT/SIGTERM handling, the step hook
+parallel/     launch (process group), one backend per way of spreading the model
+"""
+
+from .api import load_result, train
+from .batching import make_batches
+from .config import TrainConfig, TrainResult, parse_qat_start
+from .signals import STEP_POINTS, StepEvent, TrainingInterrupted
+
+__all__ = [
+    "STEP_POINTS",
+    "StepEvent",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingInterrupted",
+    "load_result",
+    "make_batches",
+    "parse_qat_start",
+    "train",
+]

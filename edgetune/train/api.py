@@ -1,0 +1,532 @@
+"""``edgetune train``: fine-tune a compact transformer for text classification."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import fsutil
+from ..console import sayer
+from ..data import Data, load_data
+from ..errors import ConfigError, DataError, EdgetuneError
+from ..formats import run as rundir
+from ..modeling import load_for_training, load_saved, model_config
+from ..presets import ModelSource, resolve_model
+from . import checkpoint
+from .config import TrainConfig, TrainResult, dropped_summary, parse_qat_start
+from .evaluate import Evaluator
+from .loop import Trainer
+from .parallel import backend_for
+from .parallel.launch import deepspeed_options, fsdp_options, launched_world, setup, teardown
+from .signals import Signals, StepEvent, TrainingInterrupted, library_chatter
+
+
+def train(
+    config: TrainConfig | None = None,
+    /,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_step: Callable[[StepEvent], None] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Fine-tune a sequence classifier and write a run directory.
+
+    Args:
+        config: a ``TrainConfig``; or pass its fields as keyword arguments.
+        resume: continue the unfinished run at ``output`` from its last checkpoint. Other
+            options may be given only with the values the run was started with.
+        overwrite: replace an existing run at ``output`` (only a run edgetune wrote).
+        progress: show progress bars and status lines on stderr.
+        on_step: called at each point of ``STEP_POINTS`` with a ``StepEvent`` (tests use it to
+            interrupt training at an exact point; it must not change the model).
+
+    Returns:
+        The run's metrics (also written to ``output/metrics.json``).
+    """
+    t_start = time.perf_counter()
+    if resume:
+        # The saved configuration wins: a resumed run continues exactly the run it was.
+        options = {**(config.to_dict() if config else {}), **options}
+        if not options.get("output"):
+            raise ConfigError("--resume needs --output: the run directory to continue")
+        config = None
+    elif config is None:
+        config = TrainConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    device_hint = config.device if config else "auto"
+    signals = Signals()
+    signals.install()
+    try:
+        d = setup(_launch_device(device_hint))
+        try:
+            with library_chatter(progress):
+                return _train(
+                    config,
+                    d,
+                    t_start,
+                    options if resume else None,
+                    overwrite,
+                    progress,
+                    signals,
+                    on_step,
+                )
+        finally:
+            teardown(d)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            "interrupted before training began; nothing was written", signals.signum
+        ) from None
+    finally:
+        signals.restore()
+
+
+def _launch_device(requested: str) -> str:
+    if requested != "auto" or launched_world() <= 1:
+        return requested
+    from ..hw import pick_device
+
+    return pick_device("auto")
+
+
+def _resumed_config(work: Path, options: dict[str, Any]) -> TrainConfig:
+    """The saved configuration of the run in ``work``; refuse options that differ from it."""
+    saved = rundir.read_json(work / rundir.CONFIG)
+    out = str(options["output"])
+    config = TrainConfig.from_dict({**saved["config"], "output": out})
+    differ = []
+    for key, value in options.items():
+        if key == "output":
+            continue
+        given = getattr(TrainConfig.from_dict({**config.to_dict(), key: value}), key)
+        was = getattr(config, key)
+        if key in ("data", "model") and Path(str(value)).expanduser().exists():
+            same = (
+                Path(str(value)).expanduser().resolve()
+                == Path(
+                    saved.get("data_location")
+                    if key == "data"
+                    else saved["model_source"]["location"]
+                ).resolve()
+                or given == was
+            )
+        else:
+            same = given == was
+        if not same:
+            differ.append(f"--{key.replace('_', '-')} {given} (the run has {was})")
+    if differ:
+        raise ConfigError(
+            f"--resume continues {out} as it was started, but got {'; '.join(differ)}; drop "
+            "those options, or start a new run with --overwrite"
+        )
+    spec = saved.get("data_location") or config.data
+    if saved.get("data_fingerprint") and rundir.fingerprint(spec) != saved["data_fingerprint"]:
+        raise ConfigError(
+            f"the data at {spec} changed since {out} started, so its checkpoint cannot be "
+            "continued exactly; restore the data, or start a new run with --overwrite"
+        )
+    return config
+
+
+def _check_max_length(config: TrainConfig, source: ModelSource) -> TrainConfig:
+    """Refuse a --max-length beyond the model's positions; cap the default at them."""
+    from ..presets import usable_positions
+
+    positions = usable_positions(model_config(source, config.trust_remote_code))
+    if positions is None:
+        return config
+    if config.max_length is not None and config.max_length > positions:
+        raise ConfigError(
+            f"--max-length {config.max_length} exceeds the {positions} positions of "
+            f"{config.model}; pass --max-length {positions} or less"
+        )
+    if config.max_length is None:
+        p = source.preset
+        return replace(config, max_length=min(p.max_length if p else 128, positions))
+    return config
+
+
+def _train(
+    config: TrainConfig | None,
+    d: Any,
+    t_start: float,
+    resume_options: dict[str, Any] | None,
+    overwrite: bool,
+    progress: bool,
+    signals: Signals,
+    on_step: Callable[[StepEvent], None] | None,
+) -> TrainResult:
+    progress = progress and d.main
+    resume = resume_options is not None
+    with contextlib.ExitStack() as stack:
+        if resume:
+            assert resume_options is not None
+            output = Path(str(resume_options["output"])).expanduser()
+        else:
+            assert config is not None
+            output = Path(config.output).expanduser()
+        # One writer per run: the lock is held from the first check to the final rename.
+        _on_main(d, lambda: fsutil.check_writable(output, "--output"))
+        _on_main(d, lambda: stack.enter_context(fsutil.locked(output, "run")))
+        if resume:
+            assert resume_options is not None
+            work = _on_main(d, lambda: rundir.check_output(output, overwrite=False, resume=True))
+            config = _resumed_config(work, resume_options)
+        assert config is not None
+        if not resume:
+            sources = (config.data, config.model)
+            work = _on_main(
+                d,
+                lambda: rundir.check_output(
+                    output, overwrite=overwrite, resume=False, sources=sources
+                ),
+            )
+        created = False
+        try:
+            result = _run(config, d, t_start, work, output, resume, progress, signals, on_step)
+            created = True
+            return result
+        finally:
+            # A new run that stopped before its first checkpoint leaves nothing to resume.
+            if not created and not resume and d.main and work.exists():
+                if not rundir.has_checkpoint(work):
+                    shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    config: TrainConfig,
+    d: Any,
+    t_start: float,
+    work: Path,
+    output: Path,
+    resume: bool,
+    progress: bool,
+    signals: Signals,
+    on_step: Callable[[StepEvent], None] | None,
+) -> TrainResult:
+    source = resolve_model(config.model)
+    config = _check_max_length(config, source)
+    data = load_data(
+        config.data,
+        text_columns=config.text_columns,
+        label_column=config.label_column,
+        val_size=config.val_size,
+        test_size=config.test_size,
+        seed=config.seed,
+        header=config.header,
+    )
+    label_names = _apply_label_names(data, config.label_names)
+    config, env = _resolve(config, source)
+    env["world_size"] = d.world
+    say = sayer(progress)
+    # Sharding settings are read (and checked) even where there is one process.
+    fsdp, zero = fsdp_options(config.fsdp), deepspeed_options()
+    if (fsdp or zero) and not d.enabled:
+        fsdp = zero = None
+        say("one process: nothing to shard; start several with torchrun or accelerate launch")
+    if zero is not None and fsdp is not None:
+        raise ConfigError("choose one of FSDP (--fsdp) and a DeepSpeed accelerate config")
+    env["parallel"] = "fsdp" if fsdp else "deepspeed" if zero else "ddp" if d.enabled else "none"
+    if fsdp is not None:
+        env["fsdp"] = fsdp.to_dict()
+    if zero is not None:
+        env["deepspeed"] = {"zero_optimization": zero.zero}
+    if zero is not None and env["precision"] == "fp16":
+        raise ConfigError(
+            "--precision fp16 is not supported with DeepSpeed (edgetune's loss scaler would be "
+            "bypassed); use --precision bf16 or fp32"
+        )
+    if config.qat and (fsdp or zero):
+        raise ConfigError(
+            f"--qat is not supported with {env['parallel']}; train the compact model with DDP "
+            "(an accelerate config with distributed_type MULTI_GPU or MULTI_CPU, or torchrun)"
+        )
+    say(
+        f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
+        f"{data.num_labels} classes; dropped {dropped_summary(data.report)}"
+    )
+
+    _seed_everything(config.seed)
+    tokenizer, model, new_weights = load_for_training(source, config, label_names)
+    if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
+        raise ConfigError(
+            f"--qat-distill learns from the model as QAT starts, and {config.model} has an "
+            "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
+            "--model RUN/best"
+        )
+    if not resume and d.main:
+        rundir.create_work(work)
+        rundir.write_json(
+            work / rundir.CONFIG, _config_file(config, source, env, rundir.fingerprint(config.data))
+        )
+    d.barrier()
+    backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
+    trainer = Trainer(
+        config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
+    )
+    if resume:
+        checkpoint.load(trainer)
+        say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    try:
+        trainer.fit()
+        return _finish(trainer, data, label_names, output, t_start, signals)
+    except KeyboardInterrupt:
+        step = trainer.state["step"]
+        what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
+        if trainer.backend.saves_anywhere:
+            with signals.atomic():  # every rank: each one's random state goes in
+                checkpoint.save(trainer)
+            saved = f"checkpoint saved in {work}"
+        elif rundir.has_checkpoint(work):
+            # Saving sharded state needs every rank at the same point; Ctrl-C is not.
+            saved = f"the checkpoint of the last epoch in {work} is kept"
+        else:
+            raise TrainingInterrupted(
+                f"{what} at step {step}, before the first checkpoint of this sharded run; "
+                f"start again with --overwrite",
+                signals.signum,
+            ) from None
+        raise TrainingInterrupted(
+            f"{what} at step {step}; {saved}; "
+            f"continue with `edgetune train --resume --output {output}`",
+            signals.signum,
+        ) from None
+
+
+def _finish(
+    trainer: Trainer,
+    data: Data,
+    label_names: list[str],
+    output: Path,
+    t_start: float,
+    signals: Signals,
+) -> TrainResult:
+    """Final figures, metrics.json and the curve; then the run is moved into place."""
+    config, env, d, work, say = trainer.config, trainer.env, trainer.dist, trainer.work, trainer.say
+    tokenizer = trainer.tokenizer
+
+    # Memory per rank: what sharding saves shows in the weights and optimizer state it holds.
+    from ..hw import peak_rss_mb
+
+    memory = d.gather(
+        [{"rank": d.rank, "peak_rss_mb": peak_rss_mb(), "model_state_mb": trainer.state_mb()}]
+    )
+    if not d.main:
+        d.barrier()  # leave with rank 0: an early exit can abort the group's threads
+        return None  # type: ignore[return-value]  # rank 0 writes and reports the run
+
+    # Final figures come from the saved best model in fp32: exactly what export will see.
+    say("evaluating the best checkpoint on validation and test (fp32)")
+    best_model = load_saved(work / rundir.BEST).to(env["device"])
+    ev = Evaluator(best_model, tokenizer, config, env, precision="fp32")
+    qat_info = None
+    if config.qat:
+        from ..quant import read_scheme
+        from .qat import attach
+
+        scheme = read_scheme(work / rundir.BEST)
+        if scheme is None:
+            raise EdgetuneError(f"{work / rundir.BEST} lacks its QAT scheme; retrain with --qat")
+        float_test = ev.metrics(data.test, label_names)
+        attach(best_model, scheme)  # the figures of a QAT run are those of its int8 arithmetic
+        qat_info = {"scheme": scheme.to_dict(), "test_float": float_test}
+    val = ev.metrics(data.validation, label_names)
+    test = ev.metrics(data.test, label_names)
+    state = trainer.state
+    timing = {
+        "total_s": time.perf_counter() - t_start,
+        "train_s": state["train_s"],
+        "samples_per_s": state["samples"] / max(state["train_s"], 1e-9),
+        "memory_per_rank": memory,
+    }
+    result = TrainResult(
+        output=str(output),
+        config=config.to_dict(),
+        label_names=label_names,
+        best=state["best"],
+        validation=val,
+        test=test,
+        history=state["history"],
+        timing=timing,
+        data=data.report,
+        environment=env,
+        stopped_early=state.get("stopped_early", False),
+        qat=qat_info,
+    )
+    rundir.write_json(work / rundir.METRICS, result.to_dict())
+    _plot(state["history"], config.metric, work / rundir.CURVE)
+    with signals.atomic():
+        rundir.finalize(work, output)
+    d.barrier()
+    return result
+
+
+def _on_main(d: Any, fn: Any) -> Any:
+    """Run ``fn`` on rank 0 and hand its result (or its error) to every rank."""
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except EdgetuneError as e:
+            error = e
+    result, error = d.broadcast((result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+def load_result(run: str | Path) -> TrainResult:
+    """Read a finished run's metrics."""
+    path = rundir.open_run(run)
+    return TrainResult.from_dict(rundir.read_json(path / rundir.METRICS))
+
+
+# -- set-up helpers -----------------------------------------------------------------------------
+
+
+def _apply_label_names(data: Data, names: tuple[str, ...]) -> list[str]:
+    if not names:
+        return data.label_names
+    if len(names) != data.num_labels:
+        raise DataError(
+            f"--label-names gives {len(names)} names but the data has {data.num_labels} classes "
+            f"({', '.join(data.label_names)}); give one name per class, in that order"
+        )
+    if len(set(names)) != len(names):
+        raise DataError("--label-names has repeated names; give each class its own name")
+    data.label_names = list(names)
+    data.report["label_names"] = list(names)
+    data.report["class_counts"] = dict(zip(names, data.report["class_counts"].values()))
+    return data.label_names
+
+
+def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dict[str, Any]]:
+    """Fill preset/auto values; refuse precisions the device cannot run."""
+    import torch
+
+    from .. import hw
+
+    p = source.preset
+    device = hw.pick_device(config.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA GPU is visible; use --device cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps but MPS is not available; use --device cpu or auto")
+    precision = config.precision
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device == "cpu" and hw.cpu_supports_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
+    if precision == "bf16" and device == "cpu" and not hw.cpu_supports_bf16():
+        raise ConfigError(
+            "--precision bf16: this CPU has neither AMX nor AVX-512-BF16, so bf16 would be slow; "
+            "use --precision fp32"
+        )
+    if precision == "bf16" and device == "mps":
+        raise ConfigError("--precision bf16 is not supported on MPS here; use fp32")
+    resolved = replace(
+        config,
+        device=device,
+        precision=precision,
+        max_length=config.max_length or (p.max_length if p else 128),
+        learning_rate=config.learning_rate or (p.learning_rate if p else 5e-5),
+        epochs=config.epochs or (p.epochs if p else 3),
+        ema=config.ema if config.ema is not None else (p.ema if p else 0.0),
+        # Pretrained word embeddings barely move in fine-tuning; random ones must learn.
+        freeze_embeddings=(
+            config.freeze_embeddings
+            if config.freeze_embeddings is not None
+            else source.kind != "config"
+        ),
+    )
+    env = _environment(device, precision)
+    return resolved, env
+
+
+def _environment(device: str, precision: str) -> dict[str, Any]:
+    import torch
+
+    from ..envinfo import environment
+
+    env = {"device": device, "precision": precision, **environment("torch", "transformers")}
+    env["threads"] = torch.get_num_threads()
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def _config_file(
+    config: TrainConfig, source: ModelSource, env: dict[str, Any], data_fingerprint: str | None
+) -> dict[str, Any]:
+    return {
+        "format": rundir.FORMAT,
+        "version": rundir.FORMAT_VERSION,
+        "config": config.to_dict(),
+        "model_source": {"kind": source.kind, "location": source.location},
+        # Where the data was, so later stages (e.g. static calibration) find it from any cwd.
+        "data_location": str(Path(config.data).expanduser().resolve())
+        if Path(config.data).expanduser().exists()
+        else config.data,
+        # What --resume checks: the checkpoint continues only on the rows it was trained on.
+        "data_fingerprint": data_fingerprint,
+        "environment": env,
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- batching -----------------------------------------------------------------------------------
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+# -- the curve ----------------------------------------------------------------------------------
+
+
+def _plot(history: list[dict[str, Any]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(steps, [h["train_loss"] for h in history], "o-", label="train loss")
+    a.plot(steps, [h["val_loss"] for h in history], "s-", label="validation loss")
+    a.set_xlabel("optimizer step")
+    a.set_ylabel("cross-entropy")
+    a.legend()
+    a.grid(alpha=0.3)
+    b.plot(steps, [h["val_accuracy"] * 100 for h in history], "o-", label="validation accuracy")
+    b.plot(steps, [h["val_macro_f1"] * 100 for h in history], "s-", label="validation macro F1")
+    b.set_xlabel("optimizer step")
+    b.set_ylabel("%")
+    b.legend()
+    b.grid(alpha=0.3)
+    fig.suptitle(f"training curve (best by validation {metric})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

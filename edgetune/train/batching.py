@@ -1,0 +1,62 @@
+"""Tokenizing, length-grouped batches padded to their own longest row, and autocast."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from ..data import Split
+
+
+def encode(tokenizer: Any, split: Split, max_length: int) -> dict[str, list[list[int]]]:
+    """Tokenize without padding (batches are padded to their own longest row)."""
+    enc = tokenizer(split.texts, split.pairs, truncation=True, max_length=max_length)
+    return {k: enc[k] for k in tokenizer.model_input_names if k in enc}
+
+
+def make_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool
+) -> list[np.ndarray]:
+    """Shuffled batches; with grouping, rows of similar length share a batch (less padding).
+
+    Grouping sorts within shuffled mega-batches of 50 batches and then shuffles the batch
+    order, so each batch is still a random draw of the data, only of similar length.
+    """
+    idx = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
+    mega = batch_size * 50
+    batches = []
+    for i in range(0, len(idx), mega):
+        chunk = idx[i : i + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def collate(enc: dict[str, list[list[int]]], rows: np.ndarray, pad_id: int) -> dict[str, Any]:
+    import torch
+
+    ids = enc["input_ids"]
+    width = max(len(ids[r]) for r in rows)
+    out = {}
+    for key, seqs in enc.items():
+        fill = pad_id if key == "input_ids" else 0
+        arr = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, r in enumerate(rows):
+            s = seqs[r]
+            arr[i, : len(s)] = s
+        out[key] = torch.from_numpy(arr)
+    return out
+
+
+def autocast(device: str, precision: str):
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device, dtype=dtype)

@@ -1,0 +1,89 @@
+"""Evaluation: batched, length-sorted inference over a split, every rank its share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data import Split
+from .batching import autocast, collate, encode
+from .config import TrainConfig
+from .parallel.launch import Dist
+
+
+class Evaluator:
+    """Batched, length-sorted inference returning logits in input order."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: TrainConfig,
+        env: dict[str, Any],
+        precision: str | None = None,
+        dist: Any = None,
+    ) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.dist = dist or Dist()
+        self.device = env["device"]
+        self.precision = precision or env["precision"]
+        self._cache: dict[int, dict[str, list[list[int]]]] = {}
+
+    def logits(self, split: Split) -> np.ndarray:
+        import torch
+
+        key = id(split)
+        if key not in self._cache:
+            self._cache[key] = encode(self.tokenizer, split, self.config.max_length or 128)
+        enc = self._cache[key]
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        bs = max(64, self.config.batch_size * 2)
+        rank, world = self.dist.rank, self.dist.world
+        out = np.zeros((len(split), self.model.config.num_labels), dtype=np.float32)
+        mine: list[tuple[np.ndarray, np.ndarray]] = []
+        was_training = self.model.training
+        self.model.eval()
+        # Sharded models gather weights inside forward, so every rank runs every step
+        # (an empty share forwards one row and drops it); inference mode cannot wrap that.
+        grad_off = torch.no_grad() if self.dist.enabled else torch.inference_mode()
+        with grad_off, autocast(self.device, self.precision):
+            for i in range(0, len(order), bs * world):
+                chunk = order[i : i + bs * world]
+                rows = chunk[rank::world]
+                run = rows if len(rows) else chunk[:1]
+                batch = {
+                    k: v.to(self.device)
+                    for k, v in collate(enc, run, self.tokenizer.pad_token_id).items()
+                }
+                lg = self.model(**batch).logits.float().cpu().numpy()
+                mine.append((rows, lg[: len(rows)]))
+        self.model.train(was_training)
+        for rows, lg in self.dist.gather(mine):
+            out[rows] = lg
+        return out
+
+    def metrics(self, split: Split, label_names: list[str]) -> dict[str, Any]:
+        from ..metrics import classification_metrics
+
+        lg = self.logits(split)
+        m = classification_metrics(split.labels, lg.argmax(-1), label_names)
+        m["loss"] = cross_entropy(lg, np.asarray(split.labels))
+        return m
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def merged_loss(loss_sum: float, loss_n: int, device: str) -> tuple[float, int]:
+    """The training loss sum and row count over every rank."""
+    import torch
+    import torch.distributed as td
+
+    t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64, device=device)
+    td.all_reduce(t)
+    return float(t[0]), int(t[1])

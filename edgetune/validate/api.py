@@ -1,0 +1,274 @@
+"""The ``validate`` stage: bundle, PyTorch original and labelled data in; measures, gates, report out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..envinfo import environment
+from ..errors import ConfigError, DataError, GateFailed
+from ..formats import bundle as bundlefmt
+from ..formats import run as rundir
+from ..fsutil import clean_stale, locked
+from .config import PYTORCH, ValidateConfig
+from .gates import accuracy_rows, apply_gates, batch_invariance, flipped_examples
+from .report import (
+    REPORT_DIR,
+    SCHEMA,
+    SCHEMA_VERSION,
+    check_report_dir,
+    manifest_metrics,
+    summary_table,
+    write_report,
+)
+from .runners import RuntimeRunner, TorchRunner, measure_latency, peak_memory
+
+
+@dataclass
+class ValidationResult:
+    """The report (``report`` is what report.json holds) and where it was written."""
+
+    report: dict[str, Any]
+    report_dir: str
+    failures: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        out = summary_table(self.report) + f"\nreport     {self.report_dir}/report.md"
+        return out + (f"\nnote       {self.note}" if self.note else "")
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def validate(
+    config: ValidateConfig | None = None,
+    /,
+    *,
+    progress: bool = True,
+    raise_on_failure: bool = True,
+    **options: Any,
+) -> ValidationResult:
+    """Measure accuracy, agreement, latency, size and memory of each variant; apply the gates.
+
+    Raises ``GateFailed`` (after writing the report) when a gate does not hold, unless
+    ``raise_on_failure`` is False.
+    """
+    if config is None:
+        config = ValidateConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    root = Path(config.bundle).expanduser()
+    out = Path(config.report_dir).expanduser() if config.report_dir else root / REPORT_DIR
+    check_report_dir(out)
+    with locked(root, "bundle"), locked(out, "report folder"):
+        # Leftovers of killed writers (report staging, manifest temporaries); ours to remove now.
+        clean_stale(out.parent, out.name)
+        clean_stale(root, bundlefmt.MANIFEST)
+        result = _validate(config, root, out, progress)
+    if result.failures and raise_on_failure:
+        raise GateFailed("\n".join(result.failures))
+    return result
+
+
+def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> ValidationResult:
+    from ..console import sayer
+    from ..runtime import Classifier
+
+    say = sayer(progress)
+    t0 = time.perf_counter()
+    manifest = bundlefmt.verify(root)  # never run a model whose files do not match
+    variants = _pick_variants(manifest, config)
+    source = pytorch_source(manifest, config.source) if config.pytorch else None
+    max_len = int(manifest["max_length"])
+    too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
+    if too_long:
+        raise ConfigError(
+            f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
+            f"model's max length {max_len}; gate a length up to {max_len}"
+        )
+    # Checked after the model's limit, so following one message never leads into the other.
+    for s, _ in config.min_speedup:
+        if s is not None and s not in config.seq_lengths:
+            raise ConfigError(
+                f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
+                f"add it to --seq-lengths (now {','.join(map(str, config.seq_lengths))})"
+            )
+    split, data_info = _load_split(manifest, config)
+    if not split.texts:
+        raise DataError(f"the {config.split} split of {data_info['source']} is empty")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(root)
+    golden = bundlefmt.read_golden(root)
+    runners: dict[str, Any] = {}
+    if source is not None:
+        runners[PYTORCH] = TorchRunner(source, config.threads, max_len)
+    for name in variants:
+        # ONNX variants run exactly as devices run them: the runtime's tokenizer and batching.
+        clf = Classifier(root, manifest, name, config.threads, golden)
+        runners[name] = RuntimeRunner(clf)
+    baseline = PYTORCH if source is not None else ("fp32" if "fp32" in variants else None)
+
+    b = config.batch_size
+    say(f"predicting {len(split.texts)} {config.split} rows with {', '.join(runners)} (batch {b})")
+    logits = {name: r.logits(split.texts, split.pairs, b) for name, r in runners.items()}
+    rows = accuracy_rows(logits, split, data_info["label_names"], baseline)
+    flipped = flipped_examples(logits, split, data_info["label_names"], baseline)
+    say("checking batch invariance: every row again at batch 1")
+    for name, r in runners.items():
+        if r.kind == "onnx":
+            rows[name]["batch_invariance"] = batch_invariance(r, split, logits[name], b)
+
+    say(f"timing {', '.join(runners)} interleaved on {config.threads} thread(s)")
+    latency = measure_latency(runners, tok, split, config, max_len)
+    for name, lat in latency.items():
+        rows[name]["latency"] = lat
+    for name in variants:
+        rows[name]["file"] = manifest["variants"][name]["file"]
+        rows[name]["size_bytes"] = (root / manifest["variants"][name]["file"]).stat().st_size
+    if source is not None:
+        rows[PYTORCH]["file"] = str(source)
+        rows[PYTORCH]["size_bytes"] = sum(p.stat().st_size for p in source.glob("*.safetensors"))
+    if config.memory:
+        say("measuring peak memory, one process per variant")
+        for name in runners:
+            rows[name]["peak_rss_mb"] = peak_memory(runners[name], max_len)
+
+    default = manifest.get("default_variant")
+    gates, failures = apply_gates(rows, config, default, baseline)
+    report = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "bundle": str(root.resolve()),
+        "default_variant": default,
+        "baseline": baseline,
+        "data": data_info | {"rows": len(split.texts)},
+        "settings": {
+            "threads": config.threads,
+            "rounds": config.rounds,
+            "warmup": config.warmup,
+            "seq_lengths": [s for s in config.seq_lengths if s <= max_len],
+            "skipped_seq_lengths": [s for s in config.seq_lengths if s > max_len],
+            "data_lengths": config.data_lengths,
+            "batch_size": config.batch_size,
+            "max_length": max_len,
+        },
+        "variants": rows,
+        "flipped_examples": flipped,
+        "gates": gates,
+        "passed": not failures,
+        "environment": environment("onnxruntime", "torch"),
+        "config": config.to_dict(),
+        "time_s": round(time.perf_counter() - t0, 1),
+    }
+    write_report(report, out)
+    note = None
+    if (root / bundlefmt.SIGNATURE).exists():
+        # Re-hashing would break the owner's signature; the report is written all the same.
+        note = (
+            f"the bundle is signed, so its manifest keeps the signed figures (report in {out}); "
+            "re-sign it (`edgetune sign`) to record these"
+        )
+    else:
+        manifest = bundlefmt.update_manifest(root, metrics=manifest_metrics(report))
+    return ValidationResult(report, str(out), failures, manifest, note)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _pick_variants(manifest: dict[str, Any], config: ValidateConfig) -> list[str]:
+    built = list(manifest.get("variants", {}))
+    if config.variants:
+        unknown = [v for v in config.variants if v not in built]
+        if unknown:
+            raise ConfigError(
+                f"the bundle has no variant {', '.join(unknown)}; it has {', '.join(built)} "
+                "(build more with `edgetune export --variants`)"
+            )
+        names = list(config.variants)
+    else:
+        names = built
+    # fp16 graphs target GPUs; ORT's CPU kernels do not cover them.
+    return [n for n in names if n != "fp16"]
+
+
+def pytorch_source(manifest: dict[str, Any], source: str | None) -> Path:
+    """The PyTorch original: ``source`` if given, else the run or model the bundle came from."""
+    given = source or (manifest.get("source") or {}).get("path")
+    path = Path(given).expanduser() if given else None
+    if path is not None and rundir.is_run(path):
+        path = path / rundir.BEST
+    if path is None or not (path / "config.json").is_file():
+        raise ConfigError(
+            f"the PyTorch original ({given or 'unknown'}) is not available here; pass "
+            "--source RUN_OR_MODEL_DIR, or --no-pytorch to compare the ONNX variants only"
+        )
+    return path
+
+
+def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    run = (manifest.get("source") or {}).get("run")
+    if run and rundir.is_run(Path(run)):
+        return rundir.read_json(Path(run) / rundir.CONFIG)
+    return None
+
+
+def _load_split(manifest: dict[str, Any], config: ValidateConfig):
+    """The labelled split, with labels mapped onto the bundle's label ids."""
+    return labelled_split(list(manifest.get("labels") or []), _run_config(manifest), config)
+
+
+def labelled_split(labels: list[str], rc: dict[str, Any] | None, config: ValidateConfig):
+    """The split ``config`` names, its labels mapped onto a model's ``labels``.
+
+    Args:
+        labels: the model's label names, in id order.
+        rc: the config.json of the run the model came from (its data and split settings).
+    """
+    from ..data import load_data
+
+    kwargs: dict[str, Any] = {
+        "text_columns": config.text_columns,
+        "label_column": config.label_column,
+        "header": config.header,
+    }
+    spec = config.data
+    if spec is None:
+        if rc is None:
+            raise ConfigError(
+                "no labelled data to validate on: pass --data FILE_OR_FOLDER "
+                "(the bundle's source is not an edgetune run with training data)"
+            )
+        # The run's own settings reproduce its held-out split exactly.
+        spec, kwargs = rundir.data_spec(rc)
+    data = load_data(spec, **kwargs)
+    split = getattr(data, config.split)
+    mapping = _label_mapping(data.label_names, labels, spec)
+    split = type(split)(split.texts, [mapping[i] for i in split.labels], split.pairs)
+    if config.max_samples and len(split.texts) > config.max_samples:
+        idx = np.random.default_rng(0).choice(len(split.texts), config.max_samples, replace=False)
+        split = split.subset(np.sort(idx))
+    return split, {"source": str(spec), "split": config.split, "label_names": labels}
+
+
+def _label_mapping(data_names: list[str], model_names: list[str], spec: str) -> dict[int, int]:
+    """Data label id → model label id: by name, else by integer id."""
+    if all(n in model_names for n in data_names):
+        return {i: model_names.index(n) for i, n in enumerate(data_names)}
+    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
+        return {i: int(n) for i, n in enumerate(data_names)}
+    raise DataError(
+        f"the labels in {spec} ({', '.join(data_names[:5])}) do not match the model's "
+        f"({', '.join(model_names[:5])}); use the same label names or ids 0..{len(model_names) - 1}"
+    )

@@ -1,0 +1,142 @@
+"""The code's shape: no import cycles, no private names across modules, light imports where
+they must be, and ``python -m edgetune``."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _nodes(tree: ast.AST):
+    """Every node, except those under ``if TYPE_CHECKING:`` (annotations, not dependencies)."""
+    for child in ast.iter_child_nodes(tree):
+        test = child.test if isinstance(child, ast.If) else None
+        if isinstance(test, (ast.Name, ast.Attribute)) and "TYPE_CHECKING" in ast.unparse(test):
+            continue
+        yield child
+        yield from _nodes(child)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module imported, names taken from it) for every import in ``path``, at any depth."""
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = []
+    for node in _nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("edgetune")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("edgetune"):
+                out.append((target, [a.name for a in node.names]))
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for target, names in _imports(path):
+            # `from pkg import mod` imports the submodule pkg.mod
+            subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules]
+            for t in subs or [target]:
+                if t in modules and t != name:
+                    graph[name].add(t)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            # A package's __init__ re-exporting its own modules is not a cycle of logic.
+            if n.startswith(m + "."):
+                continue
+            if state.get(n) == 1:
+                return stack[stack.index(n) :] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycles():
+    """Counting imports inside functions too: a lazy import hides a cycle, it does not end it."""
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for target, names in _imports(path):
+            found += [
+                f"{_module_name(path)}: {target}.{n}"
+                for n in names
+                if n.startswith("_") and not n.endswith("__")
+            ]
+    assert not found, found
+
+
+def test_the_runtime_and_the_cli_import_light():
+    code = (
+        "import sys, edgetune.runtime, edgetune.cli, edgetune.formats.bundle\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'onnx', 'optimum', "
+        "'datasets') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_python_dash_m_edgetune_is_the_command():
+    r = subprocess.run(
+        [sys.executable, "-m", "edgetune", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and "Usage: python -m edgetune" in r.stdout
+    assert "train" in r.stdout and "predict" in r.stdout
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject lists packages explicitly (the presets folder is mapped in): none left out."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, found - listed
+
+
+def test_no_class_over_300_lines():
+    """A class does one job; the training loop's parts live beside it, not inside it."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 300:
+                long.append(f"{_module_name(path)}.{node.name}")
+    assert not long, long
