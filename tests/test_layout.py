@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
 
 
@@ -140,3 +142,20 @@ def test_no_class_over_300_lines():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 300:
                 long.append(f"{_module_name(path)}.{node.name}")
     assert not long, long
+
+
+def test_the_package_runs_on_its_oldest_python():
+    """pyproject claims Python 3.10: nothing newer is used unguarded (tomllib falls back to
+    tomli below 3.11). vermin reads the syntax and the standard-library names each file uses."""
+    import shutil
+
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent))
+    if vermin is None:
+        pytest.skip("vermin (the dev extra) is not installed")
+    r = subprocess.run(
+        [vermin, "--no-tips", "--violations", "--eval-annotations", "-t=3.10-", str(PACKAGE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]

@@ -119,3 +119,23 @@ def test_export_on_a_read_only_or_full_file_system(fs, trained_run, tmp_path):
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     want = "not writable" if fs == "read-only" else "no space left on device"
     assert want in r.stderr
+
+
+def test_export_output_holds_no_runtime_advice(trained_run, tmp_path):
+    """ONNX Runtime's quantizer advises pre-processing on every call; export keeps it out."""
+    out = tmp_path / "b"
+    r = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(trained_run),
+            "--output",
+            str(out),
+            "--variants",
+            "int8-static",
+            "--no-validate",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "pre-processing" not in r.output and (out / "edgetune.json").is_file()

@@ -63,13 +63,31 @@ def test_augment_is_seeded_bounded_and_changes_text():
     assert all(o.strip() for o in (augment_text("a b", 0.99, random.Random(s)) for s in range(50)))
 
 
-def test_cpu_features_are_booleans():
+def test_cpu_features_agree_with_what_the_os_reports():
+    import platform
+    from pathlib import Path
+
     from edgetune.hw import cpu_description, cpu_features
 
     f = cpu_features()
     assert {"avx2", "avx512_vnni", "amx_bf16", "arm_dotprod"} <= set(f)
-    assert all(isinstance(v, bool) for v in f.values())
-    assert isinstance(cpu_description()["features"], list)
+    assert cpu_description()["features"] == [k for k, v in f.items() if v is True]
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() not in ("x86_64", "AMD64") or not cpuinfo.is_file():
+        pytest.skip("the x86 flags of /proc/cpuinfo are the reference here")
+    line = next(x for x in cpuinfo.read_text().splitlines() if x.startswith("flags"))
+    flags = set(line.split(":", 1)[1].split())
+    for ours, linux in (
+        ("avx2", "avx2"),
+        ("f16c", "f16c"),
+        ("avx512_vnni", "avx512_vnni"),
+        ("avx_vnni", "avx_vnni"),
+        ("amx_bf16", "amx_bf16"),
+        ("amx_int8", "amx_int8"),
+        ("avx512_bf16", "avx512_bf16"),
+    ):
+        assert f[ours] == (linux in flags), ours
+    assert not (f["neon"] or f["arm_dotprod"] or f["arm_sme"])
 
 
 def test_make_batches_groups_by_length_and_covers_all_rows():

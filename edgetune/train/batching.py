@@ -60,3 +60,36 @@ def autocast(device: str, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device, dtype=dtype)
+
+
+def epoch_encoding(
+    tokenizer: Any, train: Split, config: Any, epoch: int, plain: dict[str, list[list[int]]]
+) -> dict[str, list[list[int]]]:
+    """The training split as this epoch sees it: ``plain``, or re-augmented (seeded by epoch)."""
+    if config.augment <= 0:
+        return plain
+    import random
+
+    from ..data.augment import augment_text
+
+    rng = random.Random(config.seed * 1_000_003 + epoch)
+    aug = Split(
+        [augment_text(x, config.augment, rng) for x in train.texts],
+        train.labels,
+        None
+        if train.pairs is None
+        else [augment_text(x, config.augment, rng) for x in train.pairs],
+    )
+    return encode(tokenizer, aug, config.max_length or 128)
+
+
+def global_batches(
+    enc: dict[str, list[list[int]]], global_batch: int, config: Any, epoch: int, dist: Any
+) -> list[np.ndarray]:
+    """The epoch's batches of world_size x batch_size rows (identical on every rank)."""
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    rng = np.random.default_rng(config.seed + epoch)
+    batches = make_batches(lengths, global_batch, rng, config.group_by_length)
+    if dist.enabled:  # every rank needs at least one row of every batch
+        batches = [b for b in batches if len(b) >= dist.world]
+    return batches

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -15,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Data, Split
+from ..data import Data
 from . import checkpoint
-from .batching import autocast, collate, encode, make_batches
+from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
 from .ema import EMA
 from .evaluate import Evaluator, merged_loss
@@ -116,32 +115,10 @@ class Trainer:
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
-    def epoch_encoding(self, epoch: int) -> dict[str, list[list[int]]]:
-        c = self.config
-        if c.augment <= 0:
-            return self.train_enc
-        from ..data.augment import augment_text
-
-        rng = random.Random(c.seed * 1_000_003 + epoch)
-        t = self.data.train
-        aug = Split(
-            [augment_text(x, c.augment, rng) for x in t.texts],
-            t.labels,
-            None if t.pairs is None else [augment_text(x, c.augment, rng) for x in t.pairs],
-        )
-        return encode(self.tokenizer, aug, c.max_length or 128)
-
     def global_batches(self, epoch: int, enc: Any = None) -> list[np.ndarray]:
-        """The epoch's batches of world_size x batch_size rows (identical on every rank)."""
-        c = self.config
-        enc = enc or self.train_enc
-        lengths = np.array([len(x) for x in enc["input_ids"]])
-        batches = make_batches(
-            lengths, self.global_batch, np.random.default_rng(c.seed + epoch), c.group_by_length
+        return global_batches(
+            enc or self.train_enc, self.global_batch, self.config, epoch, self.dist
         )
-        if self.dist.enabled:  # every rank needs at least one row of every batch
-            batches = [b for b in batches if len(b) >= self.dist.world]
-        return batches
 
     def fit(self) -> None:
         c, s = self.config, self.state
@@ -163,7 +140,7 @@ class Trainer:
 
         c, s, atomic = self.config, self.state, self.signals.atomic
         epoch = s["epoch"]
-        enc = self.epoch_encoding(epoch)
+        enc = epoch_encoding(self.tokenizer, self.data.train, self.config, epoch, self.train_enc)
         batches = self.global_batches(epoch, enc)
         bar = tqdm(
             total=len(batches),
