@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +11,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine_info() -> dict[str, Any]:
+    """edgetune's environment capture, plus torch's thread count and the date."""
     import torch
 
-    from edgetune.hw import cpu_description
+    from edgetune.envinfo import environment
 
-    info: dict[str, Any] = {
-        "cpu": cpu_description(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    try:
-        import onnxruntime
-        import transformers
-
-        info["transformers"] = transformers.__version__
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    info = environment("torch", "transformers", "onnxruntime")
+    info["torch_threads"] = torch.get_num_threads()
+    info["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return info
 
 

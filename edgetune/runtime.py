@@ -17,7 +17,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,16 +252,12 @@ class Classifier:
         return [self._result(p, top_k, all_scores) for p in probs]
 
     def _run(self, encs: list[Any]) -> np.ndarray:
-        width = max(len(e.ids) for e in encs)
-        ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encs), width), dtype=np.int64)
-        types = np.zeros((len(encs), width), dtype=np.int64)
-        for j, e in enumerate(encs):
-            n = len(e.ids)
-            ids[j, :n] = e.ids
-            mask[j, :n] = 1
-            types[j, :n] = e.type_ids
-        return self.run_feed({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        columns = {
+            "input_ids": [e.ids for e in encs],
+            "attention_mask": [e.attention_mask for e in encs],
+            "token_type_ids": [e.type_ids for e in encs],
+        }
+        return self.run_feed(pad_batch(columns, range(len(encs)), self.pad_id))
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Logits of right-padded token arrays, honouring the variant's batching."""
@@ -284,6 +280,23 @@ class Classifier:
             top_k=[(self.labels[int(i)], float(p[i])) for i in best],
             scores={lb: float(s) for lb, s in zip(self.labels, p)} if all_scores else None,
         )
+
+
+def pad_batch(
+    columns: Mapping[str, Sequence[Sequence[int]]], rows: Iterable[int], pad_id: int
+) -> dict[str, np.ndarray]:
+    """The token rows ``rows`` of each column, right-padded to their longest: ``input_ids``
+    with ``pad_id``, the others (attention mask, token types) with 0. The one padder of
+    training, validation and the runtime."""
+    rows = list(rows)
+    width = max(len(columns["input_ids"][r]) for r in rows)
+    out = {}
+    for key, seqs in columns.items():
+        arr = np.full((len(rows), width), pad_id if key == "input_ids" else 0, dtype=np.int64)
+        for i, r in enumerate(rows):
+            arr[i, : len(seqs[r])] = seqs[r]
+        out[key] = arr
+    return out
 
 
 def runtime_gap(info: dict[str, Any], name: str) -> str | None:

@@ -27,12 +27,13 @@ _JS_FILES = {
 def smoke_test(bundle_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
     """Every variant loads in ONNX Runtime and produces finite logits."""
     import numpy as np
-    import onnxruntime as ort
+
+    from ..runtime import session
 
     for name, v in variants.items():
         if name == "fp16":
             continue  # fp16 targets GPUs; CPU kernels may be missing
-        sess = ort.InferenceSession(str(bundle_dir / v["file"]), providers=["CPUExecutionProvider"])
+        sess = session(bundle_dir / v["file"], threads=1)
         feed = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
         out = sess.run(None, feed)[0]
         if not np.all(np.isfinite(out)):

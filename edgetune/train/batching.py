@@ -38,19 +38,12 @@ def make_batches(
 
 
 def collate(enc: dict[str, list[list[int]]], rows: np.ndarray, pad_id: int) -> dict[str, Any]:
+    """The rows as right-padded tensors (the runtime's padder, so every stage pads alike)."""
     import torch
 
-    ids = enc["input_ids"]
-    width = max(len(ids[r]) for r in rows)
-    out = {}
-    for key, seqs in enc.items():
-        fill = pad_id if key == "input_ids" else 0
-        arr = np.full((len(rows), width), fill, dtype=np.int64)
-        for i, r in enumerate(rows):
-            s = seqs[r]
-            arr[i, : len(s)] = s
-        out[key] = torch.from_numpy(arr)
-    return out
+    from ..runtime import pad_batch
+
+    return {k: torch.from_numpy(v) for k, v in pad_batch(enc, rows, pad_id).items()}
 
 
 def autocast(device: str, precision: str):

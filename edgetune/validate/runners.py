@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime import pad_batch
 from .config import PYTORCH, ValidateConfig
 
 BLOCK = 3  # timed calls per candidate per round
@@ -34,6 +35,7 @@ class TorchRunner:
         self.model = load_saved(path).eval()
         self.names = set(_forward_args(self.model))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.pad_id = self.tokenizer.pad_token_id or 0
 
     def prepare(self, feed: dict[str, np.ndarray]) -> Any:
         import torch
@@ -48,12 +50,13 @@ class TorchRunner:
 
     def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        enc = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
         lengths = [len(x) for x in enc["input_ids"]]
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         for i in range(0, len(order), batch_size):
             rows = order[i : i + batch_size]
-            out[rows] = self.run(self.prepare(_feed(enc, rows)))
+            out[rows] = self.run(self.prepare(pad_batch(enc, rows, self.pad_id)))
         return out
 
 
@@ -81,21 +84,6 @@ class RuntimeRunner:
 
     def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
         return self.clf.logits(texts, pairs=pairs, batch_size=batch_size)
-
-
-def _feed(enc: Any, rows: np.ndarray | list[int]) -> dict[str, np.ndarray]:
-    ids = enc["input_ids"]
-    width = max(len(ids[r]) for r in rows)
-    out = {}
-    for key in ("input_ids", "attention_mask", "token_type_ids"):
-        if key not in enc:
-            continue
-        arr = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            seq = enc[key][r]
-            arr[i, : len(seq)] = seq
-        out[key] = arr
-    return out
 
 
 # -- latency ------------------------------------------------------------------------------------
