@@ -246,6 +246,11 @@ def _presets_help() -> str:
     help="QAT also learns the float model's predictions (self-distillation): weight in [0, 1).",
 )
 @click.option(
+    "--layers",
+    type=int,
+    help="A shallower student: keep this many of the model's layers, evenly spaced.",
+)
+@click.option(
     "--teacher",
     help="Distil from this fine-tuned run or model (its labels must be the data's), e.g. "
     "runs/teacher.",

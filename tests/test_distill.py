@@ -161,3 +161,56 @@ def test_unusable_teachers_exit_2(teacher, message, tmp_path, tiny_model_dir):
         edgetune.TrainConfig(
             model="m", data="d", output="o", teacher="t", qat="dynamic", qat_distill=0.5
         )
+
+
+def test_layers_keeps_evenly_spaced_layers_with_their_weights(tmp_path):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from edgetune.train.setup import keep_layers
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=6,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    model = BertForSequenceClassification(cfg)
+    before = [
+        {k: v.clone() for k, v in layer.state_dict().items()} for layer in model.bert.encoder.layer
+    ]
+    assert keep_layers(model, 4) == [0, 2, 3, 5]
+    assert model.config.num_hidden_layers == 4 and len(model.bert.encoder.layer) == 4
+    for new, old in zip(model.bert.encoder.layer, [0, 2, 3, 5]):
+        assert all(torch.equal(v, before[old][k]) for k, v in new.state_dict().items())
+    out = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert out.shape == (1, 2)
+    with pytest.raises(ConfigError, match="--layers 7: the model has 4 layers; pass 1 to 4"):
+        keep_layers(model, 7)
+
+
+def test_a_shallower_student_trains_and_is_saved_shallow(tmp_path, tiny_model_dir):
+    out = tmp_path / "s"
+    res = edgetune.train(
+        output=str(out), data=DATA, layers=1, **{**KW, "model": str(tiny_model_dir)}
+    )
+    assert res.environment["layers_kept"] == [0]
+    assert json.loads((out / "best" / "config.json").read_text())["n_layers"] == 1
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            DATA,
+            "--output",
+            str(tmp_path / "x"),
+            "--layers",
+            "3",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 2 and "--layers 3: the model has 2 layers" in r.output, r.output

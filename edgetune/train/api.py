@@ -270,6 +270,11 @@ def _run(
             "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
             "--model RUN/best"
         )
+    if config.layers is not None:
+        from .setup import keep_layers
+
+        env["layers_kept"] = keep_layers(model, config.layers)
+        say(f"student: layers {env['layers_kept']} of {config.model}")
     if not resume and d.main:
         rundir.create_work(work)
         rundir.write_json(

@@ -63,6 +63,7 @@ class TrainConfig:
     qat_embeddings: str = "int4"
     qat_distill: float = 0.0
     teacher: str | None = None  # a run or model whose class probabilities the student learns
+    layers: int | None = None  # a shallower student: keep this many of the model's layers
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
     gradient_checkpointing: bool = False
@@ -111,6 +112,7 @@ class TrainConfig:
             (self.qat is None or self.strategy != "head", "--qat needs --strategy full or lora"),
             (0 <= self.qat_distill < 1, "--qat-distill is a weight in [0, 1), e.g. 0.5"),
             (not self.qat_distill or self.qat, "--qat-distill needs --qat"),
+            (self.layers is None or self.layers >= 1, "--layers must be at least 1"),
             (0 <= self.distill_alpha <= 1, "--distill-alpha is a weight in [0, 1], e.g. 0.5"),
             (self.distill_temperature > 0, "--distill-temperature must be > 0, e.g. 2"),
             (

@@ -65,3 +65,35 @@ def make_optimizer(model: Any, c: TrainConfig, device: str) -> Any:
         return torch.optim.AdamW(groups, lr=lr, fused=device in ("cpu", "cuda"))
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=lr)
+
+
+def keep_layers(model: Any, n: int) -> list[int]:
+    """A shallower student: keep ``n`` of the model's transformer layers, evenly spaced from the
+    first to the last (as DistilBERT's and TinyBERT's students start), with their weights.
+
+    Returns the kept layer indices; refuses ``n`` beyond the model's depth.
+    """
+    import torch
+
+    cfg = model.config
+    attr = next((a for a in ("num_hidden_layers", "n_layers") if hasattr(cfg, a)), None)
+    depth = getattr(cfg, attr) if attr else None
+    lists = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.ModuleList) and len(m) == depth
+    ]
+    if depth is None or len(lists) != 1 or getattr(cfg, "model_type", "") == "albert":
+        raise ConfigError(
+            f"--layers: cannot find the transformer layers of this {cfg.model_type} model "
+            "(or they are shared); drop --layers"
+        )
+    assert attr is not None
+    if not 1 <= n <= depth:
+        raise ConfigError(f"--layers {n}: the model has {depth} layers; pass 1 to {depth}")
+    keep = [0] if n == 1 else [round(i * (depth - 1) / (n - 1)) for i in range(n)]
+    name, layers = lists[0]
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], torch.nn.ModuleList([layers[i] for i in keep]))
+    setattr(cfg, attr, n)
+    return keep
