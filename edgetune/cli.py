@@ -251,6 +251,11 @@ def _presets_help() -> str:
     help="A shallower student: keep this many of the model's layers, evenly spaced.",
 )
 @click.option(
+    "--latency-budget",
+    help="The deepest student whose int8 export takes at most this here, e.g. 3ms@128 "
+    "(batch 1; candidates are exported and timed before training).",
+)
+@click.option(
     "--teacher",
     help="Distil from this fine-tuned run or model (its labels must be the data's), e.g. "
     "runs/teacher.",

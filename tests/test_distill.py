@@ -214,3 +214,45 @@ def test_a_shallower_student_trains_and_is_saved_shallow(tmp_path, tiny_model_di
         ],
     )
     assert r.exit_code == 2 and "--layers 3: the model has 2 layers" in r.output, r.output
+
+
+def test_latency_budget_picks_the_deepest_student_that_fits():
+    from edgetune.train.budget import choose_depth, parse_budget
+
+    assert parse_budget("3ms@128") == (3.0, 128) and parse_budget("2.5 ms") == (2.5, 128)
+    measured = {6: 4.1, 5: 3.6, 4: 2.9, 3: 2.2}
+    assert choose_depth(measured, 3.0, 128) == 4
+    assert choose_depth(measured, 9.0, 128) == 6
+    with pytest.raises(ConfigError, match="out of reach: the shallowest student \\(3 layer"):
+        choose_depth(measured, 1.0, 128)
+    for bad in ("3", "fast", "0ms@128", "3ms@"):
+        with pytest.raises(ConfigError, match="--latency-budget"):
+            parse_budget(bad)
+
+
+def test_latency_budget_measures_exports_and_records_the_choice(tmp_path, tiny_model_dir):
+    """A generous budget keeps the full depth (measured once); an impossible one exits 2."""
+    kw = {**KW, "model": str(tiny_model_dir), "epochs": 1}
+    res = edgetune.train(output=str(tmp_path / "a"), data=DATA, latency_budget="10000ms@32", **kw)
+    lb = res.environment["latency_budget"]
+    assert lb["layers"] == 2 and list(lb["p50_ms_by_layers"]) == ["2"] and res.config["layers"] == 2
+    assert 0 < lb["p50_ms_by_layers"]["2"] < 10000
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            DATA,
+            "--output",
+            str(tmp_path / "b"),
+            "--latency-budget",
+            "0.000001ms@32",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 2 and "out of reach" in r.output, r.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    with pytest.raises(ConfigError, match="drop --layers"):
+        edgetune.train(output=str(tmp_path / "c"), data=DATA, latency_budget="3ms", layers=1, **kw)

@@ -65,6 +65,8 @@ def train(
         config = TrainConfig(**options)
     elif options:
         config = replace(config, **options)
+    if config is not None and config.latency_budget and config.layers is not None:
+        raise ConfigError("--latency-budget chooses the number of layers; drop --layers")
     device_hint = config.device if config else "auto"
     signals = Signals()
     signals.install()
@@ -90,6 +92,41 @@ def train(
         ) from None
     finally:
         signals.restore()
+
+
+def _fit_budget(
+    config: TrainConfig,
+    source: ModelSource,
+    label_names: list[str],
+    env: dict[str, Any],
+    say: Any,
+    depth: int,
+) -> TrainConfig:
+    """Choose --layers for --latency-budget (recorded in the run, so --resume does not measure
+    again: the resolved config holds the choice)."""
+    from ..runtime import default_threads
+    from .budget import choose_depth, measure_candidates, parse_budget
+    from .setup import keep_layers
+
+    budget_ms, seq = parse_budget(str(config.latency_budget))
+
+    def build(n: int) -> tuple[Any, Any]:
+        tokenizer, model, _ = load_for_training(source, config, label_names)
+        keep_layers(model, n)
+        return model, tokenizer
+
+    threads = default_threads()
+    measured = measure_candidates(build, depth, budget_ms, seq, threads, say)
+    chosen = choose_depth(measured, budget_ms, seq)
+    env["latency_budget"] = {
+        "budget_ms": budget_ms,
+        "seq": seq,
+        "threads": threads,
+        "p50_ms_by_layers": {str(k): round(v, 3) for k, v in measured.items()},
+        "layers": chosen,
+    }
+    say(f"latency budget {budget_ms:g} ms at {seq} tokens: {chosen} of {depth} layers")
+    return replace(config, layers=chosen)
 
 
 def _launch_device(requested: str) -> str:
@@ -270,6 +307,9 @@ def _run(
             "untrained classifier there; train first (--qat-start 2) or pass a fine-tuned "
             "--model RUN/best"
         )
+    if config.latency_budget and config.layers is None:
+        depth = getattr(model.config, "num_hidden_layers", None) or model.config.n_layers
+        config = _fit_budget(config, source, label_names, env, say, int(depth))
     if config.layers is not None:
         from .setup import keep_layers
 

@@ -64,6 +64,7 @@ class TrainConfig:
     qat_distill: float = 0.0
     teacher: str | None = None  # a run or model whose class probabilities the student learns
     layers: int | None = None  # a shallower student: keep this many of the model's layers
+    latency_budget: str | None = None  # "3ms@128": the deepest student whose int8 export fits
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
     gradient_checkpointing: bool = False
@@ -124,6 +125,10 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
         parse_qat_start(self.qat_start)
+        if self.latency_budget is not None:
+            from .budget import parse_budget
+
+            parse_budget(self.latency_budget)
         out, data = Path(self.output).expanduser(), Path(self.data).expanduser()
         if data.exists() and out.resolve() == data.resolve():
             raise ConfigError("--output is the data path; choose a new directory for the run")

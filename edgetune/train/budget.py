@@ -1,0 +1,83 @@
+"""``--latency-budget MS[@SEQ]``: the deepest student whose int8 export fits the budget on this
+machine, chosen before training by exporting and timing the candidates untrained (latency does
+not depend on the weights' values, only on the graph and its shapes)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*ms\s*(?:@\s*(\d+))?\s*$", re.IGNORECASE)
+
+
+def parse_budget(spec: str) -> tuple[float, int]:
+    """``"3ms@128"`` → (3.0, 128): milliseconds per text at batch 1, and the sequence length
+    (128 tokens when not given)."""
+    m = _BUDGET.match(spec)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(
+            f"--latency-budget {spec!r}: give milliseconds and a sequence length, e.g. 3ms@128"
+        )
+    return float(m.group(1)), int(m.group(2) or 128)
+
+
+def choose_depth(latencies: dict[int, float], budget_ms: float, seq: int) -> int:
+    """The deepest candidate whose measured latency (ms) fits the budget."""
+    fits = [d for d, ms in latencies.items() if ms <= budget_ms]
+    if not fits:
+        d = min(latencies)
+        raise ConfigError(
+            f"--latency-budget {budget_ms:g}ms@{seq} is out of reach: the shallowest student "
+            f"({d} layer(s)) takes {latencies[d]:.2f} ms here; raise the budget or choose a "
+            "smaller --model"
+        )
+    return max(fits)
+
+
+def measure_candidates(
+    build: Any, depth: int, budget_ms: float, seq: int, threads: int, say: Any
+) -> dict[int, float]:
+    """p50 ms at batch 1 of each student's default int8 export, from ``depth`` layers down to
+    the first that fits (deeper ones are measured first, so the first fit is the choice).
+
+    ``build(n)`` returns (model, tokenizer) with n layers kept.
+    """
+    import numpy as np
+
+    from ..export import export
+    from ..latency import measure
+    from ..runtime import Classifier, pad_batch
+
+    out: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="edgetune-budget-") as tmp:
+        for n in range(depth, 0, -1):
+            model, tokenizer = build(n)
+            src, dst = Path(tmp) / f"student-{n}", Path(tmp) / f"bundle-{n}"
+            model.save_pretrained(src, safe_serialization=True)
+            tokenizer.save_pretrained(src)
+            export(source=str(src), output=str(dst), validate=False, progress=False)
+            clf = Classifier.load(str(dst), threads=threads, self_check=False)
+            length = min(seq, clf.max_length)
+            ids = [[tokenizer.cls_token_id or 0] + [1000 + i % 500 for i in range(length - 2)]]
+            ids[0].append(tokenizer.sep_token_id or 0)
+            feed = pad_batch(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [[1] * length],
+                    "token_type_ids": [[0] * length],
+                },
+                [0],
+                clf.pad_id,
+            )
+            run = functools.partial(clf.run_feed, feed)
+            t = measure({"s": run}, rounds=30, warmup=5)["s"]
+            out[n] = float(np.median(t.times) * 1e3)
+            say(f"latency budget: {n}-layer student {out[n]:.2f} ms at {length} tokens")
+            if out[n] <= budget_ms:
+                break
+    return out
