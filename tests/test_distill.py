@@ -20,6 +20,14 @@ from .conftest import ASSETS, train_kwargs
 from .step_hooks import assert_same_state, capture_end, interrupt_at
 
 DATA = str(ASSETS / "sentiment.csv")
+
+
+def _train_cli(model, output, *args):
+    return CliRunner().invoke(
+        main, ["train", "--model", str(model), "--data", DATA, "--output", str(output), *args]
+    )
+
+
 KW = train_kwargs(progress=False, ema=0.9)
 
 
@@ -138,22 +146,8 @@ def test_unusable_teachers_exit_2(teacher, message, tmp_path, tiny_model_dir):
                 shutil.copy(f, path / f.name)
     else:
         path = tmp_path / "nowhere" / "teacher"
-    r = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--model",
-            "tiny-distilbert",
-            "--data",
-            DATA,
-            "--output",
-            str(tmp_path / "r"),
-            "--teacher",
-            str(path),
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
+    r = _train_cli(
+        "tiny-distilbert", str(tmp_path / "r"), "--teacher", str(path), "--epochs", "1", "--quiet"
     )
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
@@ -198,21 +192,7 @@ def test_a_shallower_student_trains_and_is_saved_shallow(tmp_path, tiny_model_di
     )
     assert res.environment["layers_kept"] == [0]
     assert json.loads((out / "best" / "config.json").read_text())["n_layers"] == 1
-    r = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--model",
-            str(tiny_model_dir),
-            "--data",
-            DATA,
-            "--output",
-            str(tmp_path / "x"),
-            "--layers",
-            "3",
-            "--quiet",
-        ],
-    )
+    r = _train_cli(str(tiny_model_dir), str(tmp_path / "x"), "--layers", "3", "--quiet")
     assert r.exit_code == 2 and "--layers 3: the model has 2 layers" in r.output, r.output
 
 
@@ -237,20 +217,8 @@ def test_latency_budget_measures_exports_and_records_the_choice(tmp_path, tiny_m
     lb = res.environment["latency_budget"]
     assert lb["layers"] == 2 and list(lb["p50_ms_by_layers"]) == ["2"] and res.config["layers"] == 2
     assert 0 < lb["p50_ms_by_layers"]["2"] < 10000
-    r = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "--model",
-            str(tiny_model_dir),
-            "--data",
-            DATA,
-            "--output",
-            str(tmp_path / "b"),
-            "--latency-budget",
-            "0.000001ms@32",
-            "--quiet",
-        ],
+    r = _train_cli(
+        str(tiny_model_dir), str(tmp_path / "b"), "--latency-budget", "0.000001ms@32", "--quiet"
     )
     assert r.exit_code == 2 and "out of reach" in r.output, r.output
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
