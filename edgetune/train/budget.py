@@ -63,8 +63,9 @@ def measure_candidates(
             export(source=str(src), output=str(dst), validate=False, progress=False)
             clf = Classifier.load(str(dst), threads=threads, self_check=False)
             length = min(seq, clf.max_length)
-            ids = [[tokenizer.cls_token_id or 0] + [1000 + i % 500 for i in range(length - 2)]]
-            ids[0].append(tokenizer.sep_token_id or 0)
+            # Token identities do not change the time; ids within every vocabulary do.
+            words = [(1000 + i % 500) % len(tokenizer) for i in range(length - 2)]
+            ids = [[tokenizer.cls_token_id or 0, *words, tokenizer.sep_token_id or 0]]
             feed = pad_batch(
                 {
                     "input_ids": ids,
