@@ -116,7 +116,7 @@ def _fit_budget(
         return model, tokenizer
 
     threads = default_threads()
-    measured = measure_candidates(build, depth, budget_ms, seq, threads, say)
+    measured = measure_candidates(build, depth, seq, threads, say)
     chosen = choose_depth(measured, budget_ms, seq)
     env["latency_budget"] = {
         "budget_ms": budget_ms,

@@ -40,20 +40,23 @@ def choose_depth(latencies: dict[int, float], budget_ms: float, seq: int) -> int
 
 
 def measure_candidates(
-    build: Any, depth: int, budget_ms: float, seq: int, threads: int, say: Any
+    build: Any, depth: int, seq: int, threads: int, say: Any
 ) -> dict[int, float]:
-    """p50 ms at batch 1 of each student's default int8 export, from ``depth`` layers down to
-    the first that fits (deeper ones are measured first, so the first fit is the choice).
+    """p50 ms at batch 1 of each student's default int8 export, 1 to ``depth`` layers.
 
-    ``build(n)`` returns (model, tokenizer) with n layers kept.
+    All candidates are exported first and then timed side by side (interleaved rounds, as
+    ``validate`` times variants): measured one after another, a busy moment can make a deeper
+    student look faster than a shallower one. ``build(n)`` returns (model, tokenizer).
     """
     import numpy as np
 
     from ..export import export
     from ..latency import measure
     from ..runtime import Classifier, pad_batch
+    from ..validate.config import ValidateConfig
+    from ..validate.runners import BLOCK
 
-    out: dict[int, float] = {}
+    runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgetune-budget-") as tmp:
         for n in range(depth, 0, -1):
             model, tokenizer = build(n)
@@ -66,19 +69,15 @@ def measure_candidates(
             # Token identities do not change the time; ids within every vocabulary do.
             words = [(1000 + i % 500) % len(tokenizer) for i in range(length - 2)]
             ids = [[tokenizer.cls_token_id or 0, *words, tokenizer.sep_token_id or 0]]
-            feed = pad_batch(
-                {
-                    "input_ids": ids,
-                    "attention_mask": [[1] * length],
-                    "token_type_ids": [[0] * length],
-                },
-                [0],
-                clf.pad_id,
-            )
-            run = functools.partial(clf.run_feed, feed)
-            t = measure({"s": run}, rounds=30, warmup=5)["s"]
-            out[n] = float(np.median(t.times) * 1e3)
-            say(f"latency budget: {n}-layer student {out[n]:.2f} ms at {length} tokens")
-            if out[n] <= budget_ms:
-                break
+            columns = {"input_ids": ids, "attention_mask": [[1] * length]}
+            columns["token_type_ids"] = [[0] * length]
+            runs[str(n)] = functools.partial(clf.run_feed, pad_batch(columns, [0], clf.pad_id))
+        say(f"latency budget: timing {depth} candidate students side by side at {seq} tokens")
+        # validate's protocol, so the budget means what its gate will measure: blocks of calls,
+        # each turn after a pause and an untimed warm call (a candidate runs with warm caches).
+        v = ValidateConfig(bundle=tmp)
+        timings = measure(runs, rounds=v.rounds, warmup=v.warmup, block=BLOCK, pause_s=v.pause_s)
+    out = {int(n): float(np.median(t.times) * 1e3) for n, t in timings.items()}
+    for n in sorted(out, reverse=True):
+        say(f"latency budget: {n}-layer student {out[n]:.2f} ms")
     return out
