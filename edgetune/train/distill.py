@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Data
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..formats import run as rundir
 from ..metrics import classification_metrics
 from .config import TrainConfig
@@ -53,7 +53,7 @@ def run_teacher(
             model = load_saved(where)  # type: ignore[arg-type]
     except (OSError, ValueError) as e:
         raise ConfigError(
-            f"--teacher {config.teacher} cannot be loaded ({str(e).splitlines()[0]}); pass a "
+            f"--teacher {config.teacher} cannot be loaded ({first_line(e)}); pass a "
             "run, a fine-tuned model directory or hub id"
         ) from None
     order = label_order(model.config.id2label, data.label_names, config.teacher)
