@@ -275,6 +275,19 @@ def _presets_help() -> str:
     help="Softmax temperature of the distillation term (scaled by its square).",
 )
 @click.option(
+    "--unlabeled",
+    help="Texts without labels (a file, folder or dataset) that the student learns from "
+    "the teacher alone; rows found in the labelled data are dropped.",
+)
+@click.option(
+    "--distill-augment",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also learn the teacher's view of N augmented copies of each training text "
+    "(word deletion/swap/typos at --augment's probability, else 0.1).",
+)
+@click.option(
     "--fsdp",
     is_flag=True,
     help="Under torchrun: shard weights, gradients and optimizer state (PyTorch FSDP2) instead "

@@ -226,3 +226,133 @@ def test_latency_budget_measures_exports_and_records_the_choice(tmp_path, tiny_m
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
     with pytest.raises(ConfigError, match="drop --layers"):
         edgetune.train(output=str(tmp_path / "c"), data=DATA, latency_budget="3ms", layers=1, **kw)
+
+
+def test_the_distillation_loss_weighs_unlabelled_rows_by_the_teacher_alone():
+    import torch
+    import torch.nn.functional as F
+
+    from edgetune.train.distill import IGNORE, loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 3), torch.randn(6, 3)
+    labels = torch.tensor([0, 2, IGNORE, 1, IGNORE, IGNORE])
+    ce_fn = torch.nn.CrossEntropyLoss()
+    t, a = 2.0, 0.3
+    kd = (
+        (
+            F.softmax(teacher / t, -1)
+            * (F.log_softmax(teacher / t, -1) - F.log_softmax(student / t, -1))
+        ).sum(-1)
+        * t
+        * t
+    )
+    m = labels != IGNORE
+    lab = (1 - a) * F.cross_entropy(student[m], labels[m]) + a * kd[m].mean()
+    want = (3 * lab + kd[~m].sum()) / 6
+    assert torch.allclose(loss(ce_fn, student, labels, teacher, a, t), want, atol=1e-6)
+    only = torch.full((6,), IGNORE)
+    assert torch.allclose(loss(ce_fn, student, only, teacher, a, t), kd.mean(), atol=1e-6)
+    full = torch.tensor([0, 1, 2, 0, 1, 2])
+    plain = (1 - a) * ce_fn(student, full) + a * t * t * F.kl_div(
+        F.log_softmax(student / t, -1), F.softmax(teacher / t, -1), reduction="batchmean"
+    )
+    assert torch.equal(loss(ce_fn, student, full, teacher, a, t), plain)
+    assert torch.equal(loss(ce_fn, student, full, teacher, 0.0, t), ce_fn(student, full))
+
+
+def test_unlabeled_texts_are_labelled_by_the_teacher_kept_in_the_run_and_resume_exactly(
+    trained_run, tmp_path
+):
+    import csv
+
+    from edgetune.data import load_data
+
+    d = load_data(DATA, val_size=0.25, test_size=0.25, seed=0)
+    new = ["an utterly charming film", "dull , dull , dull", "a quiet triumph of a movie"]
+    extra = tmp_path / "extra.csv"
+    with extra.open("w", newline="") as f:  # another column name, a label column to ignore
+        w = csv.writer(f)
+        w.writerow(["text", "stars"])
+        for t in [*new, new[0], d.test.texts[0], d.train.texts[1], ""]:
+            w.writerow([t, 5])
+    ref: dict = {}
+    out = tmp_path / "s"
+    kw = dict(data=DATA, teacher=str(trained_run), unlabeled=str(extra), distill_augment=1, **KW)
+    res = edgetune.train(output=str(out), on_step=capture_end(ref), **kw)
+    rows = [json.loads(x)[0] for x in (out / rundir.UNLABELED).read_text().splitlines()]
+    assert rows[:3] == new  # repeats, texts of train/test and empty rows dropped
+    assert len(rows) > 3 + len(d.train) // 2  # and about one augmented copy per training row
+    assert not set(rows) & {*d.train.texts, *d.validation.texts, *d.test.texts}
+    logits = np.load(out / rundir.TEACHER_LOGITS)
+    assert logits.shape == (len(d.train) + len(rows), 2)
+    report = res.teacher["unlabeled"]
+    assert report["file"]["rows"] == 6 and report["augmented"]["copies"] == 1
+    assert report["rows"] == len(rows) and res.data["unlabeled"] == report
+    run = tmp_path / "resumed"
+    with pytest.raises(TrainingInterrupted):
+        edgetune.train(output=str(run), on_step=interrupt_at("backward", 3), **kw)
+    extra.unlink()  # the run holds its texts and their logits
+    store: dict = {}
+    edgetune.train(output=str(run), resume=True, progress=False, on_step=capture_end(store))
+    assert_same_state(store, ref)
+    # Without the teacher's texts the student differs: the extra rows were learnt.
+    plain: dict = {}
+    edgetune.train(
+        output=str(tmp_path / "p"),
+        data=DATA,
+        teacher=str(trained_run),
+        on_step=capture_end(plain),
+        **KW,
+    )
+    w = "classifier.weight"
+    assert not np.array_equal(ref["model"][w].numpy(), plain["model"][w].numpy())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--unlabeled", "x.csv"], "add --teacher RUN"),
+        (["--distill-augment", "2"], "add --teacher RUN"),
+        (["--distill-augment", "-1"], "--distill-augment is a count"),
+    ],
+)
+def test_unlabeled_texts_without_a_teacher_exit_2(args, message, tmp_path):
+    r = _train_cli("tiny-distilbert", str(tmp_path / "r"), *args, "--quiet")
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_unlabeled_texts_must_match_the_datas_text_columns(trained_run, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("sentence1,sentence2\na b,c d\n")
+    r = _train_cli(
+        "tiny-distilbert",
+        str(tmp_path / "r"),
+        "--teacher",
+        str(trained_run),
+        "--unlabeled",
+        str(pairs),
+        "--epochs",
+        "1",
+        "--quiet",
+    )
+    assert r.exit_code == 2 and "gives 2 text column(s)" in r.output, r.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_qat_distils_into_the_fake_quantized_student(trained_run, tmp_path):
+    kw = {**KW, "qat": "dynamic"}
+    plain: dict = {}
+    edgetune.train(output=str(tmp_path / "q"), data=DATA, on_step=capture_end(plain), **kw)
+    got: dict = {}
+    res = edgetune.train(
+        output=str(tmp_path / "qt"),
+        data=DATA,
+        teacher=str(trained_run),
+        distill_alpha=0.9,
+        on_step=capture_end(got),
+        **kw,
+    )
+    assert res.qat["scheme"]["mode"] == "dynamic" and res.teacher["kind"] == "run"
+    w = "classifier.weight"
+    assert not np.array_equal(got["model"][w].numpy(), plain["model"][w].numpy())

@@ -245,3 +245,38 @@ def test_ddp_resume_is_exact_after_a_signal_at_any_point_of_a_step(tmp_path):
     ref = torch.load(tmp_path / "ref.pt", weights_only=False)
     for point in STEP_POINTS:
         assert_same_state(torch.load(tmp_path / f"{point}.pt", weights_only=False), ref)
+
+
+def test_two_processes_distil_like_one(trained_run, tmp_path):
+    """DDP with a teacher and unlabeled texts: rank 0 reads the texts and runs the teacher, every
+    rank learns the same logits; the run equals one process's (8 extra rows: equal shards)."""
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "text\n" + "".join(f"a {w} film about {x}\n" for w in ("fine", "dreary") for x in "abcd")
+    )
+    opts = {**ARGS, "teacher": str(trained_run), "unlabeled": str(extra)}
+    single = edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(tmp_path / "single"),
+        batch_size=8,
+        progress=False,
+        **opts,
+    )
+    out = tmp_path / "ddp"
+    cmd = [*_launch("torchrun", tmp_path), "-m", "edgetune.cli", "train"]
+    cmd += ["--data", str(ASSETS / "sentiment.csv"), "--output", str(out), "--batch-size", "4"]
+    for k, v in opts.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp = json.loads((out / "metrics.json").read_text())
+    assert ddp["environment"]["world_size"] == 2
+    assert ddp["teacher"]["unlabeled"]["rows"] == 8 == single.teacher["unlabeled"]["rows"]
+    assert (out / "unlabeled.jsonl").read_text() == (
+        tmp_path / "single" / "unlabeled.jsonl"
+    ).read_text()
+    for a, b in zip(ddp["history"], single.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
+    assert ddp["test"]["confusion_matrix"] == single.test["confusion_matrix"]

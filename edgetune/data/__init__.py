@@ -4,7 +4,7 @@
 - ``columns``: choosing the text and label columns; refusing a header row that is data.
 - ``clean``: stripping, dropping empty, unlabelled and duplicate rows; the label map.
 - ``split``: the ``Split`` of texts and label ids; carving validation and test from training.
-- ``load``: ``load_data`` and ``load_texts``, which run the above in turn.
+- ``load``: ``load_data``, ``load_texts`` and ``load_unlabeled``, which run the above in turn.
 - ``augment``: word-level augmentation of training texts.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..textio import TEXT_NAMES
 from .augment import augment_text
 from .columns import KNOWN_NAMES, LABEL_NAMES, PAIR_NAMES
-from .load import Data, load_data, load_texts
+from .load import Data, load_data, load_texts, load_unlabeled
 from .read import SPLIT_NAMES, SUFFIXES
 from .split import Split
 
@@ -29,4 +29,5 @@ __all__ = [
     "augment_text",
     "load_data",
     "load_texts",
+    "load_unlabeled",
 ]

@@ -1,4 +1,4 @@
-"""``load_data`` and ``load_texts``: read, choose columns, clean, map labels and split."""
+"""``load_data``, ``load_texts`` and ``load_unlabeled``: read, choose columns, clean, map labels and split."""
 
 from __future__ import annotations
 
@@ -153,6 +153,40 @@ def load_texts(
     Sentence pairs are joined with a space; calibration only needs realistic activations.
     ``header`` is as in ``load_data``.
     """
+    rows = _text_rows(spec, text_columns, header)
+    texts = [" ".join(row).strip() for row in rows]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"no non-empty texts in {spec}; check --text-column")
+    return texts
+
+
+def load_unlabeled(
+    spec: str, text_columns: tuple[str, ...] = (), *, pairs: bool, header: bool | None = None
+) -> Split:
+    """Texts without labels (``--unlabeled``): one column, or two where ``pairs``; any label
+    column is ignored. Empty rows are dropped; labels are -1."""
+    rows = _text_rows(spec, text_columns, header)
+    width = len(rows[0]) if rows else 0
+    if rows and width != (2 if pairs else 1):
+        want = "two text columns (a sentence pair)" if pairs else "one text column"
+        raise DataError(
+            f"{spec} gives {width} text column(s) but the training data has {want}; "
+            "pass --text-column to name them"
+        )
+    rows = [tuple(x.strip() for x in row) for row in rows]
+    rows = [row for row in rows if all(row)]
+    if not rows:
+        raise DataError(f"no non-empty texts in {spec}; check --text-column")
+    return Split(
+        [r[0] for r in rows], [-1] * len(rows), [r[1] for r in rows] if pairs else None
+    )
+
+
+def _text_rows(
+    spec: str, text_columns: tuple[str, ...], header: bool | None
+) -> list[tuple[str, ...]]:
+    """The text column(s) of a file, folder (its train split) or dataset, row by row."""
     frames, _ = read_splits(spec, header)
     df = frames.get("train")
     if df is None:
@@ -164,9 +198,4 @@ def load_texts(
     except DataError as e:
         raise header_error(df, e, need_label=False) from None
     refuse_nested(df, cols, None, spec)
-    rows = zip(*(df[c].tolist() for c in cols))
-    texts = [" ".join(cell_text(v) for v in row).strip() for row in rows]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise DataError(f"no non-empty texts in {spec}; check --text-column")
-    return texts
+    return [tuple(cell_text(v) for v in row) for row in zip(*(df[c].tolist() for c in cols))]

@@ -35,6 +35,7 @@ CHECKPOINT = "checkpoint"
 STATE = "trainer_state.json"
 TEACHER_LOGITS = "teacher_logits.npy"  # --teacher: its logits over the training rows, once
 TEACHER = "teacher.json"  # --teacher: where it is, its validation and test figures
+UNLABELED = "unlabeled.jsonl"  # --unlabeled / --distill-augment: texts the teacher labels
 
 
 def data_spec(run_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:

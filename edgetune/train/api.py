@@ -295,10 +295,16 @@ def _run(
     )
 
     teacher = None  # (logits on the training rows, figures): before seeding, on rank 0
+    extra = None  # texts without labels that the teacher labels
     if config.teacher:
+        extra = d.broadcast(distill.unlabeled_rows(config, data, work, say) if d.main else None)
+        data = distill.with_unlabeled(data, extra)
         teacher = d.broadcast(
             distill.load_or_compute(config, data, env, work, say) if d.main else None
         )
+        if extra is not None:  # what was read and dropped, recorded with the teacher's figures
+            teacher[1].setdefault("unlabeled", data.report.get("unlabeled"))
+            data.report["unlabeled"] = teacher[1]["unlabeled"]
     _seed_everything(config.seed)
     tokenizer, model, new_weights = load_for_training(source, config, label_names)
     if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
@@ -322,6 +328,8 @@ def _run(
         )
         if teacher is not None:
             distill.save(teacher[0], teacher[1], work)
+        if extra is not None:
+            distill.save_unlabeled(extra, work)
     d.barrier()
     backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
     trainer = Trainer(

@@ -67,6 +67,8 @@ class TrainConfig:
     latency_budget: str | None = None  # "3ms@128": the deepest student whose int8 export fits
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    unlabeled: str | None = None  # texts without labels that the student learns from the teacher
+    distill_augment: int = 0  # teacher-labelled augmented copies of each training text
     gradient_checkpointing: bool = False
     fsdp: bool = False
     trust_remote_code: bool = False
@@ -116,6 +118,12 @@ class TrainConfig:
             (self.layers is None or self.layers >= 1, "--layers must be at least 1"),
             (0 <= self.distill_alpha <= 1, "--distill-alpha is a weight in [0, 1], e.g. 0.5"),
             (self.distill_temperature > 0, "--distill-temperature must be > 0, e.g. 2"),
+            (self.distill_augment >= 0, "--distill-augment is a count of copies, e.g. 2"),
+            (
+                self.teacher or not (self.unlabeled or self.distill_augment),
+                "--unlabeled and --distill-augment give texts for a teacher to label; "
+                "add --teacher RUN",
+            ),
             (
                 not (self.teacher and self.qat_distill),
                 "choose one teacher: --teacher, or --qat-distill (the model itself as QAT starts)",

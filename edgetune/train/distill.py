@@ -5,6 +5,10 @@ The teacher's logits over the training rows are computed once, before training, 
 teacher's own tokenizer (teacher and student may tokenize differently) and kept in the run
 (``teacher_logits.npy``), so epochs and ``--resume`` reuse them. The loss is
 ``(1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T)`` (Hinton et al., 2015).
+
+Texts without labels (``--unlabeled``, ``--distill-augment``) join the training rows with the
+label ``IGNORE``: the teacher labels them and the student learns them from its term alone
+(weight 1). They are kept in the run (``unlabeled.jsonl``) beside the logits.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Data
+from ..data import Data, Split
 from ..errors import ConfigError, first_line
 from ..formats import run as rundir
 from ..metrics import classification_metrics
@@ -107,14 +111,153 @@ def save(logits: np.ndarray, info: dict[str, Any], work: Path) -> None:
     rundir.write_json(work / rundir.TEACHER, info)
 
 
-def loss(ce: Any, student: Any, teacher: Any, alpha: float, temperature: float) -> Any:
-    """(1 - alpha) CE + alpha T^2 KL(teacher_T || student_T); alpha 0 is plain training."""
-    if alpha == 0:
-        return ce
+IGNORE = -100  # the label of a row without one (PyTorch's cross-entropy ignore_index)
+
+
+def _rows(split: Split) -> list[tuple[str, ...]]:
+    return (
+        list(zip(split.texts, split.pairs))
+        if split.pairs is not None
+        else [(t,) for t in split.texts]
+    )
+
+
+def _split(rows: list[tuple[str, ...]], pairs: bool) -> Split:
+    return Split(
+        [r[0] for r in rows], [IGNORE] * len(rows), [r[1] for r in rows] if pairs else None
+    )
+
+
+def unlabeled_rows(config: TrainConfig, data: Data, work: Path, say: Any) -> Split | None:
+    """The texts the teacher labels for the student: the run's own (resume), else those of
+    ``--unlabeled`` and ``--distill-augment``, less rows already in the labelled data."""
+    import json
+    import random
+
+    pairs = data.train.pairs is not None
+    path = work / rundir.UNLABELED
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return _split([tuple(json.loads(line)) for line in lines], pairs)
+    if not (config.unlabeled or config.distill_augment):
+        return None
+    from ..data import load_unlabeled
+    from ..errors import DataError
+
+    found: list[tuple[str, ...]] = []
+    report: dict[str, Any] = {}
+    if config.unlabeled:
+        try:  # the labelled data's column names, else the file's own known ones
+            extra = load_unlabeled(
+                config.unlabeled, data.text_columns, pairs=pairs, header=config.header
+            )
+        except DataError:
+            extra = load_unlabeled(config.unlabeled, pairs=pairs, header=config.header)
+        found += _rows(extra)
+        report["file"] = {"source": config.unlabeled, "rows": len(extra)}
+    if config.distill_augment:
+        rng = random.Random(config.seed)
+        prob = config.augment or 0.1
+        copies = [
+            _changed(row, prob, rng)
+            for _ in range(config.distill_augment)
+            for row in _rows(data.train)
+        ]
+        found += copies
+        report["augmented"] = {
+            "copies": config.distill_augment,
+            "probability": prob,
+            "rows": len(copies),
+        }
+    seen = {row for split in (data.train, data.validation, data.test) for row in _rows(split)}
+    kept = []
+    for row in found:
+        if row not in seen:
+            seen.add(row)
+            kept.append(row)
+    dropped = len(found) - len(kept)
+    report.update(rows=len(kept), dropped_in_labelled_data_or_repeated=dropped)
+    data.report["unlabeled"] = report
+    say(
+        f"unlabeled: {len(kept)} texts for the teacher to label ({dropped} dropped: already "
+        "in the labelled data, or repeated)"
+    )
+    if not kept:
+        raise ConfigError(
+            "every unlabeled text is already in the labelled data; pass other texts with "
+            "--unlabeled"
+        )
+    return _split(kept, pairs)
+
+
+def _changed(row: tuple[str, ...], prob: float, rng: Any) -> tuple[str, ...]:
+    """An augmented copy of ``row`` that differs from it where a few draws allow (a copy equal
+    to its original teaches nothing new; short texts are often left unchanged)."""
+    from ..data import augment_text
+
+    copy = row
+    for _ in range(8):
+        copy = tuple(augment_text(x, prob, rng) for x in row)
+        if copy != row:
+            break
+    return copy
+
+
+def with_unlabeled(data: Data, extra: Split | None) -> Data:
+    """``data`` whose training split also holds ``extra`` (labelled ``IGNORE``)."""
+    if extra is None:
+        return data
+    from dataclasses import replace
+
+    t = data.train
+    train = Split(
+        t.texts + extra.texts,
+        list(t.labels) + list(extra.labels),
+        None if t.pairs is None else t.pairs + (extra.pairs or []),
+    )
+    return replace(data, train=train)
+
+
+def save_unlabeled(extra: Split, work: Path) -> None:
+    import json
+
+    from ..fsutil import write_text
+
+    text = "".join(json.dumps(list(r)) + "\n" for r in _rows(extra))  # ASCII: any locale
+    write_text(work / rundir.UNLABELED, text)
+
+
+def loss(
+    loss_fn: Any, student: Any, labels: Any, teacher: Any, alpha: float, temperature: float
+) -> Any:
+    """(1 - alpha) CE + alpha T^2 KL(teacher_T || student_T) over labelled rows; rows labelled
+    ``IGNORE`` learn T^2 KL alone; each row weighs the same. alpha 0 is plain training."""
     import torch.nn.functional as F
 
+    labelled = labels != IGNORE
+    if bool(labelled.all()):
+        ce = loss_fn(student, labels)
+        if alpha == 0:
+            return ce
+        t = temperature
+        kd = F.kl_div(
+            F.log_softmax(student / t, dim=-1),
+            F.softmax(teacher / t, dim=-1),
+            reduction="batchmean",
+        )
+        return (1 - alpha) * ce + alpha * t * t * kd
     t = temperature
-    kd = F.kl_div(
-        F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="batchmean"
+    kd_rows = (
+        F.kl_div(
+            F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="none"
+        ).sum(-1)
+        * t
+        * t
     )
-    return (1 - alpha) * ce + alpha * t * t * kd
+    n, n_lab = len(labels), int(labelled.sum())
+    out = kd_rows[~labelled].mean() * ((n - n_lab) / n)
+    if n_lab:
+        ce = loss_fn(student[labelled], labels[labelled])
+        lab = ce if alpha == 0 else (1 - alpha) * ce + alpha * kd_rows[labelled].mean()
+        out = out + lab * (n_lab / n)
+    return out

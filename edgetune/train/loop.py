@@ -60,8 +60,10 @@ class Trainer:
         self.labels = torch.tensor(data.train.labels)
         weight = None
         if config.class_weights == "balanced":
-            counts = np.bincount(data.train.labels, minlength=data.num_labels).astype(np.float64)
-            w = len(data.train) / (data.num_labels * np.maximum(counts, 1))
+            labelled = np.asarray(data.train.labels)
+            labelled = labelled[labelled >= 0]  # rows without labels (distillation) weigh 1
+            counts = np.bincount(labelled, minlength=data.num_labels).astype(np.float64)
+            w = len(labelled) / (data.num_labels * np.maximum(counts, 1))
             weight = torch.tensor(w, dtype=torch.float32, device=self.device)
         self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
         # Under DDP each global batch holds world_size x batch_size rows, one shard per rank.
@@ -209,12 +211,18 @@ class Trainer:
         self.backend.accumulation_boundary(last)
         with autocast(self.device, self.env["precision"]):
             logits = self.net(**batch).logits
-        loss = self.loss_fn(logits.float(), labels)
         if self.teacher_logits is not None:
             teacher = self.teacher_logits[rows]
             loss = distill.loss(
-                loss, logits.float(), teacher, c.distill_alpha, c.distill_temperature
+                self.loss_fn,
+                logits.float(),
+                labels,
+                teacher,
+                c.distill_alpha,
+                c.distill_temperature,
             )
+        else:
+            loss = self.loss_fn(logits.float(), labels)
         if self.qat is not None:
             precision = autocast(self.device, self.env["precision"])
             loss = self.qat.loss(loss, logits.float(), batch, precision)
