@@ -499,6 +499,16 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
     help="Gate: default vs PyTorch fp32, e.g. 3 (every length) or 128:3 (repeatable).",
 )
 @click.option(
+    "--max-latency",
+    help="Gate: the default's p50 at batch 1, e.g. 3ms@128 [default: the run's "
+    "--latency-budget, if it had one].",
+)
+@click.option(
+    "--budget/--no-budget",
+    default=True,
+    help="Gate on the --latency-budget the run was trained for (when no --max-latency).",
+)
+@click.option(
     "--max-batch-diff",
     type=float,
     default=1e-5,

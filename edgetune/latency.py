@@ -12,12 +12,28 @@ one untimed call after the pause re-warms caches; ``block`` calls are then timed
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .errors import ConfigError
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*ms\s*(?:@\s*(\d+))?\s*$", re.IGNORECASE)
+
+
+def parse_budget(spec: str, option: str = "--latency-budget") -> tuple[float, int]:
+    """``"3ms@128"`` → (3.0, 128): milliseconds per text at batch 1, and the sequence length
+    (128 tokens when not given)."""
+    m = _BUDGET.match(spec)
+    if not m or float(m.group(1)) <= 0 or (m.group(2) and int(m.group(2)) < 2):
+        raise ConfigError(
+            f"{option} {spec!r}: give milliseconds and a sequence length, e.g. 3ms@128"
+        )
+    return float(m.group(1)), int(m.group(2) or 128)
 
 
 @dataclass

@@ -219,6 +219,26 @@ def test_latency_budget_measures_exports_and_records_the_choice(tmp_path, tiny_m
     assert lb["layers"] == 2 and sorted(lb["p50_ms_by_layers"]) == ["1", "2"]
     assert res.config["layers"] == 2
     assert 0 < lb["p50_ms_by_layers"]["2"] < 10000
+    # The bundle carries the budget; validate gates the default variant on it again.
+    from edgetune.export import export
+
+    bundle = tmp_path / "bundle"
+    export(source=str(tmp_path / "a"), output=str(bundle), progress=False, validate=False)
+    fast = ["--pause", "0", "--rounds", "3", "--seq-lengths", "16", "--no-memory", "--quiet"]
+    ok = CliRunner().invoke(main, ["validate", str(bundle), *fast])
+    assert ok.exit_code == 0, ok.output
+    rep = json.loads((bundle / "validation" / "report.json").read_text())
+    (g,) = [g for g in rep["gates"] if g["gate"].startswith("max_latency")]
+    assert g["gate"] == "max_latency@32" and g["threshold"] == 10000 and g["passed"]
+    assert g["value"] == rep["variants"][rep["default_variant"]]["latency"]["seq32"]["p50_ms"]
+    over = ["validate", str(bundle), *fast, "--max-latency", "0.000001ms@32"]
+    bad = CliRunner().invoke(main, over)
+    assert bad.exit_code == 1 and "gate failed: p50 latency" in bad.output, bad.output
+    off = CliRunner().invoke(main, ["validate", str(bundle), *fast, "--no-budget"])
+    rep = json.loads((bundle / "validation" / "report.json").read_text())
+    assert off.exit_code == 0 and not any(g["gate"].startswith("max_latency") for g in rep["gates"])
+    wrong = CliRunner().invoke(main, [*over[:-1], "3 seconds"])
+    assert wrong.exit_code == 2 and "--max-latency '3 seconds'" in wrong.output, wrong.output
     r = _train_cli(
         str(tiny_model_dir), str(tmp_path / "b"), "--latency-budget", "0.000001ms@32", "--quiet"
     )

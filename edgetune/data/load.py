@@ -178,9 +178,7 @@ def load_unlabeled(
     rows = [row for row in rows if all(row)]
     if not rows:
         raise DataError(f"no non-empty texts in {spec}; check --text-column")
-    return Split(
-        [r[0] for r in rows], [-1] * len(rows), [r[1] for r in rows] if pairs else None
-    )
+    return Split([r[0] for r in rows], [-1] * len(rows), [r[1] for r in rows] if pairs else None)
 
 
 def _text_rows(

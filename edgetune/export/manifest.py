@@ -120,6 +120,8 @@ def build_manifest(
             "model": run_cfg["config"]["model"] if run_cfg else str(src["model_dir"]),
             "run": str(src["path"].resolve()) if run_cfg else None,
             "qat": bool(run_cfg and run_cfg["config"].get("qat")),
+            # --latency-budget of the run: validate gates the bundle against it again.
+            "latency_budget": (run_cfg or {}).get("environment", {}).get("latency_budget"),
         },
         "export_config": export_config,
         "opset": export_config["opset"],

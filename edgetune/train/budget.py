@@ -5,25 +5,14 @@ not depend on the weights' values, only on the graph and its shapes)."""
 from __future__ import annotations
 
 import functools
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..latency import parse_budget
 
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*ms\s*(?:@\s*(\d+))?\s*$", re.IGNORECASE)
-
-
-def parse_budget(spec: str) -> tuple[float, int]:
-    """``"3ms@128"`` → (3.0, 128): milliseconds per text at batch 1, and the sequence length
-    (128 tokens when not given)."""
-    m = _BUDGET.match(spec)
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(
-            f"--latency-budget {spec!r}: give milliseconds and a sequence length, e.g. 3ms@128"
-        )
-    return float(m.group(1)), int(m.group(2) or 128)
+__all__ = ["choose_depth", "measure_candidates", "parse_budget"]
 
 
 def choose_depth(latencies: dict[int, float], budget_ms: float, seq: int) -> int:

@@ -80,6 +80,31 @@ def validate(
     return result
 
 
+def _latency_gate(
+    manifest: dict[str, Any], config: ValidateConfig, max_len: int
+) -> dict[str, Any] | None:
+    """The latency limit to judge: --max-latency, else the budget the run was trained for."""
+    from ..latency import parse_budget
+
+    if config.max_latency is not None:
+        ms, seq = parse_budget(config.max_latency, "--max-latency")
+        if seq > max_len:
+            raise ConfigError(
+                f"--max-latency {config.max_latency} asks for sequence length {seq}, beyond "
+                f"the model's max length {max_len}; gate a length up to {max_len}"
+            )
+        return {"ms": ms, "seq": seq, "origin": "--max-latency"}
+    budget = manifest.get("source", {}).get("latency_budget")
+    if budget and config.budget:
+        seq = min(int(budget["seq"]), max_len)  # the budget timed at most the model's length
+        return {
+            "ms": float(budget["budget_ms"]),
+            "seq": seq,
+            "origin": "the run's --latency-budget",
+        }
+    return None
+
+
 def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> ValidationResult:
     from ..console import sayer
     from ..runtime import Classifier
@@ -103,6 +128,9 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
                 f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
                 f"add it to --seq-lengths (now {','.join(map(str, config.seq_lengths))})"
             )
+    latency_gate = _latency_gate(manifest, config, max_len)
+    if latency_gate is not None and latency_gate["seq"] not in config.seq_lengths:
+        config = replace(config, seq_lengths=(*config.seq_lengths, latency_gate["seq"]))
     split, data_info = _load_split(manifest, config)
     if not split.texts:
         raise DataError(f"the {config.split} split of {data_info['source']} is empty")
@@ -145,7 +173,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
             rows[name]["peak_rss_mb"] = peak_memory(runners[name], max_len)
 
     default = manifest.get("default_variant")
-    gates, failures = apply_gates(rows, config, default, baseline)
+    gates, failures = apply_gates(rows, config, default, baseline, latency_gate)
     report = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,

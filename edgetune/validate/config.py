@@ -41,6 +41,8 @@ class ValidateConfig:
     min_agreement: float | None = None
     min_speedup: tuple[tuple[int | None, float], ...] = ()
     max_batch_diff: float | None = 1e-5
+    max_latency: str | None = None  # "3ms@128": the default variant's p50 at batch 1
+    budget: bool = True  # gate on the training's --latency-budget when no max_latency is given
     report_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -84,6 +86,10 @@ class ValidateConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.max_latency is not None:
+            from ..latency import parse_budget
+
+            parse_budget(self.max_latency, "--max-latency")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

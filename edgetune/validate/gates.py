@@ -93,6 +93,7 @@ def apply_gates(
     config: ValidateConfig,
     default: str | None,
     baseline: str | None,
+    latency_gate: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     gates: list[dict[str, Any]] = []
 
@@ -128,6 +129,7 @@ def apply_gates(
         config.max_accuracy_drop is not None
         or config.min_agreement is not None
         or config.min_speedup
+        or latency_gate is not None
     )
     if not wanted:
         return gates, [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
@@ -183,5 +185,17 @@ def apply_gates(
                 f"(95% CI {sp['ci_low']:.2f}-{sp['ci_high']:.2f}; minimum {ratio:g}x)",
                 default,
             )
+    if latency_gate is not None:
+        s, ms = latency_gate["seq"], latency_gate["ms"]
+        p50 = row["latency"][f"seq{s}"]["p50_ms"]
+        gate(
+            f"max_latency@{s}",
+            p50,
+            ms,
+            p50 <= ms,
+            f"p50 latency of {default} at batch 1, sequence length {s}: {p50:.2f} ms on "
+            f"{config.threads} thread(s) (limit {ms:g} ms, {latency_gate['origin']})",
+            default,
+        )
     failures = [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
     return gates, failures
