@@ -1,0 +1,295 @@
+"""Distillation into students sized for the device: a fine-tuned MPNet teacher, MiniLM-L6 plain
+and distilled, 4- and 3-layer students distilled; fp32 and int8 test accuracy, int8 latency.
+
+Every model goes through the path users ship: `edgetune train`, `edgetune export` (defaults:
+int8 for this CPU), `edgetune validate` (the runtime's tokenizer and batching on the test split).
+The int8 models are then timed side by side at batch 1 (interleaved rounds, 2 threads), at 32
+and 128 tokens of real text. Finally `--latency-budget` is asked for a budget between the 4- and
+5-layer students' latencies (the 5-layer one interpolated), on a small subset (latency does not
+depend on the weights), and the validate gate is run on its bundle.
+
+Each run is skipped when it is already finished under --runs (an interrupted bench continues; an
+unfinished run is resumed), so the bench can be re-run to fill in a missing row.
+
+    make teacher  # the mpnet-base parts
+    python bench/distill_sst2.py --data ../shared/data/sst2 --label-names negative,positive
+    python bench/distill_sst2.py --data examples/sst2-sample --name distill_sst2_sample ...
+
+Duration on 2 cores with examples/sst2-sample (10k training rows): about 2 hours (the teacher's
+fine-tune is about half of it). The full SST-2 train split is six times that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import write_results  # noqa: E402
+
+SEQS = (32, 128)
+THREADS = 2
+
+
+def _edgetune(*args: str) -> None:
+    cmd = [sys.executable, "-m", "edgetune", *args]
+    print("$ edgetune " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _train(runs: Path, name: str, data: str, labels: str | None, *opts: str) -> Path:
+    """A finished run at runs/NAME: trained now, resumed, or (already finished) reused."""
+    out = runs / name
+    if (out / "metrics.json").is_file():
+        print(f"reusing {out}", flush=True)
+        return out
+    if Path(f"{out}.partial").exists():
+        _edgetune("train", "--resume", "--output", str(out))
+        return out
+    extra = ["--label-names", labels] if labels else []
+    _edgetune("train", "--data", data, "--output", str(out), *extra, *opts)
+    return out
+
+
+def _export(run: Path, bundles: Path) -> Path:
+    out = bundles / run.name
+    if not (out / "manifest.json").is_file():
+        _edgetune("export", str(run), "--output", str(out), "--no-validate", "--overwrite")
+    return out
+
+
+def _accuracy(bundle: Path) -> dict[str, Any]:
+    """Test accuracy of the PyTorch original (fp32) and the default int8 variant (runtime)."""
+    from edgetune.validate import validate
+
+    r = validate(
+        bundle=str(bundle),
+        threads=THREADS,
+        seq_lengths=SEQS,
+        memory=False,
+        data_lengths=False,
+        rounds=5,
+        progress=False,
+        raise_on_failure=False,
+    )
+    rows, default = r.report["variants"], r.report["default_variant"]
+    return {
+        "default_variant": default,
+        "fp32_test": rows["pytorch-fp32"]["accuracy"],
+        "int8_test": rows[default]["accuracy"],
+        "agreement": rows[default]["agreement"],
+        "rows": r.report["data"]["rows"],
+    }
+
+
+def _side_by_side(bundles: dict[str, Path], texts: list[str], rounds: int) -> dict[str, Any]:
+    """p50/p90 ms at batch 1 of each bundle's default variant, timed interleaved per length."""
+    from transformers import AutoTokenizer
+
+    from edgetune.latency import measure
+    from edgetune.runtime import Classifier
+    from edgetune.validate.runners import BLOCK, fixed_length_text
+
+    clfs = {n: Classifier.load(b, threads=THREADS) for n, b in bundles.items()}
+    out: dict[str, Any] = {n: {} for n in bundles}
+    for s in SEQS:
+        calls = {}
+        for n, b in bundles.items():
+            text = fixed_length_text(AutoTokenizer.from_pretrained(b), texts, s)
+            calls[n] = functools.partial(clfs[n].logits, [text], batch_size=1)
+        timings = measure(calls, rounds=rounds, warmup=3, block=BLOCK, pause_s=0.05)
+        for n, t in timings.items():
+            out[n][f"seq{s}"] = t.summary(1)
+    return out
+
+
+def _subset(data: str, rows: int, where: Path) -> str:
+    """The first ``rows`` training rows of ``data`` and its validation/test splits, as CSV."""
+    import csv
+
+    from edgetune.data import load_data
+
+    d = load_data(data)
+    where.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", d.train), ("validation", d.validation), ("test", d.test)):
+        n = rows if name == "train" else len(split)
+        with (where / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows((t, d.label_names[y]) for t, y in zip(split.texts[:n], split.labels[:n]))
+    return str(where)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/sst2")
+    ap.add_argument("--label-names", default=None, help="e.g. negative,positive")
+    ap.add_argument("--runs", default="runs/distill", type=Path)
+    ap.add_argument("--bundles", default="bundles/distill", type=Path)
+    ap.add_argument("--teacher", help="A finished teacher run to reuse [trained here]")
+    ap.add_argument("--teacher-epochs", type=int, default=2)
+    ap.add_argument("--plain", help="A finished plain MiniLM-L6 run to reuse [trained here]")
+    ap.add_argument(
+        "--augment-study",
+        action="store_true",
+        help="Also a 4-layer student with --distill-augment 1 (teacher-labelled augmented copies)",
+    )
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--name", default="distill_sst2")
+    a = ap.parse_args()
+
+    data, labels, runs = a.data, a.label_names, a.runs
+    teacher = (
+        Path(a.teacher)
+        if a.teacher
+        else _train(
+            runs,
+            "teacher-mpnet",
+            data,
+            labels,
+            "--model",
+            "mpnet-base",
+            "--epochs",
+            str(a.teacher_epochs),
+        )
+    )
+    t = ["--teacher", str(teacher)]
+    models = {"teacher mpnet-base": teacher}
+    models["MiniLM-L6 plain"] = (
+        Path(a.plain)
+        if a.plain
+        else _train(runs, "minilm-l6", data, labels, "--model", "minilm-l6")
+    )
+    models["MiniLM-L6 distilled"] = _train(
+        runs, "minilm-l6-kd", data, labels, "--model", "minilm-l6", *t
+    )
+    models["4-layer distilled"] = _train(
+        runs, "layers4-kd", data, labels, "--model", "minilm-l6", "--layers", "4", *t
+    )
+    models["3-layer distilled"] = _train(
+        runs, "layers3-kd", data, labels, "--model", "minilm-l6", "--layers", "3", *t
+    )
+    if a.augment_study:
+        models["4-layer distilled + augmented copies"] = _train(
+            runs,
+            "layers4-kd-aug",
+            data,
+            labels,
+            "--model",
+            "minilm-l6",
+            "--layers",
+            "4",
+            "--distill-augment",
+            "1",
+            *t,
+        )
+
+    bundles = {n: _export(r, a.bundles) for n, r in models.items()}
+    acc = {n: _accuracy(b) for n, b in bundles.items()}
+
+    from edgetune.data import load_data
+
+    texts = load_data(data).test.texts
+    print(f"timing {len(bundles)} int8 models side by side at {SEQS} tokens", flush=True)
+    lat = _side_by_side(bundles, texts, a.rounds)
+
+    rows: dict[str, Any] = {}
+    for n, r in models.items():
+        m = json.loads((r / "metrics.json").read_text())
+        rows[n] = {
+            "run": str(r),
+            "layers_kept": m["environment"].get("layers_kept"),
+            "train_s": m["timing"]["train_s"],
+            "teacher_test": (m.get("teacher") or {}).get("test", {}).get("accuracy"),
+            **acc[n],
+            "latency": lat[n],
+        }
+    six = rows["MiniLM-L6 plain"]["latency"]
+    for r in rows.values():
+        r["p50_ratio_vs_6_layers"] = {k: r["latency"][k]["p50_ms"] / six[k]["p50_ms"] for k in six}
+
+    # --latency-budget between the 4- and 5-layer students (5 layers interpolated from 4 and 6).
+    l4 = rows["4-layer distilled"]["latency"]["seq128"]["p50_ms"]
+    l6 = six["seq128"]["p50_ms"]
+    budget_ms = round(l4 + (l6 - l4) / 4, 2)
+    sub = _subset(data, 2000, runs / "budget-data")
+    brun = _train(
+        runs,
+        "budget",
+        sub,
+        labels,
+        "--model",
+        "minilm-l6",
+        "--epochs",
+        "1",
+        "--latency-budget",
+        f"{budget_ms}ms@128",
+    )
+    bm = json.loads((brun / "metrics.json").read_text())
+    bbundle = _export(brun, a.bundles)
+    from edgetune.validate import validate
+
+    gate = validate(
+        bundle=str(bbundle),
+        threads=THREADS,
+        seq_lengths=(128,),
+        memory=False,
+        progress=False,
+        raise_on_failure=False,
+    )
+    budget = {
+        "budget_ms_at_128": budget_ms,
+        "chosen_layers": bm["environment"]["latency_budget"]["layers"],
+        "candidates_p50_ms": bm["environment"]["latency_budget"]["p50_ms_by_layers"],
+        "validate_gate": [g for g in gate.report["gates"] if g["gate"].startswith("max_latency")],
+        "validate_passed": gate.report["passed"],
+    }
+
+    def pct(x: Any) -> str:
+        return "—" if x is None else f"{100 * x:.2f}"
+
+    table = [
+        "| model | layers | fp32 test | int8 test (default export) | int8 p50 ms @32 | @128 "
+        "| vs 6-layer @128 | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, r in rows.items():
+        kept = r["layers_kept"]
+        depth = len(kept) if kept else (12 if "mpnet" in n else 6)
+        table.append(
+            f"| {n} | {depth} | {pct(r['fp32_test'])} | {pct(r['int8_test'])} | "
+            f"{r['latency']['seq32']['p50_ms']:.2f} | {r['latency']['seq128']['p50_ms']:.2f} | "
+            f"{r['p50_ratio_vs_6_layers']['seq128']:.2f}x | {r['train_s']:.0f} |"
+        )
+    g = budget["validate_gate"][0] if budget["validate_gate"] else None
+    table += [
+        "",
+        f"Data: {data}, {acc['MiniLM-L6 plain']['rows']} test rows. Latency: each bundle's "
+        f"default variant through edgetune.runtime, batch 1, {THREADS} threads, real text cut "
+        f"to 32/128 tokens, {a.rounds} interleaved rounds.",
+        f"--latency-budget {budget_ms}ms@128 (between the 4- and 5-layer students) chose "
+        f"{budget['chosen_layers']} layers (candidates p50 ms: {budget['candidates_p50_ms']}); "
+        + (
+            f"validate's gate on its bundle: {'passed' if g['passed'] else 'FAILED'} "
+            f"({g['value']:.2f} ms <= {g['threshold']:g} ms)."
+            if g
+            else "validate applied no latency gate."
+        ),
+    ]
+    write_results(
+        a.name,
+        {"data": data, "threads": THREADS, "models": rows, "latency_budget": budget},
+        "Distillation: teacher, students and their int8 latency",
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()
