@@ -300,7 +300,7 @@ def _run(
         extra = d.broadcast(distill.unlabeled_rows(config, data, work, say) if d.main else None)
         data = distill.with_unlabeled(data, extra)
         teacher = d.broadcast(
-            distill.load_or_compute(config, data, env, work, say) if d.main else None
+            distill.load_or_compute(config, data, env, work, say, progress) if d.main else None
         )
         if extra is not None:  # what was read and dropped, recorded with the teacher's figures
             teacher[1].setdefault("unlabeled", data.report.get("unlabeled"))

@@ -40,7 +40,7 @@ def teacher_dir(spec: str) -> tuple[str, str]:
 
 
 def run_teacher(
-    config: TrainConfig, data: Data, env: dict[str, Any], say: Any
+    config: TrainConfig, data: Data, env: dict[str, Any], say: Any, progress: bool = False
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The teacher's logits on every training row (in the data's label order), and where it is
     with its own validation and test figures (recorded beside the student's)."""
@@ -64,7 +64,7 @@ def run_teacher(
     say(f"teacher {config.teacher}: logits on {len(data.train)} training rows (once)")
     model.to(env["device"])
     ev = Evaluator(model, tokenizer, config, env)
-    logits = ev.logits(data.train)[:, order]
+    logits = ev.logits(data.train, "teacher" if progress else None)[:, order]
     info: dict[str, Any] = {"teacher": config.teacher, "location": where, "kind": kind}
     for name in ("validation", "test"):
         split = getattr(data, name)
@@ -88,7 +88,7 @@ def label_order(id2label: dict[Any, str], names: list[str], spec: str) -> list[i
 
 
 def load_or_compute(
-    config: TrainConfig, data: Data, env: dict[str, Any], work: Path, say: Any
+    config: TrainConfig, data: Data, env: dict[str, Any], work: Path, say: Any, progress: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The run's cached teacher logits and figures (resume), else the teacher's, run now."""
     path, info = work / rundir.TEACHER_LOGITS, work / rundir.TEACHER
@@ -96,7 +96,7 @@ def load_or_compute(
         logits = np.load(path)
         if logits.shape == (len(data.train), data.num_labels):
             return logits, rundir.read_json(info)
-    return run_teacher(config, data, env, say)
+    return run_teacher(config, data, env, say, progress)
 
 
 def save(logits: np.ndarray, info: dict[str, Any], work: Path) -> None:

@@ -30,7 +30,8 @@ class Evaluator:
         self.precision = precision or env["precision"]
         self._cache: dict[int, dict[str, list[list[int]]]] = {}
 
-    def logits(self, split: Split) -> np.ndarray:
+    def logits(self, split: Split, bar: str | None = None) -> np.ndarray:
+        """Logits in input order; ``bar`` names a progress bar (long passes, e.g. a teacher's)."""
         import torch
 
         key = id(split)
@@ -48,8 +49,13 @@ class Evaluator:
         # Sharded models gather weights inside forward, so every rank runs every step
         # (an empty share forwards one row and drops it); inference mode cannot wrap that.
         grad_off = torch.no_grad() if self.dist.enabled else torch.inference_mode()
+        starts = range(0, len(order), bs * world)
+        if bar is not None:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=bar, unit="batch", leave=False, dynamic_ncols=True)
         with grad_off, autocast(self.device, self.precision):
-            for i in range(0, len(order), bs * world):
+            for i in starts:
                 chunk = order[i : i + bs * world]
                 rows = chunk[rank::world]
                 run = rows if len(rows) else chunk[:1]
