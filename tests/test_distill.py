@@ -380,3 +380,21 @@ def test_qat_and_lora_students_learn_from_the_teacher(option, trained_run, tmp_p
     import torch
 
     assert any(not torch.equal(v, plain["model"][k]) for k, v in got["model"].items())
+
+
+def test_students_of_one_teacher_share_its_logits_through_the_cache(
+    trained_run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "cache"))
+    first = tmp_path / "a"
+    edgetune.train(output=str(first), data=DATA, teacher=str(trained_run), **KW)
+    files = sorted((tmp_path / "cache" / "teacher-logits").glob("*.npy"))
+    assert len(files) == 3  # training rows, validation, test
+    logits = np.load(first / rundir.TEACHER_LOGITS)
+    (train_file,) = [f for f in files if np.load(f).shape == logits.shape]
+    np.save(train_file, -np.load(train_file))  # doctored: a second run must read it, not recompute
+    second = tmp_path / "b"
+    edgetune.train(
+        output=str(second), data=DATA, teacher=str(trained_run), **{**KW, "learning_rate": 1e-3}
+    )
+    assert np.array_equal(np.load(second / rundir.TEACHER_LOGITS), -logits)

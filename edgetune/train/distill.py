@@ -61,18 +61,73 @@ def run_teacher(
             "run, a fine-tuned model directory or hub id"
         ) from None
     order = label_order(model.config.id2label, data.label_names, config.teacher)
-    say(f"teacher {config.teacher}: logits on {len(data.train)} training rows (once)")
     model.to(env["device"])
     ev = Evaluator(model, tokenizer, config, env)
-    logits = ev.logits(data.train, "teacher" if progress else None)[:, order]
+    cache = _LogitCache(Path(where), config, env)
+    # Labelled rows and texts without labels apart: runs with other extra texts share the first.
+    n = sum(1 for y in data.train.labels if y != IGNORE)
+    parts = [data.train.subset(np.arange(n)), data.train.subset(np.arange(n, len(data.train)))]
+    say(f"teacher {config.teacher}: logits on {len(data.train)} training rows (once)")
+    bar = "teacher" if progress else None
+    logits = np.concatenate([cache.logits(ev, p, bar) for p in parts if len(p)])[:, order]
     info: dict[str, Any] = {"teacher": config.teacher, "location": where, "kind": kind}
     for name in ("validation", "test"):
         split = getattr(data, name)
         m = classification_metrics(
-            split.labels, ev.logits(split)[:, order].argmax(-1), data.label_names
+            split.labels, cache.logits(ev, split)[:, order].argmax(-1), data.label_names
         )
         info[name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
     return logits, info
+
+
+class _LogitCache:
+    """A teacher's logits kept in edgetune's cache (``teacher-logits/``), keyed by the teacher's
+    files, the texts and how they are run, so students of one teacher on one data set (other
+    depths, other seeds) run it once."""
+
+    def __init__(self, teacher: Path, config: TrainConfig, env: dict[str, Any]) -> None:
+        import hashlib
+
+        from ..presets import cache_dir
+
+        h = hashlib.sha256()
+        for f in sorted(teacher.iterdir()):
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".model"):
+                h.update(f.name.encode())
+                with f.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 24), b""):
+                        h.update(block)
+        h.update(repr((config.max_length, env["precision"], env["device"])).encode())
+        self.base, self.dir = h.hexdigest(), cache_dir() / "teacher-logits"
+
+    def logits(self, ev: Any, split: Split, bar: str | None = None) -> np.ndarray:
+        import hashlib
+        import json
+
+        key = hashlib.sha256(
+            (self.base + json.dumps([split.texts, split.pairs])).encode()
+        ).hexdigest()
+        path = self.dir / f"{key}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path)
+                if cached.shape[0] == len(split):
+                    return cached
+            except (OSError, ValueError):
+                pass  # unreadable: computed again and replaced
+        out = ev.logits(split, bar)
+        try:
+            import os
+            import tempfile
+
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npy.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, out)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only or full cache only costs the next run this pass
+        return out
 
 
 def label_order(id2label: dict[Any, str], names: list[str], spec: str) -> list[int]:
