@@ -72,34 +72,25 @@ def _accuracy(bundle: Path) -> dict[str, Any]:
     from edgetune.validate import validate
 
     done = bundle / "validation" / "report.json"
-    if done.is_file():  # validated by an earlier run of the bench
-        rep = json.loads(done.read_text())
-        rows, default = rep["variants"], rep["default_variant"]
-        if "pytorch-fp32" in rows:
-            return {
-                "default_variant": default,
-                "fp32_test": rows["pytorch-fp32"]["accuracy"],
-                "int8_test": rows[default]["accuracy"],
-                "agreement": rows[default]["agreement"],
-                "rows": rep["data"]["rows"],
-            }
-    r = validate(
-        bundle=str(bundle),
-        threads=THREADS,
-        seq_lengths=SEQS,
-        memory=False,
-        data_lengths=False,
-        rounds=5,
-        progress=False,
-        raise_on_failure=False,
-    )
-    rows, default = r.report["variants"], r.report["default_variant"]
+    rep = json.loads(done.read_text()) if done.is_file() else {}  # an earlier run of the bench
+    if "pytorch-fp32" not in rep.get("variants", {}):
+        rep = validate(
+            bundle=str(bundle),
+            threads=THREADS,
+            seq_lengths=SEQS,
+            memory=False,
+            data_lengths=False,
+            rounds=5,
+            progress=False,
+            raise_on_failure=False,
+        ).report
+    rows, default = rep["variants"], rep["default_variant"]
     return {
         "default_variant": default,
         "fp32_test": rows["pytorch-fp32"]["accuracy"],
         "int8_test": rows[default]["accuracy"],
         "agreement": rows[default]["agreement"],
-        "rows": r.report["data"]["rows"],
+        "rows": rep["data"]["rows"],
     }
 
 

@@ -117,14 +117,8 @@ class _LogitCache:
                 pass  # unreadable: computed again and replaced
         out = ev.logits(split, bar)
         try:
-            import os
-            import tempfile
-
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npy.tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, out)
-            os.replace(tmp, path)
+            _save_npy(out, path)
         except OSError:
             pass  # a read-only or full cache only costs the next run this pass
         return out
@@ -156,14 +150,23 @@ def load_or_compute(
 
 def save(logits: np.ndarray, info: dict[str, Any], work: Path) -> None:
     """Keep the logits in the run (atomically), so epochs and --resume reuse them."""
+    _save_npy(logits.astype(np.float32), work / rundir.TEACHER_LOGITS)
+    rundir.write_json(work / rundir.TEACHER, info)
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    """``np.save`` to a temporary file beside ``path``, then renamed: never a torn file."""
     import os
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=work, prefix=".teacher_logits.", suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, logits.astype(np.float32))
-    os.replace(tmp, work / rundir.TEACHER_LOGITS)
-    rundir.write_json(work / rundir.TEACHER, info)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 IGNORE = -100  # the label of a row without one (PyTorch's cross-entropy ignore_index)
