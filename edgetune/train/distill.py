@@ -90,13 +90,7 @@ class _LogitCache:
 
         from ..presets import cache_dir
 
-        h = hashlib.sha256()
-        for f in sorted(teacher.iterdir()):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".model"):
-                h.update(f.name.encode())
-                with f.open("rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 24), b""):
-                        h.update(block)
+        h = hashlib.sha256(str(rundir.fingerprint(str(teacher))).encode())
         h.update(repr((config.max_length, env["precision"], env["device"])).encode())
         self.base, self.dir = h.hexdigest(), cache_dir() / "teacher-logits"
 
