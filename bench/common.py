@@ -1,9 +1,12 @@
-"""Helpers shared by the benchmark scripts: machine description and result files."""
+"""Helpers shared by the benchmark scripts: machine description, result files, and runs and
+bundles made through the CLI (each reused when already finished, so a bench continues)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,59 @@ def write_results(name: str, result: dict[str, Any], title: str, table: list[str
     ]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
     print("\n".join(md))
+
+
+def edgetune_cli(*args: str) -> None:
+    cmd = [sys.executable, "-m", "edgetune", *args]
+    print("$ edgetune " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def train_run(runs: Path, name: str, data: str, labels: str | None, *opts: str) -> Path:
+    """A finished run at runs/NAME: trained now, resumed, or (already finished) reused."""
+    out = runs / name
+    if (out / "metrics.json").is_file():
+        print(f"reusing {out}", flush=True)
+        return out
+    if Path(f"{out}.partial").exists():
+        edgetune_cli("train", "--resume", "--output", str(out))
+        return out
+    extra = ["--label-names", labels] if labels else []
+    edgetune_cli("train", "--data", data, "--output", str(out), *extra, *opts)
+    return out
+
+
+def export_bundle(run: Path, bundles: Path) -> Path:
+    out = bundles / run.name
+    if not (out / "manifest.json").is_file():
+        edgetune_cli("export", str(run), "--output", str(out), "--no-validate", "--overwrite")
+    return out
+
+
+def bundle_accuracy(
+    bundle: Path, seqs: tuple[int, ...] = (32, 128), threads: int = 2
+) -> dict[str, Any]:
+    """Test accuracy of the PyTorch original (fp32) and the default int8 variant (runtime)."""
+    from edgetune.validate import validate
+
+    done = bundle / "validation" / "report.json"
+    rep = json.loads(done.read_text()) if done.is_file() else {}  # an earlier run of the bench
+    if "pytorch-fp32" not in rep.get("variants", {}):
+        rep = validate(
+            bundle=str(bundle),
+            threads=threads,
+            seq_lengths=seqs,
+            memory=False,
+            data_lengths=False,
+            rounds=5,
+            progress=False,
+            raise_on_failure=False,
+        ).report
+    rows, default = rep["variants"], rep["default_variant"]
+    return {
+        "default_variant": default,
+        "fp32_test": rows["pytorch-fp32"]["accuracy"],
+        "int8_test": rows[default]["accuracy"],
+        "agreement": rows[default]["agreement"],
+        "rows": rep["data"]["rows"],
+    }

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,64 +33,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_results  # noqa: E402
+from common import bundle_accuracy, export_bundle, train_run, write_results  # noqa: E402
 
 SEQS = (32, 128)
 THREADS = 2
-
-
-def _edgetune(*args: str) -> None:
-    cmd = [sys.executable, "-m", "edgetune", *args]
-    print("$ edgetune " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def _train(runs: Path, name: str, data: str, labels: str | None, *opts: str) -> Path:
-    """A finished run at runs/NAME: trained now, resumed, or (already finished) reused."""
-    out = runs / name
-    if (out / "metrics.json").is_file():
-        print(f"reusing {out}", flush=True)
-        return out
-    if Path(f"{out}.partial").exists():
-        _edgetune("train", "--resume", "--output", str(out))
-        return out
-    extra = ["--label-names", labels] if labels else []
-    _edgetune("train", "--data", data, "--output", str(out), *extra, *opts)
-    return out
-
-
-def _export(run: Path, bundles: Path) -> Path:
-    out = bundles / run.name
-    if not (out / "manifest.json").is_file():
-        _edgetune("export", str(run), "--output", str(out), "--no-validate", "--overwrite")
-    return out
-
-
-def _accuracy(bundle: Path) -> dict[str, Any]:
-    """Test accuracy of the PyTorch original (fp32) and the default int8 variant (runtime)."""
-    from edgetune.validate import validate
-
-    done = bundle / "validation" / "report.json"
-    rep = json.loads(done.read_text()) if done.is_file() else {}  # an earlier run of the bench
-    if "pytorch-fp32" not in rep.get("variants", {}):
-        rep = validate(
-            bundle=str(bundle),
-            threads=THREADS,
-            seq_lengths=SEQS,
-            memory=False,
-            data_lengths=False,
-            rounds=5,
-            progress=False,
-            raise_on_failure=False,
-        ).report
-    rows, default = rep["variants"], rep["default_variant"]
-    return {
-        "default_variant": default,
-        "fp32_test": rows["pytorch-fp32"]["accuracy"],
-        "int8_test": rows[default]["accuracy"],
-        "agreement": rows[default]["agreement"],
-        "rows": rep["data"]["rows"],
-    }
 
 
 def _side_by_side(bundles: dict[str, Path], texts: list[str], rounds: int) -> dict[str, Any]:
@@ -162,7 +107,7 @@ def main() -> None:
     teacher = (
         Path(a.teacher)
         if a.teacher
-        else _train(
+        else train_run(
             runs,
             "teacher",
             data,
@@ -185,14 +130,14 @@ def main() -> None:
         models[name] = (
             Path(a.plain)
             if a.plain and d == full
-            else _train(runs, f"plain-{d}", data, labels, *student, *layers(d))
+            else train_run(runs, f"plain-{d}", data, labels, *student, *layers(d))
         )
     for d in _ints(a.depths):
-        models[f"{a.student_model} {d}L distilled"] = _train(
+        models[f"{a.student_model} {d}L distilled"] = train_run(
             runs, f"kd-{d}", data, labels, *student, *layers(d), *t
         )
     if a.augment_depth:
-        models[f"{a.student_model} {a.augment_depth}L distilled + augmented copies"] = _train(
+        models[f"{a.student_model} {a.augment_depth}L distilled + augmented copies"] = train_run(
             runs,
             f"kd-{a.augment_depth}-aug",
             data,
@@ -206,7 +151,7 @@ def main() -> None:
 
     if a.unlabeled:
         d = a.unlabeled_depth
-        models[f"{a.student_model} {d}L distilled + unlabeled texts"] = _train(
+        models[f"{a.student_model} {d}L distilled + unlabeled texts"] = train_run(
             runs,
             f"kd-{d}-unlabeled",
             data,
@@ -218,8 +163,8 @@ def main() -> None:
             *t,
         )
 
-    bundles = {n: _export(r, a.bundles) for n, r in models.items()}
-    acc = {n: _accuracy(b) for n, b in bundles.items()}
+    bundles = {n: export_bundle(r, a.bundles) for n, r in models.items()}
+    acc = {n: bundle_accuracy(b) for n, b in bundles.items()}
 
     from edgetune.data import load_data
 
@@ -314,7 +259,7 @@ def _budget_check(a: Any, rows: dict[str, Any], runs: Path, labels: str | None) 
     lf = rows[f"{a.student_model} {full}L plain"]["latency"]["seq128"]["p50_ms"]
     budget_ms = round(ld + (lf - ld) / (2 * (full - d)), 2)
     sub = _subset(a.data, 2000, runs / "budget-data")
-    brun = _train(
+    brun = train_run(
         runs,
         "budget",
         sub,
@@ -327,7 +272,7 @@ def _budget_check(a: Any, rows: dict[str, Any], runs: Path, labels: str | None) 
         f"{budget_ms}ms@128",
     )
     bm = json.loads((brun / "metrics.json").read_text())
-    bbundle = _export(brun, a.bundles)
+    bbundle = export_bundle(brun, a.bundles)
     gate = validate(
         bundle=str(bbundle),
         threads=THREADS,

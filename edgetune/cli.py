@@ -135,7 +135,8 @@ def _presets_help() -> str:
     type=click.Choice(STRATEGIES),
     default="full",
     show_default=True,
-    help="Train all weights, only the head, or LoRA adapters (merged at the end).",
+    help="Train all weights, only the head, LoRA adapters (merged at the end), or fewshot: "
+    "contrastive pairs tune a sentence encoder, then a head is fitted (8-64 rows per class).",
 )
 @click.option("--epochs", type=int, help="Epochs [preset, else 3].")
 @click.option("--learning-rate", type=float, help="Peak learning rate [preset, else 5e-5].")
@@ -288,6 +289,36 @@ def _presets_help() -> str:
     "(word deletion/swap/typos at --augment's probability, else 0.1).",
 )
 @click.option(
+    "--shots",
+    type=int,
+    help="Train on K rows per class of the training split (stratified, seeded by --seed); "
+    "0 with --label-prompts: zero-shot.",
+)
+@click.option(
+    "--label-prompts",
+    help="fewshot: each class in words, 'negative=This review is negative.,positive=...' or a "
+    "file of label=prompt lines; starts the head (zero-shot without rows) and joins the pairs.",
+)
+@click.option(
+    "--pairs", type=int, help="fewshot: contrastive pairs per epoch [40 per row, at most 20,000]."
+)
+@click.option(
+    "--head-l2",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="fewshot: L2 penalty of the logistic-regression head (toward the prompts if given).",
+)
+@click.option(
+    "--template",
+    help="Cloze (PET) with a masked-LM checkpoint: e.g. '{text} It was [MASK].'; needs "
+    "--verbalizer.",
+)
+@click.option(
+    "--verbalizer",
+    help="Cloze: the word read at [MASK] for each class, e.g. negative=terrible,positive=great.",
+)
+@click.option(
     "--fsdp",
     is_flag=True,
     help="Under torchrun: shard weights, gradients and optimizer state (PyTorch FSDP2) instead "
@@ -316,6 +347,9 @@ def train(
     \b
     Example:
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/sst2
+      edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/fs16 \
+          --strategy fewshot --shots 16 --label-names negative,positive \
+          --label-prompts "negative=This review is negative.,positive=This review is positive."
     """
     _require_training_extra()
     from .train import TrainConfig

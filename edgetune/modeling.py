@@ -84,7 +84,9 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
                 ):
                     if hasattr(cfg, name):
                         setattr(cfg, name, config.dropout)
-            if source.kind == "config":
+            if config.strategy == "fewshot" or config.template:
+                model, new_weights = _load_headed(source, config, cfg, tokenizer, label_names)
+            elif source.kind == "config":
                 model = AutoModelForSequenceClassification.from_config(cfg)
                 new_weights = True
             else:
@@ -121,9 +123,65 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
     return tokenizer, model, new_weights
 
 
+def _load_headed(
+    source: ModelSource, config: Any, cfg: Any, tokenizer: Any, label_names: list[str]
+):
+    """An encoder with a ``heads`` head: pooled (``--strategy fewshot``) or cloze (``--template``)."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from .heads import ClozeClassifier, PooledClassifier, parse_template, parse_verbalizer
+
+    cls = AutoModelForMaskedLM if config.template else AutoModel
+    if source.kind == "config":
+        base, missing = cls.from_config(cfg), []
+    else:
+        base, info = cls.from_pretrained(
+            source.location,
+            config=cfg,
+            trust_remote_code=config.trust_remote_code,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+        missing = list(info.get("missing_keys") or [])
+    if config.template:
+        template = parse_template(config.template, tokenizer)
+        words = parse_verbalizer(str(config.verbalizer), label_names, tokenizer)
+        out = base.get_output_embeddings()
+        if any(k.startswith(("cls.", "lm_head.", "vocab_")) for k in missing) or out is None:
+            raise ModelError(
+                f"model {config.model} has no trained masked-LM head, so its predictions at "
+                "[MASK] mean nothing; use a masked-LM checkpoint (e.g. distilbert-base-uncased) "
+                "or --strategy fewshot"
+            )
+        return ClozeClassifier(base, template, words), False
+    pooling, normalize = read_pooling(source)
+    return PooledClassifier(base, len(label_names), pooling, normalize), True
+
+
+def read_pooling(source: ModelSource) -> tuple[str, bool]:
+    """How ``source`` pools sentence embeddings (its sentence-transformers files, fetched from
+    the hub for a hub id; mean pooling and normalisation where it has none)."""
+    from .heads import read_pooling as read_local
+
+    if source.kind != "hub":
+        return read_local(source.location if source.kind == "local" else None)
+    try:
+        from huggingface_hub import snapshot_download
+
+        where = snapshot_download(source.location, allow_patterns=["modules.json", "*/config.json"])
+    except Exception:  # no sentence-transformers files there, or offline: the defaults
+        return read_local(None)
+    return read_local(where)
+
+
 def load_saved(path: Path) -> Any:
-    """A saved sequence classifier (safetensors only), e.g. a run's ``best/``."""
+    """A saved sequence classifier (safetensors only), e.g. a run's ``best/``: a transformers
+    classifier, or an encoder with one of ``heads``' heads (few-shot, cloze)."""
     from transformers import AutoModelForSequenceClassification
 
+    from .heads import is_head_model, load_head_model
+
     with quiet_transformers():
+        if is_head_model(path):
+            return load_head_model(path)
         return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)

@@ -20,20 +20,24 @@ def export_onnx(model_dir: Path, out: Path, opset: int, trust_remote_code: bool)
 
     from optimum.exporters.onnx import main_export
 
+    from ..heads import is_head_model
     from ..modeling import quiet_transformers
 
     try:
         with quiet_transformers(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer chatter about constants in the trace
-            main_export(
-                str(model_dir),
-                output=str(out),
-                task="text-classification",
-                library_name="transformers",
-                opset=opset,
-                do_validation=False,
-                trust_remote_code=trust_remote_code,
-            )
+            if is_head_model(model_dir):
+                _export_head_model(model_dir, out, opset)
+            else:
+                main_export(
+                    str(model_dir),
+                    output=str(out),
+                    task="text-classification",
+                    library_name="transformers",
+                    opset=opset,
+                    do_validation=False,
+                    trust_remote_code=trust_remote_code,
+                )
     except (ValueError, KeyError, NotImplementedError) as e:
         msg = first_line(e)
         raise ModelError(f"Optimum cannot export {model_dir} to ONNX: {msg}") from None
@@ -42,6 +46,29 @@ def export_onnx(model_dir: Path, out: Path, opset: int, trust_remote_code: bool)
 
     onnx.checker.check_model(str(path))
     return path
+
+
+def _export_head_model(model_dir: Path, out: Path, opset: int) -> None:
+    """One graph for an encoder with an edgetune head (pooling and head, or a cloze template
+    and verbaliser, inside it), exported with Optimum's ONNX config of the encoder's
+    architecture: the inputs, outputs and dynamic axes of its text-classification export."""
+    from optimum.exporters.onnx import export
+    from optimum.exporters.tasks import TasksManager
+    from transformers import AutoTokenizer
+
+    from ..modeling import load_saved
+
+    model = load_saved(model_dir).eval()
+    make_config = TasksManager.get_exporter_config_constructor(
+        exporter="onnx",
+        model_type=model.config.model_type,
+        task="text-classification",
+        library_name="transformers",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    export(model, make_config(model.config), out / "model.onnx", opset=opset)
+    model.config.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
 
 
 def _heads_hidden(cfg: dict[str, Any]) -> tuple[int, int]:

@@ -264,6 +264,13 @@ def _run(
         header=config.header,
     )
     label_names = _apply_label_names(data, config.label_names)
+    if config.shots is not None:
+        from .fewshot import sample_shots
+
+        data.report["train"]["rows_before_shots"] = len(data.train)
+        data.train = sample_shots(data.train, config.shots, config.seed)
+        data.report["train"]["rows"] = len(data.train)
+        data.report["shots"] = config.shots
     config, env = _resolve(config, source)
     env["world_size"] = d.world
     say = sayer(progress)
@@ -332,9 +339,18 @@ def _run(
             distill.save_unlabeled(extra, work)
     d.barrier()
     backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
-    trainer = Trainer(
-        config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
-    )
+    if config.strategy == "fewshot":
+        from .fewshot import FewShotTrainer
+
+        if d.enabled:
+            raise ConfigError("--strategy fewshot runs in one process; start it without torchrun")
+        trainer: Any = FewShotTrainer(
+            config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
+        )
+    else:
+        trainer = Trainer(
+            config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
+        )
     if teacher is not None:
         trainer.learn_from(teacher[0])
     if resume:
@@ -503,13 +519,20 @@ def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dic
         )
     if precision == "bf16" and device == "mps":
         raise ConfigError("--precision bf16 is not supported on MPS here; use fp32")
+    fewshot = config.strategy == "fewshot"
+    if fewshot:
+        from .fewshot import LEARNING_RATE
+
+        default_lr = LEARNING_RATE
+    else:
+        default_lr = p.learning_rate if p else 5e-5
     resolved = replace(
         config,
         device=device,
         precision=precision,
         max_length=config.max_length or (p.max_length if p else 128),
-        learning_rate=config.learning_rate or (p.learning_rate if p else 5e-5),
-        epochs=config.epochs or (p.epochs if p else 3),
+        learning_rate=config.learning_rate or default_lr,
+        epochs=config.epochs or (1 if fewshot else p.epochs if p else 3),
         ema=config.ema if config.ema is not None else (p.ema if p else 0.0),
         # Pretrained word embeddings barely move in fine-tuning; random ones must learn.
         freeze_embeddings=(

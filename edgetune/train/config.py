@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..formats import run as rundir
 
-STRATEGIES = ("full", "head", "lora")
+STRATEGIES = ("full", "head", "lora", "fewshot")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 METRICS = ("accuracy", "macro_f1", "loss")
@@ -69,6 +69,12 @@ class TrainConfig:
     distill_temperature: float = 2.0
     unlabeled: str | None = None  # texts without labels that the student learns from the teacher
     distill_augment: int = 0  # teacher-labelled augmented copies of each training text
+    shots: int | None = None  # sample this many training rows per class (stratified, seeded)
+    label_prompts: str | None = None  # "label=description,..." or a file: zero-shot / head prior
+    pairs: int | None = None  # fewshot: contrastive pairs per epoch (default 40 per row)
+    head_l2: float = 1.0  # fewshot: L2 weight of the logistic-regression head (sklearn's 1/C)
+    template: str | None = None  # cloze (PET): "{text} It was [MASK]." around each text
+    verbalizer: str | None = None  # cloze: "label=word,..." read at the mask
     gradient_checkpointing: bool = False
     fsdp: bool = False
     trust_remote_code: bool = False
@@ -127,6 +133,42 @@ class TrainConfig:
             (
                 not (self.teacher and self.qat_distill),
                 "choose one teacher: --teacher, or --qat-distill (the model itself as QAT starts)",
+            ),
+        ]
+        fewshot = self.strategy == "fewshot"
+        checks += [
+            (
+                self.shots is None or self.shots >= 0,
+                "--shots is a count of rows per class, e.g. 16",
+            ),
+            (
+                self.shots != 0 or (fewshot and self.label_prompts),
+                "--shots 0 leaves no training rows: add --strategy fewshot --label-prompts "
+                "for a zero-shot classifier, or pass --shots 8 or more",
+            ),
+            (
+                not self.label_prompts or fewshot,
+                "--label-prompts describes classes for --strategy fewshot; add it",
+            ),
+            (self.pairs is None or self.pairs >= 2, "--pairs must be at least 2"),
+            (self.head_l2 >= 0, "--head-l2 must be >= 0"),
+            (
+                bool(self.template) == bool(self.verbalizer),
+                "--template and --verbalizer go together: the template's [MASK] is read at the "
+                "verbaliser's words",
+            ),
+            (
+                not self.template or self.strategy == "full",
+                "--template/--verbalizer fine-tune the masked-LM (PET); use --strategy full",
+            ),
+            (
+                not fewshot or not (self.qat or self.teacher or self.augment or self.fsdp),
+                "--strategy fewshot does not combine with --qat, --teacher, --augment or --fsdp; "
+                "use --strategy full for those",
+            ),
+            (
+                not self.template or not (self.qat or self.teacher or self.fsdp),
+                "--template does not combine with --qat, --teacher or --fsdp; drop them",
             ),
         ]
         for ok, msg in checks:

@@ -175,9 +175,9 @@ kind, path, threads, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sy
 feed = {"input_ids": np.ones((1, length), np.int64), "attention_mask": np.ones((1, length), np.int64)}
 if kind == "pytorch":
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from edgetune.modeling import load_saved
     torch.set_num_threads(threads)
-    m = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+    m = load_saved(path).eval()
     with torch.inference_mode():
         m(**{k: torch.from_numpy(v) for k, v in feed.items()})
 else:

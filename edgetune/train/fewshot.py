@@ -1,0 +1,358 @@
+"""``--strategy fewshot``: a classifier from a handful of labelled rows, as SetFit trains one.
+
+Two phases. The encoder learns from pairs of the labelled rows (same label: cosine similarity
+pulled to 1; different labels: pushed to 0), which turns a few dozen labels into thousands of
+training signals; then a logistic-regression head is fitted on the tuned, pooled and normalised
+embeddings. Label prompts (``--label-prompts``) are embedded like texts: they join the rows
+(and so the pairs), and their embeddings start the head and are what its L2 penalty pulls it
+back to, so the label words carry knowledge the examples lack. With no rows at all the head is
+the prompts' embeddings: a zero-shot classifier.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Data, Split
+from ..errors import ConfigError
+from ..formats import run as rundir
+from ..heads import PROMPT_SCALE, parse_label_prompts
+from .batching import collate, encode
+from .config import TrainConfig
+from .evaluate import Evaluator
+from .signals import StepEvent
+
+PAIRS_PER_ROW = 40  # SetFit's 20 iterations: each row in 20 positive and 20 negative pairs
+MAX_DEFAULT_PAIRS = 20_000  # beyond a few hundred rows, --strategy full is the better tool
+LEARNING_RATE = 2e-5  # SetFit's body learning rate
+_ENUMERATE_UP_TO = 2048  # rows up to which every pair is listed (2.1M pairs)
+
+
+def make_pairs(labels: list[int] | np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` pairs ``[i, j, same]`` of row indices, half with equal labels and half not.
+
+    Pairs are drawn without repeats until each kind runs out, then again in a new order (so
+    tiny sets oversample rather than skew the balance); seeded, so a run is reproducible.
+    """
+    y = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    half = (count + 1) // 2
+    if n <= _ENUMERATE_UP_TO:
+        i, j = np.triu_indices(n, 1)
+        same = y[i] == y[j]
+        kinds = [np.stack([i[s], j[s]], 1) for s in (same, ~same)]
+        chosen = [_cycle(k, half, rng) for k in kinds]
+    else:
+        chosen = [_sample(y, half, rng, want_same) for want_same in (True, False)]
+    if any(len(c) == 0 for c in chosen):
+        raise ConfigError(
+            "--strategy fewshot needs two rows of one class and rows of two classes to form "
+            "pairs; pass --shots 2 or more (or add --label-prompts)"
+        )
+    pos, neg = chosen
+    out = np.concatenate(
+        [np.column_stack([pos, np.ones(half, int)]), np.column_stack([neg, np.zeros(half, int)])]
+    )
+    return out[rng.permutation(len(out))]
+
+
+def _cycle(pool: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    if len(pool) == 0:
+        return pool
+    reps = math.ceil(k / len(pool))
+    order = np.concatenate([rng.permutation(len(pool)) for _ in range(reps)])[:k]
+    return pool[order]
+
+
+def _sample(y: np.ndarray, k: int, rng: np.random.Generator, same: bool) -> np.ndarray:
+    by_class = {c: np.flatnonzero(y == c) for c in np.unique(y)}
+    # First rows that have a partner of the wanted kind (a class mate, or another class).
+    starts = np.flatnonzero([len(by_class[c]) > 1 if same else len(by_class) > 1 for c in y])
+    if len(starts) == 0:
+        return np.zeros((0, 2), int)
+    out: list[tuple[int, int]] = []
+    while len(out) < k:
+        a = int(starts[rng.integers(len(starts))])
+        pool = by_class[y[a]] if same else np.flatnonzero(y != y[a])
+        b = int(pool[rng.integers(len(pool))])
+        if a != b:
+            out.append((a, b))
+    return np.array(out)
+
+
+def sample_shots(split: Split, k: int, seed: int) -> Split:
+    """``k`` rows of each class, stratified and seeded; refuses a ``k`` larger than a class."""
+    y = np.asarray(split.labels)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < k:
+            raise ConfigError(
+                f"--shots {k}: class {c} has only {len(idx)} training rows; "
+                f"pass --shots {len(idx)} or less"
+            )
+        picked.append(rng.permutation(idx)[:k])
+    return split.subset(np.sort(np.concatenate(picked)) if picked else np.array([], int))
+
+
+class FewShotTrainer:
+    """The ``Trainer`` interface ``train`` uses (fit, state, state_mb), for the two phases."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: dict[str, Any],
+        data: Data,
+        tokenizer: Any,
+        model: Any,
+        work: Path,
+        say: Callable[[str], None],
+        progress: bool,
+        dist: Any,
+        backend: Any,
+        signals: Any,
+        on_step: Callable[[StepEvent], None] | None = None,
+    ) -> None:
+        self.config, self.env, self.data, self.tokenizer = config, env, data, tokenizer
+        self.work, self.say, self.progress, self.dist = work, say, progress, dist
+        self.backend, self.signals, self.on_step = backend, signals, on_step
+        self.device = env["device"]
+        self.model = model.to(self.device)
+        self.optimizer: Any = None
+        self.prompts: dict[str, list[str]] = (
+            parse_label_prompts(config.label_prompts, data.label_names)
+            if config.label_prompts
+            else {}
+        )
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "epoch": 0,
+            "samples": 0,
+            "train_s": 0.0,
+            "history": [],
+            "best": {"metric": config.metric, "value": math.nan, "step": 0, "epoch": 0.0},
+            "stopped_early": False,
+        }
+
+    def state_mb(self) -> float:
+        if self.optimizer is None:  # zero-shot: weights only
+            return sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20
+        tensors = self.backend.state_tensors(self.model, self.optimizer)
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+    def rows(self) -> Split:
+        """The labelled rows the encoder and head learn from: training rows and prompts."""
+        train = self.data.train
+        names = self.data.label_names
+        texts = list(train.texts) + [p for n in names for p in self.prompts.get(n, [])]
+        labels = list(train.labels) + [
+            i for i, n in enumerate(names) for _ in self.prompts.get(n, [])
+        ]
+        pairs = None
+        if train.pairs is not None:
+            pairs = list(train.pairs) + [""] * (len(texts) - len(train))
+        return Split(texts, labels, pairs)
+
+    def fit(self) -> None:
+        c = self.config
+        rows = self.rows()
+        t0 = time.perf_counter()
+        loss = math.nan
+        if len(self.data.train):
+            count = c.pairs or min(PAIRS_PER_ROW * len(rows), MAX_DEFAULT_PAIRS)
+            self.say(
+                f"few-shot: {len(self.data.train)} rows"
+                + (f" + {len(rows) - len(self.data.train)} label prompts" if self.prompts else "")
+                + f", {count} pairs x {c.epochs} epoch(s), then the head"
+            )
+            loss = self.tune_encoder(rows, count)
+            self.fit_head(rows)
+        else:
+            self.say("zero-shot: the head is the label prompts' embeddings")
+            self.set_head_from_prompts()
+        self.state["train_s"] = time.perf_counter() - t0
+        self.state["epoch"] = c.epochs or 1
+        self.save_best(loss)
+
+    # -- phase 1: the encoder learns from pairs ---------------------------------------------
+
+    def tune_encoder(self, rows: Split, count: int) -> float:
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        from .setup import make_optimizer
+
+        c = self.config
+        model = self.model
+        for p in model.head.parameters():
+            p.requires_grad = False
+        if c.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad = False
+        enc = encode(self.tokenizer, rows, c.max_length or 128)
+        epochs = c.epochs or 1
+        bs = max(1, c.batch_size // 2)  # --batch-size counts texts: two per pair
+        steps = epochs * math.ceil(count / bs)
+        self.optimizer = make_optimizer(model, c, self.device)
+        scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(c.warmup_ratio * steps), steps
+        )
+        bar = _bar(steps, "pairs", self.progress)
+        model.train()
+        total, seen = 0.0, 0
+        for epoch in range(epochs):
+            pairs = make_pairs(rows.labels, count, c.seed + epoch)
+            for start in range(0, len(pairs), bs):
+                chunk = pairs[start : start + bs]
+                both = np.concatenate([chunk[:, 0], chunk[:, 1]])
+                batch = {
+                    k: v.to(self.device)
+                    for k, v in collate(enc, both, self.tokenizer.pad_token_id).items()
+                }
+                e = model.embed(**batch).float()
+                u, v = e[: len(chunk)], e[len(chunk) :]
+                cos = torch.nn.functional.cosine_similarity(u, v, dim=-1)
+                target = torch.as_tensor(chunk[:, 2], dtype=cos.dtype, device=cos.device)
+                loss = torch.nn.functional.mse_loss(cos, target)
+                loss.backward()
+                self.optimizer.step()
+                scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.state["step"] += 1
+                self.state["samples"] += 2 * len(chunk)
+                total += float(loss.detach()) * len(chunk)
+                seen += len(chunk)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+                if self.on_step is not None:
+                    self.on_step(
+                        StepEvent("after_step", self.state["step"], epoch, 0, model, self.optimizer)
+                    )
+        bar.close()
+        model.eval()
+        return total / max(seen, 1)
+
+    # -- phase 2: the head ------------------------------------------------------------------
+
+    def embeddings(self, split: Split) -> Any:
+        import torch
+
+        enc = encode(self.tokenizer, split, self.config.max_length or 128)
+        out = []
+        self.model.eval()
+        with torch.inference_mode():
+            for s in range(0, len(split), 128):
+                rows = np.arange(s, min(s + 128, len(split)))
+                batch = {
+                    k: v.to(self.device)
+                    for k, v in collate(enc, rows, self.tokenizer.pad_token_id).items()
+                }
+                out.append(self.model.embed(**batch).float().cpu())
+        return torch.cat(out)
+
+    def prompt_weights(self) -> Any:
+        """Each class's prompt embeddings, averaged and scaled: the head's prior (or None)."""
+        import torch
+
+        if not self.prompts:
+            return None
+        names = self.data.label_names
+        texts = [p for n in names for p in self.prompts[n]]
+        owner = [i for i, n in enumerate(names) for _ in self.prompts[n]]
+        e = self.embeddings(Split(texts, [0] * len(texts)))
+        w = torch.zeros(len(names), e.shape[1])
+        w.index_add_(0, torch.tensor(owner), e)
+        w = (
+            torch.nn.functional.normalize(w, dim=-1)
+            if self.model.normalize
+            else w / torch.bincount(torch.tensor(owner), minlength=len(names)).unsqueeze(1)
+        )
+        return w * PROMPT_SCALE
+
+    def set_head_from_prompts(self) -> None:
+        import torch
+
+        w = self.prompt_weights()
+        with torch.no_grad():
+            self.model.head.weight.copy_(w)
+            self.model.head.bias.zero_()
+
+    def fit_head(self, rows: Split) -> None:
+        """Multinomial logistic regression (L-BFGS, as sklearn's default solver) on the
+        embeddings; the L2 penalty pulls toward the prompts' weights where there are any."""
+        import torch
+
+        x = self.embeddings(rows)
+        y = torch.tensor(rows.labels)
+        k = self.data.num_labels
+        prior = self.prompt_weights()
+        w0 = prior if prior is not None else torch.zeros(k, x.shape[1])
+        w = w0.clone().requires_grad_(True)
+        b = torch.zeros(k, requires_grad=True)
+        l2 = self.config.head_l2
+        opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x @ w.T + b, y, reduction="sum")
+            loss = loss + 0.5 * l2 * ((w - w0) ** 2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        with torch.no_grad():
+            self.model.head.weight.copy_(w.detach())
+            self.model.head.bias.copy_(b.detach())
+
+    # -- the result -------------------------------------------------------------------------
+
+    def save_best(self, train_loss: float) -> None:
+        ev = Evaluator(self.model, self.tokenizer, self.config, self.env, precision="fp32")
+        from ..metrics import classification_metrics
+        from .evaluate import cross_entropy
+
+        val = self.data.validation
+        lg = ev.logits(val)
+        m = classification_metrics(val.labels, lg.argmax(-1), self.data.label_names)
+        val_loss = cross_entropy(lg, np.asarray(val.labels))
+        value = val_loss if self.config.metric == "loss" else m[self.config.metric]
+        s = self.state
+        s["best"].update(value=value, step=s["step"], epoch=float(s["epoch"]))
+        s["history"].append(
+            {
+                "step": s["step"],
+                "epoch": float(s["epoch"]),
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_accuracy": m["accuracy"],
+                "val_macro_f1": m["macro_f1"],
+            }
+        )
+        tmp = self.work / (rundir.BEST + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        rundir.replace_dir(tmp, self.work / rundir.BEST)
+
+
+def _bar(total: int, unit: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc="contrastive",
+        unit="step",
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+    )
