@@ -300,7 +300,7 @@ def _presets_help() -> str:
     "file of label=prompt lines; starts the head (zero-shot without rows) and joins the pairs.",
 )
 @click.option(
-    "--pairs", type=int, help="fewshot: contrastive pairs per epoch [40 per row, at most 20,000]."
+    "--pairs", type=int, help="fewshot: contrastive pairs per epoch [40 per row, at most 2,000]."
 )
 @click.option(
     "--head-l2",

@@ -99,6 +99,16 @@ def test_fewshot_run_trains_on_shots_and_exports_one_graph(fewshot_run, tmp_path
     got = clf.logits(TEXTS)
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+    # stock loaders read the bundle's default (int8) model.onnx as any text classifier (labels
+    # compared: dynamic int8 scales depend on how a batch is padded)
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    stock = ORTModelForSequenceClassification.from_pretrained(b.output)
+    enc = AutoTokenizer.from_pretrained(b.output)(TEXTS, padding=True, return_tensors="pt")
+    ours = Classifier.load(b.output).logits(TEXTS)
+    stock_logits = stock(**enc).logits.numpy()
+    assert np.array_equal(stock_logits.argmax(-1), ours.argmax(-1))
+    np.testing.assert_allclose(stock_logits, ours, atol=0.1)
 
 
 def test_fewshot_run_teaches_a_student(fewshot_run, tmp_path):

@@ -18,7 +18,6 @@ from ..errors import BundleError, ConfigError, ModelError
 from ..formats import bundle as bundlefmt
 from ..formats import run as rundir
 from ..fsutil import clean_stale, locked, temp_dir
-from ..heads import is_head_model
 from ..quant import EMBEDDINGS, TARGETS, QuantizationConfig
 from .graph import build_cpu_graph, export_onnx, optimize
 from .manifest import build_manifest, js_layout, record_requirements, smoke_test
@@ -376,6 +375,8 @@ def _resolve_source(path: Path) -> dict[str, Any]:
         )
     cfg = json.loads((model_dir / "config.json").read_text())
     archs = cfg.get("architectures") or []
+    from ..heads import is_head_model  # torch: imported only when exporting
+
     if not is_head_model(model_dir) and not any(
         a.endswith("ForSequenceClassification") for a in archs
     ):
