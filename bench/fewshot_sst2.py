@@ -8,13 +8,17 @@ this CPU), `edgetune validate` (the runtime's tokenizer and batching on the test
 per cell: mean ± std over seeds of fp32 and int8 test accuracy, and time per run.
 
 The validation split is a seeded sample of --val-rows rows of the data's validation split (a
-few-shot user has few labels to spare for it); the test split is used whole.
+few-shot user has few labels to spare for it); the test split is used whole, or a seeded sample
+of --test-rows rows.
 
 Runs and bundles are reused when finished, so an interrupted bench continues where it stopped.
 
     python bench/fewshot_sst2.py --data ../shared/data/sst2 --label-names negative,positive \
         --prompts "negative=This review is negative.,positive=This review is positive."
-    # another data set: --data runs/data/stackoverflow --name fewshot_stackoverflow --prompts FILE
+    # another data set (bench/data_stackoverflow.sh), prompts made from the label names alone:
+    python bench/fewshot_sst2.py --data runs/data/stackoverflow --prompts "A question about {label}." \
+        --shots 8 --seeds 3 --test-rows 2000 --runs runs/fewshot-so --bundles bundles/fewshot-so \
+        --name fewshot_stackoverflow
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from common import bundle_accuracy, export_bundle, train_run, write_results  # n
 FULL_RECIPE = ("--batch-size", "8", "--epochs", "10", "--ema", "0")
 
 
-def _data(src: str, val_rows: int, where: Path, labels: str | None) -> str:
-    """The data's training and test splits, and a seeded sample of its validation split."""
+def _data(src: str, val_rows: int, test_rows: int | None, where: Path, labels: str | None) -> str:
+    """The data's training split, and seeded samples of its validation and test splits."""
     import numpy as np
 
     from edgetune.data import load_data
@@ -46,10 +50,11 @@ def _data(src: str, val_rows: int, where: Path, labels: str | None) -> str:
     names = labels.split(",") if labels else d.label_names
     where.mkdir(parents=True, exist_ok=True)
     val_idx = np.sort(np.random.default_rng(0).permutation(len(d.validation))[:val_rows])
+    test_idx = np.sort(np.random.default_rng(1).permutation(len(d.test))[:test_rows])
     for name, split in (
         ("train", d.train),
         ("validation", d.validation.subset(val_idx)),
-        ("test", d.test),
+        ("test", d.test.subset(test_idx)),
     ):
         with (where / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -99,19 +104,32 @@ def main() -> None:
     a = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     a.add_argument("--data", required=True)
     a.add_argument("--label-names")
-    a.add_argument("--prompts", required=True, help="--label-prompts for the prompt rows")
+    a.add_argument(
+        "--prompts",
+        required=True,
+        help="--label-prompts for the prompt rows; with {label} in it, one prompt per label "
+        "name made from it (e.g. 'A question about {label}.')",
+    )
     a.add_argument("--model", default="minilm-l6")
     a.add_argument("--shots", default="8,16,32,64")
     a.add_argument("--seeds", type=int, default=5)
     a.add_argument("--strategies", default="full,fewshot,prompts,zeroshot")
     a.add_argument("--val-rows", type=int, default=200)
+    a.add_argument("--test-rows", type=int, help="a seeded sample of the test split [all of it]")
     a.add_argument("--runs", default="runs/fewshot")
     a.add_argument("--bundles", default="bundles/fewshot")
     a.add_argument("--name", default="fewshot_sst2")
     args = a.parse_args()
     runs, bundles = Path(args.runs), Path(args.bundles)
-    data = _data(args.data, args.val_rows, runs / "data", args.label_names)
+    data = _data(args.data, args.val_rows, args.test_rows, runs / "data", args.label_names)
     shots = [int(k) for k in args.shots.split(",")]
+    if "{label}" in args.prompts:
+        from edgetune.data import load_data
+
+        names = load_data(data).label_names
+        made = runs / "prompts.txt"
+        made.write_text("".join(f"{n}={args.prompts.format(label=n)}\n" for n in names))
+        args.prompts = str(made)
     strategies = args.strategies.split(",")
     base = ("--model", args.model, "--quiet")
     options = {

@@ -24,6 +24,13 @@ from .errors import ConfigError, ModelError
 HEAD_CONFIG = "edgetune_head.json"
 HEAD_WEIGHTS = "edgetune_head.safetensors"
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
+# sentence-transformers' names for them (``1_Pooling/config.json``: pooling_mode_<name>)
+_ST_POOLING = {
+    "mean": "mean_tokens",
+    "cls": "cls_token",
+    "max": "max_tokens",
+    "mean_sqrt_len": "mean_sqrt_len_tokens",
+}
 MASK = "[MASK]"
 TEXT = "{text}"
 # Zero-shot logits: cosine similarity over a temperature of 0.05, so a 0.1 cosine margin
@@ -57,19 +64,11 @@ def read_pooling(model_dir: str | Path | None) -> tuple[str, bool]:
                 cfg = json.loads((root / str(m.get("path", "")) / "config.json").read_text())
             except (OSError, ValueError):
                 continue
+            named = {st: ours for ours, st in _ST_POOLING.items()}
             modes = [
-                k[len("pooling_mode_") :]
+                named.get(k[len("pooling_mode_") :], k[len("pooling_mode_") :])
                 for k, v in cfg.items()
                 if k.startswith("pooling_mode_") and v
-            ]
-            modes = [
-                {
-                    "cls_token": "cls",
-                    "mean_tokens": "mean",
-                    "max_tokens": "max",
-                    "mean_sqrt_len_tokens": "mean_sqrt_len",
-                }.get(x, x)
-                for x in modes
             ]
             if len(modes) != 1 or modes[0] not in POOLINGS:
                 raise ModelError(
@@ -166,7 +165,7 @@ class PooledClassifier(_torch_module()):  # type: ignore[misc]
             str(path / HEAD_WEIGHTS),
         )
         (path / HEAD_CONFIG).write_text(json.dumps(self.head_config(), indent=2) + "\n")
-        _write_sentence_transformers(path, self.pooling, self.normalize, self.head.in_features)
+        write_sentence_transformers(path, self.pooling, self.normalize, self.head.in_features)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, cfg: dict[str, Any]) -> PooledClassifier:
@@ -179,7 +178,7 @@ class PooledClassifier(_torch_module()):  # type: ignore[misc]
         return model
 
 
-def _write_sentence_transformers(path: Path, pooling: str, normalize: bool, dim: int) -> None:
+def write_sentence_transformers(path: Path, pooling: str, normalize: bool, dim: int) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {
@@ -201,14 +200,8 @@ def _write_sentence_transformers(path: Path, pooling: str, normalize: bool, dim:
         (path / "2_Normalize").mkdir(exist_ok=True)
     (path / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
     (path / "1_Pooling").mkdir(exist_ok=True)
-    modes = {
-        "cls": "cls_token",
-        "mean": "mean_tokens",
-        "max": "max_tokens",
-        "mean_sqrt_len": "mean_sqrt_len_tokens",
-    }
-    cfg = {"word_embedding_dimension": dim}
-    cfg.update({f"pooling_mode_{m}": m == modes[pooling] for m in modes.values()})
+    cfg: dict[str, Any] = {"word_embedding_dimension": dim}
+    cfg.update({f"pooling_mode_{m}": p == pooling for p, m in _ST_POOLING.items()})
     (path / "1_Pooling" / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 

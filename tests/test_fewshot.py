@@ -261,3 +261,21 @@ def test_bad_few_shot_input_is_one_line_exit_2(tmp_path, extra, message):
     assert message in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_pooling_is_read_from_the_checkpoint(tmp_path):
+    """The sentence-transformers files say how to pool; what edgetune writes reads back."""
+    from edgetune.errors import ModelError
+    from edgetune.heads import write_sentence_transformers, read_pooling
+
+    assert read_pooling(tmp_path) == ("mean", True)  # says nothing: mean + normalised
+    for pooling, normalize in (("cls", False), ("max", True), ("mean_sqrt_len", False)):
+        d = tmp_path / pooling
+        d.mkdir()
+        write_sentence_transformers(d, pooling, normalize, 64)
+        assert read_pooling(d) == (pooling, normalize)
+    (tmp_path / "cls" / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": True, "pooling_mode_weightedmean_tokens": True})
+    )
+    with pytest.raises(ModelError, match="pools with cls\\+weightedmean_tokens"):
+        read_pooling(tmp_path / "cls")
