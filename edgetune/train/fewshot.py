@@ -24,7 +24,7 @@ from ..data import Data, Split
 from ..errors import ConfigError
 from ..formats import run as rundir
 from ..heads import PROMPT_SCALE, parse_label_prompts
-from .batching import collate, encode
+from .batching import autocast, collate, encode
 from .config import TrainConfig
 from .evaluate import Evaluator
 from .signals import StepEvent
@@ -126,6 +126,10 @@ class FewShotTrainer:
         self.work, self.say, self.progress, self.dist = work, say, progress, dist
         self.backend, self.signals, self.on_step = backend, signals, on_step
         self.device = env["device"]
+        # bf16 autocast where the device has it; fp16 would need a loss scaler for a short
+        # phase of a small model, so it trains in fp32 (recorded in the run)
+        if env["precision"] == "fp16":
+            env["precision"] = "fp32"
         self.model = model.to(self.device)
         self.optimizer: Any = None
         self.prompts: dict[str, list[str]] = (
@@ -217,7 +221,8 @@ class FewShotTrainer:
                     k: v.to(self.device)
                     for k, v in collate(enc, both, self.tokenizer.pad_token_id).items()
                 }
-                e = model.embed(**batch).float()
+                with autocast(self.device, self.env["precision"]):
+                    e = model.embed(**batch).float()
                 u, v = e[: len(chunk)], e[len(chunk) :]
                 cos = torch.nn.functional.cosine_similarity(u, v, dim=-1)
                 target = torch.as_tensor(chunk[:, 2], dtype=cos.dtype, device=cos.device)
