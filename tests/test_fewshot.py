@@ -279,3 +279,20 @@ def test_pooling_is_read_from_the_checkpoint(tmp_path):
     )
     with pytest.raises(ModelError, match="pools with cls\\+weightedmean_tokens"):
         read_pooling(tmp_path / "cls")
+
+
+def test_interrupted_fewshot_run_leaves_nothing(tmp_path):
+    import edgetune
+    from edgetune.train import TrainingInterrupted
+    from tests.step_hooks import interrupt_at
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="a few-shot run keeps no checkpoint"):
+        edgetune.train(
+            data=str(ASSETS / "sentiment.csv"),
+            output=str(out),
+            progress=False,
+            on_step=interrupt_at("counted", 2),
+            **train_kwargs(strategy="fewshot", shots=4, pairs=64),
+        )
+    assert not out.exists() and not list(tmp_path.glob("run*"))

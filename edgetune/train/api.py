@@ -362,6 +362,12 @@ def _run(
     except KeyboardInterrupt:
         step = trainer.state["step"]
         what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
+        if config.strategy == "fewshot":
+            raise TrainingInterrupted(
+                f"{what} at step {step}; a few-shot run keeps no checkpoint (it takes minutes), "
+                "so nothing was written; start it again",
+                signals.signum,
+            ) from None
         if trainer.backend.saves_anywhere:
             with signals.atomic():  # every rank: each one's random state goes in
                 checkpoint.save(trainer)

@@ -239,7 +239,7 @@ class FewShotTrainer:
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
                 if self.on_step is not None:
                     self.on_step(
-                        StepEvent("after_step", self.state["step"], epoch, 0, model, self.optimizer)
+                        StepEvent("counted", self.state["step"], epoch, 0, model, self.optimizer)
                     )
         bar.close()
         model.eval()
