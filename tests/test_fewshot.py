@@ -266,7 +266,7 @@ def test_bad_few_shot_input_is_one_line_exit_2(tmp_path, extra, message):
 def test_pooling_is_read_from_the_checkpoint(tmp_path):
     """The sentence-transformers files say how to pool; what edgetune writes reads back."""
     from edgetune.errors import ModelError
-    from edgetune.heads import write_sentence_transformers, read_pooling
+    from edgetune.heads import read_pooling, write_sentence_transformers
 
     assert read_pooling(tmp_path) == ("mean", True)  # says nothing: mean + normalised
     for pooling, normalize in (("cls", False), ("max", True), ("mean_sqrt_len", False)):
