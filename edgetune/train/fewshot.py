@@ -209,7 +209,7 @@ class FewShotTrainer:
         scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(c.warmup_ratio * steps), steps
         )
-        bar = _bar(steps, "pairs", self.progress)
+        bar = _bar(steps, self.progress)
         model.train()
         total, seen = 0.0, 0
         for epoch in range(epochs):
@@ -350,7 +350,7 @@ class FewShotTrainer:
         rundir.replace_dir(tmp, self.work / rundir.BEST)
 
 
-def _bar(total: int, unit: str, enabled: bool) -> Any:
+def _bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
