@@ -20,11 +20,14 @@ import numpy as np
 
 from .errors import ConfigError, GateFailed
 from .formats import bundle as bundlefmt
-from .fsutil import check_output_file, write_json, write_text
+from .fsutil import write_json, write_text
+from .latency import SEQ_LENGTHS
 from .tables import markdown_table, text_table
 
 SCHEMA = "edgetune-bench"
 SCHEMA_VERSION = 1
+MARKDOWN_TITLE = "### edgetune bench:"
+JUNIT_SUITE = '<testsuite name="edgetune bench"'
 
 
 @dataclass
@@ -36,7 +39,7 @@ class BenchConfig:
     compare: str | None = None  # another bundle directory, or "pytorch"
     compare_variant: str | None = None
     batch_sizes: tuple[int, ...] = (1, 8, 32)
-    seq_lengths: tuple[int, ...] = (16, 32, 128)
+    seq_lengths: tuple[int, ...] = SEQ_LENGTHS
     threads: int = 0  # 0: all cores
     rounds: int = 30
     warmup: int = 3
@@ -75,18 +78,31 @@ class BenchConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
-        for option, path in (
-            ("--output", self.output),
-            ("--markdown", self.markdown),
-            ("--junit", self.junit),
-        ):
+        from .formats.outputs import check_distinct, check_result_file
+
+        results = {"--output": self.output, "--markdown": self.markdown, "--junit": self.junit}
+        check_distinct(results)
+        for option, path in results.items():
             if path:
-                check_output_file(path, option)
+                check_result_file(path, option, _recognisers()[option], what=_WHAT[option])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch_sizes"], d["seq_lengths"] = list(self.batch_sizes), list(self.seq_lengths)
         return d
+
+
+def _recognisers() -> dict[str, Any]:
+    from .formats.outputs import json_with_schema, text_starting
+
+    return {
+        "--output": json_with_schema(SCHEMA),
+        "--markdown": text_starting(MARKDOWN_TITLE),
+        "--junit": text_starting("<?xml", JUNIT_SUITE),
+    }
+
+
+_WHAT = {"--output": "bench JSON", "--markdown": "bench summary", "--junit": "bench JUnit file"}
 
 
 def parse_fraction(spec: str) -> float:
@@ -134,7 +150,7 @@ def bench(
     elif options:
         config = replace(config, **options)
     from .console import sayer
-    from .latency import measure, speedup
+    from .latency import lengths_within, measure, speedup
     from .runtime import Classifier
     from .validate import RuntimeRunner, TorchRunner, pytorch_source
 
@@ -167,9 +183,10 @@ def bench(
     vocab = _vocab_size(root)
     rng = np.random.default_rng(0)
     grid = []
-    cells = [(b, s) for b in config.batch_sizes for s in config.seq_lengths if s <= max_len]
-    if not cells:
+    lengths, skipped = lengths_within(config.seq_lengths, max_len)
+    if not lengths:
         raise ConfigError(f"every --seq-lengths value exceeds the model's max length {max_len}")
+    cells = [(b, s) for b in config.batch_sizes for s in lengths]
     for b, s in cells:
         say(f"timing batch {b} x sequence {s}")
         ids = rng.integers(min(1000, vocab - 1), vocab, size=(b, s))
@@ -203,6 +220,8 @@ def bench(
         "compare": compare_info,
         "threads": config.threads,
         "grid": grid,
+        "skipped_seq_lengths": list(skipped),
+        "max_length": max_len,
         "baseline": config.baseline,
         "gates": gates,
         "passed": not failures,
@@ -321,6 +340,9 @@ def table(report: dict[str, Any]) -> str:
         *text_table(head, rows),
     ]
     out += [f"{'PASS' if g['passed'] else 'FAIL'}  {g['message']}" for g in report["gates"]]
+    from .latency import skipped_note
+
+    out += skipped_note(report.get("skipped_seq_lengths"), report.get("max_length"))
     return "\n".join(out)
 
 
@@ -330,7 +352,7 @@ def markdown(report: dict[str, Any]) -> str:
     verdict = "passed" if report["passed"] else "**FAILED**"
     cpu = report["environment"]["cpu"]
     md = [
-        f"### edgetune bench: {Path(report['bundle']).name} ({report['variant']}) {verdict if report['gates'] else ''}".rstrip(),
+        f"{MARKDOWN_TITLE} {Path(report['bundle']).name} ({report['variant']}) {verdict if report['gates'] else ''}".rstrip(),
         "",
         *markdown_table(head, rows),
         "",
@@ -357,7 +379,7 @@ def junit(report: dict[str, Any]) -> str:
         )
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
-        f'<testsuite name="edgetune bench" tests="{len(gates)}" failures="{fails}" time="{report["time_s"]}">\n'
+        f'{JUNIT_SUITE} tests="{len(gates)}" failures="{fails}" time="{report["time_s"]}">\n'
         + "\n".join(cases)
         + "\n</testsuite>\n"
     )

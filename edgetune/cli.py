@@ -642,11 +642,14 @@ def predict(
       edgetune predict bundles/sst2 "a gorgeous film" "dull and lifeless"
       edgetune predict bundles/sst2 --input reviews.csv --format jsonl > predictions.jsonl
     """
-    from .runtime import Classifier, iter_inputs, predict_items, text_item
+    import itertools
+    import warnings
+
+    from .runtime import Classifier, check_predict_options, iter_inputs, predict_items, text_item
 
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
-    import warnings
+    check_predict_options(top_k=top_k, batch_size=batch_size, threads=threads)
 
     def show(message: Any, *args: Any, **kwargs: Any) -> None:
         click.secho(f"warning: {message}", fg="yellow", err=True)
@@ -654,6 +657,16 @@ def predict(
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = show  # as they happen, one line each
+        items: Any = (
+            (text_item(i, t) for i, t in enumerate(texts))
+            if texts
+            else iter_inputs(input_path, text_column, header=header)
+        )
+        if input_path not in (None, "-"):
+            # Reading the first item opens the file and finds its text column: a bad input is
+            # refused before the bundle loads. Stdin is not waited on before the bundle.
+            head = list(itertools.islice(items, 1))
+            items = itertools.chain(head, items)
         clf = Classifier.load(
             bundle,
             variant=variant,
@@ -662,15 +675,12 @@ def predict(
             fallback=fallback,
             public_key=verify_key,
         )
-        items = (
-            (text_item(i, t) for i, t in enumerate(texts))
-            if texts
-            else iter_inputs(input_path, text_column, header=header)
+        results = predict_items(
+            clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores
         )
-        _write_predictions(
-            predict_items(clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores),
-            fmt,
-        )
+        # Nothing reaches stdout until the first answer exists: an exit 2 leaves it empty.
+        answered = list(itertools.islice(results, 1))
+        _write_predictions(itertools.chain(answered, results), fmt)
 
 
 def _write_predictions(results: Any, fmt: str) -> None:

@@ -35,6 +35,10 @@ class BundleError(EdgetuneError):
     """A bundle is missing, malformed, tampered with, or would be overwritten."""
 
 
+class TrainingDiverged(EdgetuneError):
+    """The loss became NaN or infinite: the settings or a model diverge (nothing is saved)."""
+
+
 class LockedError(EdgetuneError):
     """Another process is writing the same run or bundle."""
 

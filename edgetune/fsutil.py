@@ -63,12 +63,13 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
-def check_output_file(path: str, option: str) -> None:
-    """Refuse, before any work, an output file path that cannot be written."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise ConfigError(f"{option} {path} is a directory; give a file path, e.g. {p / 'out'}")
-    check_writable(p, option)
+def existing(spec: str | None) -> Path | None:
+    """``spec`` as a path when something is there; None for inline values (a prompt, a hub id)
+    that are no path, even one too long for the file system to look up."""
+    if not spec:
+        return None
+    p = Path(spec).expanduser()
+    return p if os.path.lexists(p) else None  # False on ENAMETOOLONG or an embedded NUL
 
 
 def check_writable(path: Path, option: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModelError
+from .fsutil import existing
 
 HEAD_CONFIG = "edgetune_head.json"
 HEAD_WEIGHTS = "edgetune_head.safetensors"
@@ -261,14 +262,18 @@ def parse_verbalizer(spec: str, label_names: list[str], tokenizer: Any) -> list[
     ids = []
     for name in label_names:
         word = pairs[name][0]
-        # Mid-sentence, as after "It was": byte-level BPE marks the space; WordPiece ignores it.
-        toks = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        if len(toks) != 1:
-            toks = tokenizer(word, add_special_tokens=False)["input_ids"]
-        if len(toks) != 1:
+        toks = _word_tokens(word, tokenizer)
+        if len(toks) != 1 or toks[0] == tokenizer.unk_token_id:
+            what = (
+                f"splits {word!r} into {len(toks)} tokens"
+                if len(toks) != 1
+                else f"does not know {word!r} (it reads as {tokenizer.unk_token})"
+            )
+            near = _nearest_word(word, tokenizer)
+            hint = f", e.g. {name}={near}" if near else ""
             raise ConfigError(
-                f"--verbalizer {name}={word}: the tokenizer splits {word!r} into {len(toks)} "
-                "tokens; choose a word that is one token"
+                f"--verbalizer {name}={word}: the tokenizer {what}; choose a word that is one "
+                f"token of its vocabulary{hint}"
             )
         ids.append(int(toks[0]))
     if len(set(ids)) != len(ids):
@@ -276,14 +281,49 @@ def parse_verbalizer(spec: str, label_names: list[str], tokenizer: Any) -> list[
     return ids
 
 
+def _word_tokens(word: str, tokenizer: Any) -> list[int]:
+    # Mid-sentence, as after "It was": byte-level BPE marks the space; WordPiece ignores it.
+    toks = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    if len(toks) != 1:
+        toks = tokenizer(word, add_special_tokens=False)["input_ids"]
+    return list(toks)
+
+
+def _nearest_word(word: str, tokenizer: Any) -> str | None:
+    """The form of ``word`` nearest to it that is one known token: lower case, without
+    accents, else the closest spelling among the vocabulary's whole words."""
+    import difflib
+    import unicodedata
+
+    plain = "".join(
+        ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch)
+    )
+    for form in dict.fromkeys((word.lower(), plain, plain.lower())):
+        toks = _word_tokens(form, tokenizer) if form.strip() else []
+        if form != word and len(toks) == 1 and toks[0] != tokenizer.unk_token_id:
+            return form
+    # Whole words only: WordPiece marks pieces with ##, byte-level BPE marks a leading space.
+    vocab = [t[1:] if t.startswith("\u0120") else t for t in tokenizer.get_vocab()]
+    words = [t for t in vocab if t.isalpha() and len(t) > 1]
+    close = difflib.get_close_matches(word.lower(), words, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _label_map(spec: str, option: str, label_names: list[str], multi: bool) -> dict[str, list[str]]:
     """``a=x,b=y`` or a file with one ``label=text`` (or ``label<TAB>text``) per line."""
     import re
 
-    path = Path(spec).expanduser()
-    if path.is_file():
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    path = existing(spec)
+    if path is not None:
+        lines = [ln for ln in _read_lines(path, option) if ln.strip()]
+        if not lines:
+            raise ConfigError(f"{option} {spec} is empty; write one label=text line per label")
         items = [re.split(r"\t|=", ln, maxsplit=1) for ln in lines]
+    elif "=" not in spec:
+        raise ConfigError(
+            f"{option} {spec}: no such file, and not label=text pairs; give a file of "
+            f"label=text lines or e.g. '{label_names[0]}=...'"
+        )
     else:
         # Commas inside a text are kept: a new item starts only where "label=" follows.
         names = "|".join(re.escape(n) for n in sorted(label_names, key=len, reverse=True))
@@ -311,6 +351,31 @@ def _label_map(spec: str, option: str, label_names: list[str], multi: bool) -> d
             f"label one, e.g. {missing[0]}=..."
         )
     return out
+
+
+def _read_lines(path: Path, option: str) -> list[str]:
+    """A label=text file's lines, decoded as training data is (UTF-8, a BOM, UTF-16)."""
+    from .textio import codec_name, text_encoding
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file of label=text lines")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{option} {path} cannot be read ({e.strerror})") from None
+    encoding = text_encoding(raw[:4096])
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{option} {path} is not {codec_name(encoding)} text (binary, or another encoding "
+            "such as Latin-1); save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(
+            f"{option} {path} holds binary data; give a text file of label=text lines"
+        )
+    return text.splitlines()
 
 
 def parse_label_prompts(spec: str, label_names: list[str]) -> dict[str, list[str]]:

@@ -36,6 +36,36 @@ def parse_budget(spec: str, option: str = "--latency-budget") -> tuple[float, in
     return float(m.group(1)), int(m.group(2) or 128)
 
 
+SEQ_LENGTHS = (16, 32, 128)  # timed by default: short, typical and long texts
+
+
+def lengths_within(
+    lengths: tuple[int, ...], max_len: int, default: tuple[int, ...] = SEQ_LENGTHS
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The sequence lengths to time (up to the model's max length) and those left out.
+
+    Lengths a user chose beyond the max are refused; the default lengths beyond it (128 on a
+    64-token model) are left out, and the caller reports them.
+    """
+    beyond = tuple(s for s in lengths if s > max_len)
+    if beyond and tuple(lengths) != tuple(default):
+        raise ConfigError(
+            f"--seq-lengths {','.join(map(str, beyond))} exceed the model's max length "
+            f"{max_len}; time lengths up to {max_len}"
+        )
+    return tuple(s for s in lengths if s <= max_len), beyond
+
+
+def skipped_note(skipped: list[int] | None, max_len: int | None) -> list[str]:
+    """The line that says which default lengths were not timed, and why."""
+    if not skipped:
+        return []
+    return [
+        f"note       sequence length(s) {', '.join(map(str, skipped))} not timed: beyond the "
+        f"model's max length {max_len}"
+    ]
+
+
 @dataclass
 class Timing:
     """Per-call wall times of one candidate, in seconds."""

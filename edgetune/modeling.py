@@ -7,6 +7,7 @@ Weights load from safetensors only; a model's own Python code runs only when the
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,29 @@ def quiet_transformers():
     return ctx()
 
 
+def _unwrap_without_deepspeed() -> None:
+    """Keep ``save_pretrained`` from importing DeepSpeed in runs that do not use it.
+
+    transformers unwraps a model before saving it with accelerate, which imports all of
+    deepspeed whenever it is installed, only to test for its engine: DeepSpeed then prints
+    "Setting accelerator to CPU" inside the progress bar of every CPU run. A model can be
+    wrapped in that engine only once deepspeed is imported (the DeepSpeed backend's ``wrap``,
+    before training), so until then accelerate is told DeepSpeed is absent.
+    """
+    try:
+        from accelerate.utils import other
+    except ImportError:
+        return
+    installed = getattr(other, "is_deepspeed_available", None)
+    if installed is None or installed.__module__ == __name__:
+        return
+
+    def is_deepspeed_available() -> bool:
+        return "deepspeed" in sys.modules and bool(installed())
+
+    other.is_deepspeed_available = is_deepspeed_available
+
+
 def model_config(source: ModelSource, trust_remote_code: bool = False) -> dict[str, Any]:
     """The model's config.json as a dict (the preset's for models built from a config)."""
     if source.kind == "config":
@@ -51,6 +75,7 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    _unwrap_without_deepspeed()  # every model a run saves is loaded here first
     id2label = dict(enumerate(label_names))
     label2id = {n: i for i, n in enumerate(label_names)}
     trust = config.trust_remote_code

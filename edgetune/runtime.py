@@ -216,8 +216,7 @@ class Classifier:
         batch_size: int = 32,
     ) -> np.ndarray:
         """Raw logits of ``texts`` (with ``pairs`` as second segments), in input order."""
-        if batch_size < 1:
-            raise ConfigError("batch_size must be at least 1")
+        check_predict_options(batch_size=batch_size)
         texts = [t if isinstance(t, str) else str(t) for t in texts]
         if pairs is not None and len(pairs) != len(texts):
             raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
@@ -246,8 +245,7 @@ class Classifier:
         Texts are batched by length (less padding); longer texts are truncated to the bundle's
         max length. A text's result does not depend on ``batch_size`` or its batch-mates.
         """
-        if top_k < 1:
-            raise ConfigError("top_k must be at least 1")
+        check_predict_options(top_k=top_k)
         probs = softmax(self.logits(texts, pairs=pairs, batch_size=batch_size))
         return [self._result(p, top_k, all_scores) for p in probs]
 
@@ -337,6 +335,15 @@ def _try_variant(
         why = f"{check.describe()}: it computes wrong answers on this device"
         return None, why, SelfCheckFailed
     return clf, "", BundleError
+
+
+def check_predict_options(
+    *, top_k: int = 1, batch_size: int = 1, threads: int | None = None
+) -> None:
+    """Refuse a ``top_k``, ``batch_size`` or ``threads`` below 1 (None threads: the default)."""
+    for name, value in (("top_k", top_k), ("batch_size", batch_size), ("threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
 def default_threads() -> int:

@@ -29,6 +29,12 @@ from .formats.bundle import MANIFEST, REPORT_DIR, SIGNATURE
 # Paths (relative to the bundle; a trailing "/" marks a folder) the signature does not cover.
 IGNORED = (SIGNATURE, f"{REPORT_DIR}/")
 _FIX_KEY = "pass an EC (P-256/P-384/P-521) key in PEM, e.g. from `openssl ecparam -genkey -name prime256v1`"
+_FIX_PUB = (
+    "pass the signer's EC public key in PEM (`openssl ec -in KEY -pubout`); a bundle signed "
+    "with another key type must be re-signed with an EC key"
+)
+# model-signing's elliptic-key signer and verifier accept these curves only.
+_CURVES = ("secp256r1", "secp384r1", "secp521r1")  # P-256, P-384, P-521
 
 
 def _lib() -> ModuleType:
@@ -70,21 +76,63 @@ def _why(e: Exception) -> str:
     return "; ".join(diff) or "files differ from the signed list"
 
 
+def _unsupported(key: Any) -> str | None:
+    """What a loaded key is when model-signing cannot use it ("an RSA key"), else None."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        return None if key.curve.name in _CURVES else f"an EC key on curve {key.curve.name}"
+    kinds = {
+        "an RSA key": (rsa.RSAPublicKey, rsa.RSAPrivateKey),
+        "a DSA key": (dsa.DSAPublicKey, dsa.DSAPrivateKey),
+        "an Ed25519 key": (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey),
+        "an Ed448 key": (ed448.Ed448PublicKey, ed448.Ed448PrivateKey),
+    }
+    return next((k for k, types in kinds.items() if isinstance(key, types)), "not an EC key")
+
+
+def _key_problem(path: Path, private: bool, password: bytes | None = None) -> str | None:
+    """Why ``path`` is not a usable key of that role, in words: model-signing's own errors
+    name cryptography's internals ("'RSA' object has no attribute 'curve'")."""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    data = path.read_bytes()
+    if b"-----BEGIN " not in data:
+        return "not a PEM file"
+    key: Any
+    try:
+        if private:
+            key = ser.load_pem_private_key(data, password=password)
+        else:
+            key = ser.load_pem_public_key(data)
+    except Exception as e:  # ValueError, TypeError (password), UnsupportedAlgorithm
+        if not private and b"PRIVATE KEY-----" in data:
+            return "it is a private key; pass its public half"
+        if private and b"PUBLIC KEY-----" in data:
+            return "it is a public key; signing needs the private key"
+        why = first_line(e)
+        return "not a readable PEM key" if why.startswith("Unable to load PEM") else why
+    kind = _unsupported(key)
+    if kind is None:
+        return None
+    return f"{kind}; only EC keys on P-256, P-384 or P-521 are supported"
+
+
 def _signer(ms: ModuleType, private_key: Path, password: bytes | None) -> Any:
     try:
-        # model-signing annotates the password as str, but cryptography needs bytes.
-        return ms.signing.Config().use_elliptic_key_signer(
-            private_key=private_key, password=cast(Any, password)
-        )
+        problem = _key_problem(private_key, True, password)
+        if problem is None:
+            # model-signing annotates the password as str, but cryptography needs bytes.
+            return ms.signing.Config().use_elliptic_key_signer(
+                private_key=private_key, password=cast(Any, password)
+            )
     except OSError as e:
         raise BundleError(
             f"cannot read private key {private_key} ({e.strerror}); {_FIX_KEY}"
         ) from None
-    except Exception as e:  # ValueError, TypeError (password), AttributeError (not an EC key)...
-        why = "not an elliptic-curve key" if isinstance(e, AttributeError) else first_line(e)
-        raise BundleError(
-            f"{private_key} is not a usable private key ({why}); {_FIX_KEY}"
-        ) from None
+    except Exception as e:
+        problem = first_line(e)
+    raise BundleError(f"{private_key} is not a usable private key ({problem}); {_FIX_KEY}")
 
 
 def check_private_key(private_key: str | Path, password: bytes | None = None) -> None:
@@ -129,20 +177,23 @@ def verify(bundle: str | Path, public_key: str | Path) -> None:
         raise BundleError(
             f"bundle {bundle} does not exist or is not a directory; pass a bundle directory"
         )
-    if not is_signed(bundle):
-        raise BundleError(
-            f"bundle {bundle} is not signed; sign it with `edgetune export --sign KEY` or `edgetune sign` (it has no {SIGNATURE})"
-        )
+    # The key is the caller's input: judged before the bundle's state.
     try:
-        cfg = ms.verifying.Config().use_elliptic_key_verifier(public_key=public_key)
+        problem = _key_problem(public_key, False)
+        if problem is None:
+            cfg = ms.verifying.Config().use_elliptic_key_verifier(public_key=public_key)
     except OSError as e:
         raise BundleError(
             f"cannot read public key {public_key} ({e.strerror}); pass the signer's public key in PEM"
         ) from None
     except Exception as e:
+        problem = first_line(e)
+    if problem is not None:
+        raise BundleError(f"{public_key} is not a usable public key ({problem}); {_FIX_PUB}")
+    if not is_signed(bundle):
         raise BundleError(
-            f"{public_key} is not a usable public key ({first_line(e)}); pass the signer's EC public key in PEM (`openssl ec -in KEY -pubout`)"
-        ) from None
+            f"bundle {bundle} is not signed; sign it with `edgetune export --sign KEY` or `edgetune sign` (it has no {SIGNATURE})"
+        )
     # Any failure (changed files, wrong key, corrupt signature, a symlink) means "not verified".
     try:
         cfg.set_hashing_config(_hashing(ms)).verify(bundle.resolve(), bundle / SIGNATURE)

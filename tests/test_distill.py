@@ -125,7 +125,7 @@ def test_the_teacher_reads_the_text_with_its_own_tokenizer(tmp_path):
     ("teacher", "message"),
     [
         ("labels", "predicts a, b, c, but the data's labels are negative, positive"),
-        ("missing", "not a preset, an existing directory or a hub id"),
+        ("missing", "--teacher: no run, model folder or hub id at"),
     ],
 )
 def test_unusable_teachers_exit_2(teacher, message, tmp_path, tiny_model_dir):

@@ -72,7 +72,7 @@ def test_bench_output_paths_are_checked_before_timing(bundle_dir, tmp_path, opti
     a_file = tmp_path / "file"
     a_file.write_text("x")
     for bad, why in (
-        (tmp_path, "is a directory"),
+        (tmp_path, "is a folder, not a regular file"),
         (a_file / "out.json", "is a file, not a folder"),
     ):
         r = CliRunner().invoke(

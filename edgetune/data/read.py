@@ -71,11 +71,15 @@ def _read_file(path: Path, header: bool | None = None) -> Any:
             encoding = text_encoding(head)  # UTF-16 after its byte-order mark, else UTF-8
             sample = text_sample(head, encoding)
         if table:
+            sep = sniff_delimiter(sample) if suffix == ".csv" else "\t"
+            # GLUE-style TSV: no quoting, quotes are part of the text.
+            quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
+            if header is not False:
+                _refuse_repeated_names(path, sample, sep, quoting)
             df = pd.read_csv(
                 path,
-                sep=sniff_delimiter(sample) if suffix == ".csv" else "\t",
-                # GLUE-style TSV: no quoting, quotes are part of the text.
-                quoting=csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE,
+                sep=sep,
+                quoting=quoting,
                 header=None if header is False else "infer",
                 keep_default_na=False,
                 na_values=[""],
@@ -88,6 +92,8 @@ def _read_file(path: Path, header: bool | None = None) -> Any:
                 df = pd.read_json(path, dtype=False, encoding=encoding)
             except ValueError:
                 df = pd.read_json(path, lines=True, dtype=False, encoding=encoding)
+    except DataError:
+        raise
     except UnicodeDecodeError as e:
         raise DataError(
             f"{path} is not {codec_name(encoding)} text ({e.reason}); re-save it as UTF-8"
@@ -111,6 +117,19 @@ def _read_file(path: Path, header: bool | None = None) -> Any:
     df.columns = [str(c) for c in df.columns]
     df.attrs.update(path=str(path), guessed_header=table and header is None)
     return df
+
+
+def _refuse_repeated_names(path: Path, sample: str, sep: str, quoting: Any) -> None:
+    """pandas renames a second "label" to "label.1" and the first is used without a word."""
+    first = next(csv.reader(sample.splitlines()[:1], delimiter=sep, quoting=quoting), [])
+    names = [n.strip() for n in first]
+    for name in names:
+        if name and names.count(name) > 1:
+            where = [str(i) for i, n in enumerate(names) if n == name]
+            raise DataError(
+                f"the header of {path} names column {name!r} {len(where)} times (columns "
+                f"{', '.join(where)}); rename all but one, or pass --no-header if that row is data"
+            )
 
 
 def _read_hub(spec: str) -> tuple[dict[str, Any], list[str] | None]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError, ConfigError, ModelError
+from ..errors import BundleError, ConfigError, ModelError, first_line
 from ..formats import bundle as bundlefmt
 from ..formats import run as rundir
 from ..fsutil import clean_stale, locked, temp_dir
@@ -174,7 +174,7 @@ def export(
     output = Path(config.output).expanduser()
     sources = (config.source, config.data, config.calibration_data, config.sign)
     src = _resolve_source(Path(config.source).expanduser())
-    bundlefmt.check_output(output, overwrite, sources)
+    _check_outputs(output, overwrite, sources, config.archive)
     if config.validate and config.data:
         _check_data(config, src)  # before minutes of export, and before anything is installed
     qat = src["qat"]
@@ -214,9 +214,28 @@ def export(
     with locked(output, "bundle"):
         # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
         clean_stale(output.parent, output.name)
-        bundlefmt.check_output(output, overwrite, sources)
+        _check_outputs(output, overwrite, sources, config.archive)
         with without_preprocessing_advice():
             return _export(config, output, src, quant, calibration, say, progress, t0)
+
+
+def _check_outputs(
+    output: Path, overwrite: bool, sources: tuple[str | None, ...], archive: bool
+) -> None:
+    """The bundle folder, and with --archive ``BUNDLE.tar.gz`` (replaced only with --overwrite,
+    and only when it is an archive of this bundle)."""
+    bundlefmt.check_output(output, overwrite, sources)
+    if not archive:
+        return
+    from ..formats.outputs import bundle_archive, check_result_file
+
+    dst = bundlefmt.archive_path(output)
+    for src in filter(None, sources):
+        if Path(src).expanduser().resolve() == dst.resolve():
+            raise BundleError(f"--archive would replace {src}, which the export reads")
+    check_result_file(
+        dst, "--archive", bundle_archive(output.name), what="bundle archive", overwrite=overwrite
+    )
 
 
 def _export(
@@ -388,10 +407,36 @@ def _resolve_source(path: Path) -> dict[str, Any]:
         raise ModelError(
             f"{model_dir} has no safetensors weights; save it with safe_serialization=True"
         )
+    _refuse_nonfinite(model_dir)
     from ..quant import read_scheme
 
     qat = read_scheme(model_dir)
     return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat}
+
+
+def _refuse_nonfinite(model_dir: Path) -> None:
+    """NaN or inf weights (a diverged run) would fail deep in quantization; say so at once."""
+    import torch
+    from safetensors import safe_open
+
+    for f in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                for name in st.keys():
+                    t = st.get_tensor(name)
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        bad = int((~torch.isfinite(t)).sum())
+                        raise ModelError(
+                            f"{f} holds non-finite weights ({bad} NaN/inf values in {name}): "
+                            "the training that wrote it diverged; train again (a lower "
+                            "--learning-rate, or --precision fp32) and export that run"
+                        )
+        except ModelError:
+            raise
+        except Exception as e:  # safetensors raises its own error type
+            raise ModelError(
+                f"{f} cannot be read ({first_line(e)}); it may be truncated: copy or train it again"
+            ) from None
 
 
 def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:

@@ -7,6 +7,9 @@ GatherBlockQuantized after quantization.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,43 @@ def _heads_hidden(cfg: dict[str, Any]) -> tuple[int, int]:
     return int(heads), int(hidden)
 
 
+# ORT's skip-layer-norm fusion logs this when symbolic shape inference failed; ORT imports its
+# module under its bare name (it puts its own folder on sys.path) or as part of the package.
+_SHAPE_MESSAGE = "symbolic shape inference disabled or failed."
+_SHAPE_LOGGERS = ("fusion_skiplayernorm", "onnxruntime.transformers.fusion_skiplayernorm")
+_SHAPE_PRINT = "failed in shape inference"
+
+
+class _ShapeInferenceFailed(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _SHAPE_MESSAGE
+
+
+@contextlib.contextmanager
+def _expected_shape_failure() -> Iterator[None]:
+    """Keep ORT's symbolic shape inference failure out of the output while the graph is
+    optimized. It is expected: the inference cannot follow the Expand of a pooling head's
+    mask, and the fusions that need shapes are skipped, so the graph stays correct. ORT logs
+    it per fusion and prints (not logs) the exception's type once."""
+    import io
+    import sys
+
+    f = _ShapeInferenceFailed()
+    loggers = [logging.getLogger(name) for name in _SHAPE_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(f)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(f)
+        for line in printed.getvalue().splitlines(keepends=True):
+            if not line.startswith(_SHAPE_PRINT):
+                sys.stdout.write(line)
+
+
 def optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
     """O1: ORT's basic graph rewrites; O2: + transformer fusions; O3: + GELU approximation."""
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -91,14 +131,15 @@ def optimize(src: Path, dst: Path, cfg: dict[str, Any], level: str) -> Path:
         # The word-embedding Gather stays separate so it can be quantized on its own.
         opts.enable_embed_layer_norm = False
         opts.enable_gelu_approximation = level == "O3"
-        m = optimize_model(
-            str(src),
-            model_type=model_type,
-            num_heads=heads,
-            hidden_size=hidden,
-            optimization_options=opts,
-            opt_level=0,
-        )
+        with _expected_shape_failure():
+            m = optimize_model(
+                str(src),
+                model_type=model_type,
+                num_heads=heads,
+                hidden_size=hidden,
+                optimization_options=opts,
+                opt_level=0,
+            )
     m.save_model_to_file(str(dst))
     return dst
 

@@ -341,9 +341,13 @@ def install(staged: Path, output: Path) -> None:
     replace_dir(staged, output)
 
 
+def archive_path(root: Path) -> Path:
+    return root.with_name(root.name + ".tar.gz")
+
+
 def archive(root: Path) -> Path:
     """Write ``<root>.tar.gz`` next to the bundle (atomically)."""
-    dst = root.with_name(root.name + ".tar.gz")
+    dst = archive_path(root)
     fd, tmp = tempfile.mkstemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tar.gz")
     os.close(fd)
     with tarfile.open(tmp, "w:gz") as tar:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
-from ..fsutil import check_writable, read_json, replace_dir, write_json
+from ..fsutil import check_writable, existing, read_json, replace_dir, write_json
 
 __all__ = ["read_json", "replace_dir", "write_json"]  # re-exported for the stages
 
@@ -76,7 +76,7 @@ def is_run(path: Path) -> bool:
     return (path / METRICS).is_file() and (path / BEST / "config.json").is_file()
 
 
-def _written_by_us(path: Path) -> bool:
+def written_by_us(path: Path) -> bool:
     """A run (finished or not) that edgetune wrote: its config.json names the run format."""
     try:
         return read_json(path / CONFIG).get("format") == FORMAT
@@ -101,12 +101,13 @@ def open_run(path: str | Path) -> Path:
 
 
 def check_output(
-    output: Path, *, overwrite: bool, resume: bool, sources: tuple[str, ...] = ()
+    output: Path, *, overwrite: bool, resume: bool, sources: tuple[tuple[str, str], ...] = ()
 ) -> Path:
     """Refuse outputs we must not touch; return the working directory (not yet created).
 
     ``--overwrite`` replaces only what edgetune wrote (a run, an unfinished run, an empty
-    folder), never a folder of other files and never one holding a ``source`` the run reads.
+    folder), never a folder of other files and never one holding a ``source`` the run reads
+    (``sources``: option and path of every input).
     """
     work = partial_path(output)
     check_writable(output, "--output")
@@ -126,16 +127,18 @@ def check_output(
         )
     if output.exists() and not output.is_dir():
         raise RunError(f"output {output} is a file; choose a directory path for --output")
-    for src in sources:
-        p = Path(src).expanduser()
-        if p.exists() and (
-            p.resolve() == output.resolve() or output.resolve() in p.resolve().parents
-        ):
-            raise RunError(
-                f"--output {output} holds {src}, which this run reads; choose another --output"
-            )
+    for option, src in sources:
+        p = existing(src)
+        if p is None:
+            continue
+        for d in (output, work):  # --overwrite empties both
+            if p.resolve() == d.resolve() or d.resolve() in p.resolve().parents:
+                raise RunError(
+                    f"--output {output} holds {option} {src}, which this run reads; choose "
+                    "another --output"
+                )
     for d in (output, work):
-        if d.is_dir() and any(d.iterdir()) and not _written_by_us(d):
+        if d.is_dir() and any(d.iterdir()) and not written_by_us(d):
             raise RunError(
                 f"{d} exists and is not an edgetune run; edgetune replaces only its own runs, "
                 "so choose another --output"

@@ -26,7 +26,14 @@ from .config import TrainConfig, TrainResult, dropped_summary, parse_qat_start
 from .evaluate import Evaluator
 from .loop import Trainer
 from .parallel import backend_for
-from .parallel.launch import deepspeed_options, fsdp_options, launched_world, setup, teardown
+from .parallel.launch import (
+    Dist,
+    deepspeed_options,
+    fsdp_options,
+    launched_world,
+    setup,
+    teardown,
+)
 from .signals import Signals, StepEvent, TrainingInterrupted, library_chatter
 
 
@@ -68,10 +75,20 @@ def train(
     if config is not None and config.latency_budget and config.layers is not None:
         raise ConfigError("--latency-budget chooses the number of layers; drop --layers")
     device_hint = config.device if config else "auto"
+    # Few-shot training is one process (seconds to minutes on K rows per class). Under a
+    # launcher, refusing on every rank would end in the launcher's own traceback; instead
+    # rank 0 trains alone and the others leave at once, successfully.
+    alone = config is not None and config.strategy == "fewshot" and launched_world() > 1
+    if alone and _launched_rank() != 0:
+        return None  # type: ignore[return-value]  # rank 0 writes and reports the run
     signals = Signals()
     signals.install()
     try:
-        d = setup(_launch_device(device_hint))
+        d = Dist() if alone else setup(_launch_device(device_hint))
+        if alone and progress:
+            sayer(progress)(
+                f"--strategy fewshot trains in one process: rank 0 alone (of {launched_world()})"
+            )
         try:
             with library_chatter(progress):
                 return _train(
@@ -129,6 +146,15 @@ def _fit_budget(
     return replace(config, layers=chosen)
 
 
+def _launched_rank() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def _launch_device(requested: str) -> str:
     if requested != "auto" or launched_world() <= 1:
         return requested
@@ -181,16 +207,24 @@ def _check_max_length(config: TrainConfig, source: ModelSource) -> TrainConfig:
     from ..presets import usable_positions
 
     positions = usable_positions(model_config(source, config.trust_remote_code))
-    if positions is None:
-        return config
-    if config.max_length is not None and config.max_length > positions:
+    if positions is not None and config.max_length is not None and config.max_length > positions:
         raise ConfigError(
             f"--max-length {config.max_length} exceeds the {positions} positions of "
             f"{config.model}; pass --max-length {positions} or less"
         )
-    if config.max_length is None:
+    if positions is not None and config.max_length is None:
         p = source.preset
-        return replace(config, max_length=min(p.max_length if p else 128, positions))
+        config = replace(config, max_length=min(p.max_length if p else 128, positions))
+    if config.latency_budget:
+        from .budget import parse_budget
+
+        seq = parse_budget(config.latency_budget)[1]
+        if config.max_length is not None and seq > config.max_length:
+            # Candidates would be timed at the max length while the run recorded another.
+            raise ConfigError(
+                f"--latency-budget {config.latency_budget} times {seq} tokens, beyond this run's "
+                f"max length {config.max_length}; give a length up to {config.max_length}"
+            )
     return config
 
 
@@ -222,7 +256,7 @@ def _train(
             config = _resumed_config(work, resume_options)
         assert config is not None
         if not resume:
-            sources = (config.data, config.model)
+            sources = config.input_paths()
             work = _on_main(
                 d,
                 lambda: rundir.check_output(
@@ -342,8 +376,6 @@ def _run(
     if config.strategy == "fewshot":
         from .fewshot import FewShotTrainer
 
-        if d.enabled:
-            raise ConfigError("--strategy fewshot runs in one process; start it without torchrun")
         trainer: Any = FewShotTrainer(
             config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.text_columns = tuple(self.text_columns)
         self.label_names = tuple(self.label_names)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            # inf and nan pass every range check written as a comparison with the wrong sign
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name.replace('_', '-')} {value} is not a finite number")
         checks = [
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
@@ -184,6 +190,18 @@ class TrainConfig:
             raise ConfigError("--output is the data path; choose a new directory for the run")
         if Path(self.model).exists() and out.resolve() == Path(self.model).resolve():
             raise ConfigError("--output is the model directory; choose a new directory for the run")
+
+    def input_paths(self) -> tuple[tuple[str, str], ...]:
+        """Every option that names something the run reads, with its value (paths or not)."""
+        named = {
+            "--data": self.data,
+            "--model": self.model,
+            "--teacher": self.teacher,
+            "--unlabeled": self.unlabeled,
+            "--label-prompts": self.label_prompts,
+            "--verbalizer": self.verbalizer,
+        }
+        return tuple((k, v) for k, v in named.items() if v)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Data, Split
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, ModelError, first_line
 from ..formats import run as rundir
 from ..metrics import classification_metrics
 from .config import TrainConfig
@@ -32,11 +32,26 @@ def teacher_dir(spec: str) -> tuple[str, str]:
     path = Path(spec).expanduser()
     if rundir.is_run(path):
         return str(path / rundir.BEST), "run"
-    if rundir.partial_path(path).exists() and not path.exists():
+    unfinished = rundir.written_by_us(path) or (
+        not path.exists() and rundir.written_by_us(rundir.partial_path(path))
+    )
+    if unfinished:
+        final = path.with_name(path.name.removesuffix(".partial"))
         raise ConfigError(
-            f"--teacher {spec} is unfinished; finish it with `edgetune train --resume --output {spec}`"
+            f"--teacher {spec} is a run still training (or stopped before it finished); finish "
+            f"it with `edgetune train --resume --output {final}`, then pass --teacher {final}"
         )
-    return resolve_model(spec).location, "model"
+    try:
+        return resolve_model(spec).location, "model"
+    except ModelError:
+        raise ConfigError(_nothing_at(spec)) from None
+
+
+def _nothing_at(spec: str) -> str:
+    return (
+        f"--teacher: no run, model folder or hub id at {spec}; pass a finished run "
+        "(`edgetune train ... --output DIR`), a fine-tuned model folder, or a hub id"
+    )
 
 
 def run_teacher(
@@ -55,10 +70,12 @@ def run_teacher(
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(where)
             model = load_saved(where)  # type: ignore[arg-type]
-    except (OSError, ValueError) as e:
+    except Exception as e:  # OSError, ValueError, SafetensorError, transformers' own
+        if not Path(config.teacher).expanduser().exists():  # a hub id the hub does not serve
+            raise ConfigError(_nothing_at(config.teacher)) from None
         raise ConfigError(
-            f"--teacher {config.teacher} cannot be loaded ({first_line(e)}); pass a "
-            "run, a fine-tuned model directory or hub id"
+            f"--teacher {config.teacher} cannot be loaded ({first_line(e)}); its files may be "
+            "truncated or not a model: pass a finished run, a fine-tuned model folder or hub id"
         ) from None
     order = label_order(model.config.id2label, data.label_names, config.teacher)
     model.to(env["device"])
@@ -139,7 +156,16 @@ def load_or_compute(
         logits = np.load(path)
         if logits.shape == (len(data.train), data.num_labels):
             return logits, rundir.read_json(info)
-    return run_teacher(config, data, env, say, progress)
+    logits, figures = run_teacher(config, data, env, say, progress)
+    bad = int((~np.isfinite(logits)).any(axis=1).sum())
+    if bad:
+        # A student trained on them would learn NaN: refused before its first step.
+        raise ConfigError(
+            f"--teacher {config.teacher} gives non-finite logits on {bad} of {len(logits)} "
+            "training rows (its weights hold NaN or inf, or it overflows at this --precision); "
+            "pass a teacher whose own evaluation is sound, or try --precision fp32"
+        )
+    return logits, figures
 
 
 def save(logits: np.ndarray, info: dict[str, Any], work: Path) -> None:

@@ -227,6 +227,14 @@ class FewShotTrainer:
                 cos = torch.nn.functional.cosine_similarity(u, v, dim=-1)
                 target = torch.as_tensor(chunk[:, 2], dtype=cos.dtype, device=cos.device)
                 loss = torch.nn.functional.mse_loss(cos, target)
+                if not math.isfinite(float(loss.detach())):
+                    from ..errors import TrainingDiverged
+
+                    raise TrainingDiverged(
+                        f"training stopped at contrastive step {self.state['step']}: the loss "
+                        f"is {float(loss.detach())} (the encoder's embeddings are not finite); "
+                        "lower --learning-rate or check --model"
+                    )
                 loss.backward()
                 self.optimizer.step()
                 scheduler.step()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Data
+from ..errors import TrainingDiverged
 from . import checkpoint, distill
 from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
@@ -211,24 +212,22 @@ class Trainer:
         self.backend.accumulation_boundary(last)
         with autocast(self.device, self.env["precision"]):
             logits = self.net(**batch).logits
-        if self.teacher_logits is not None:
-            teacher = self.teacher_logits[rows]
-            loss = distill.loss(
-                self.loss_fn,
-                logits.float(),
-                labels,
-                teacher,
-                c.distill_alpha,
-                c.distill_temperature,
-            )
+        teacher = None if self.teacher_logits is None else self.teacher_logits[rows]
+        if teacher is not None:
+            t, a = c.distill_temperature, c.distill_alpha
+            loss = distill.loss(self.loss_fn, logits.float(), labels, teacher, a, t)
         else:
             loss = self.loss_fn(logits.float(), labels)
+        base = loss
         if self.qat is not None:
             precision = autocast(self.device, self.env["precision"])
             loss = self.qat.loss(loss, logits.float(), batch, precision)
+        value = loss.item()  # the step synchronises here anyway
+        if not math.isfinite(value):
+            raise diverged(self.state, value, nonfinite_cause(logits, labels, teacher, base, c))
         loss = loss / c.grad_accum
         self.backend.backward(loss, self.scaler)
-        self.loss_sum += loss.item() * c.grad_accum * len(rows)
+        self.loss_sum += value * len(rows)
         self.loss_n += len(rows)
         self.state["samples"] += len(rows_all)
         self.hook("backward", bi)
@@ -323,3 +322,39 @@ class Trainer:
         if c.eval_steps:
             with self.signals.atomic():
                 checkpoint.save(self)
+
+
+def diverged(state: dict[str, Any], value: float, cause: str) -> TrainingDiverged:
+    """The error for a non-finite loss: stepping on it would fill every weight with NaN, and
+    the run would go on to save them as its best."""
+    return TrainingDiverged(
+        f"training stopped at step {state['step']} (epoch {state['epoch'] + 1}): the loss is "
+        f"{value}; {cause}; nothing of this step was applied, start again with --overwrite "
+        "once fixed"
+    )
+
+
+def nonfinite_cause(logits: Any, labels: Any, teacher: Any, base: Any, c: TrainConfig) -> str:
+    """Which term of a non-finite loss went wrong, and the likely cause (for the message)."""
+    import torch
+
+    if not bool(torch.isfinite(logits.float()).all()):
+        return (
+            "the model's own logits are not finite (its weights overflowed or hold NaN): "
+            "lower --learning-rate, try --precision fp32, or check --model"
+        )
+    if teacher is None:
+        if not bool(torch.isfinite(base)):
+            return "the cross-entropy term is not finite; check the labels and --class-weights"
+        return (
+            "the QAT self-distillation term is not finite; lower --learning-rate or --qat-distill"
+        )
+    if not bool(torch.isfinite(teacher).all()):
+        return (
+            "the teacher's logits are not finite (its weights hold NaN or overflow): "
+            "check --teacher"
+        )
+    return (
+        f"the distillation term is not finite at --distill-temperature "
+        f"{c.distill_temperature:g}; use a temperature near 1-4"
+    )

@@ -121,6 +121,9 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
             f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
             f"model's max length {max_len}; gate a length up to {max_len}"
         )
+    from ..latency import lengths_within
+
+    lengths_within(config.seq_lengths, max_len)
     # Checked after the model's limit, so following one message never leads into the other.
     for s, _ in config.min_speedup:
         if s is not None and s not in config.seq_lengths:

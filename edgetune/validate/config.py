@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ConfigError
+from ..latency import SEQ_LENGTHS
 
 PYTORCH = "pytorch-fp32"  # the PyTorch original's name among the measured candidates
 
@@ -28,7 +29,7 @@ class ValidateConfig:
     source: str | None = None
     pytorch: bool = True
     variants: tuple[str, ...] = ()
-    seq_lengths: tuple[int, ...] = (16, 32, 128)
+    seq_lengths: tuple[int, ...] = SEQ_LENGTHS
     data_lengths: bool = True
     batch_size: int = 32
     threads: int = 0  # 0: all cores

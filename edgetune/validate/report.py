@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..formats import bundle as bundlefmt
 from ..fsutil import temp_dir
+from ..latency import skipped_note
 from ..tables import markdown_table, text_table
 
 SCHEMA = "edgetune-validation"
@@ -97,6 +98,7 @@ def summary_table(report: dict[str, Any]) -> str:
     ]
     for g in report["gates"]:
         out.append(f"{'PASS' if g['passed'] else 'FAIL'}  {g['message']}")
+    out += skipped_note(s.get("skipped_seq_lengths"), s.get("max_length"))
     return "\n".join(out)
 
 

@@ -98,7 +98,9 @@ def fixed_length_text(tok: Any, texts: list[str], length: int) -> str:
     while len(tok(joined, verbose=False)["input_ids"]) <= length:
         joined += " " + (joined or "word")  # very short data: repeat what there is
     joined = joined.strip()
-    enc = tok(joined, return_offsets_mapping=True, add_special_tokens=False)
+    # ``joined`` runs past ``length``, which may be the model's limit: it is cut below, so the
+    # tokenizer's "longer than the specified maximum" warning does not apply.
+    enc = tok(joined, return_offsets_mapping=True, add_special_tokens=False, verbose=False)
     specials = len(tok("")["input_ids"])
     offsets = enc["offset_mapping"]
     # Cut after a token, then step back until the count fits (word pieces can merge).
