@@ -169,7 +169,7 @@ def test_compare_with_pytorch_and_bad_input(bundle_dir, tmp_path):
             ["bench", str(bundle_dir), "--max-regression", "lots", "--compare", "pytorch"],
             "not a fraction",
         ),
-        (["bench", str(bundle_dir), "--seq-lengths", "128"], "exceeds the model's max length"),
+        (["bench", str(bundle_dir), "--seq-lengths", "128"], "exceed the model's max length"),
         (
             [
                 "bench",
