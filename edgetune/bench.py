@@ -21,6 +21,7 @@ import numpy as np
 from .errors import ConfigError, GateFailed
 from .formats import bundle as bundlefmt
 from .fsutil import write_json, write_text
+from .hw import keeps_torch_threads
 from .latency import SEQ_LENGTHS
 from .tables import markdown_table, text_table
 
@@ -136,6 +137,7 @@ class BenchResult:
         return table(self.report)
 
 
+@keeps_torch_threads
 def bench(
     config: BenchConfig | None = None,
     /,

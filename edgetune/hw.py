@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def keeps_torch_threads(fn: F) -> F:
+    """A stage that times PyTorch sets its process-wide intra-op thread count; give the
+    caller's count back when it returns, so a training run later in the same process is not
+    run (and summed) on another count."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch = sys.modules.get("torch")
+            if torch is not None and before is not None and torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper  # type: ignore[return-value]
+
 
 _X86 = {
     "avx2": "avx2",

@@ -23,25 +23,6 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads():
-    """Each test starts with the process's own intra-op thread count: timing code sets it (as
-    a user's run would), and a later in-process training must not inherit it, since another
-    count changes float sums in the last bit."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch else None
-    yield
-    torch = sys.modules.get("torch")
-    if torch is not None and before is not None and torch.get_num_threads() != before:
-        torch.set_num_threads(before)
-    elif torch is not None and before is None:
-        import os
-
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
-
-
 @pytest.fixture(scope="session")
 def sentiment() -> pd.DataFrame:
     return pd.read_csv(ASSETS / "sentiment.csv")

@@ -344,3 +344,20 @@ def test_fewshot_under_torchrun_trains_on_rank_0_without_a_traceback(tmp_path):
     assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["environment"]["world_size"] == 1 and metrics["data"]["shots"] == 4
+
+
+def test_stages_give_the_callers_torch_thread_count_back(trained_run, tmp_path):
+    """export (its golden texts), validate and bench time PyTorch on every core; a training later in
+    the same process must run on the caller's count, or its sums differ in the last bit."""
+    import torch
+
+    from edgetune.export import export
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        export(source=str(trained_run), output=str(tmp_path / "b"), variants=("fp32",),
+               progress=False, validate=False)  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

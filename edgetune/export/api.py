@@ -18,6 +18,7 @@ from ..errors import BundleError, ConfigError, ModelError, first_line
 from ..formats import bundle as bundlefmt
 from ..formats import run as rundir
 from ..fsutil import clean_stale, locked, temp_dir
+from ..hw import keeps_torch_threads
 from ..quant import EMBEDDINGS, TARGETS, QuantizationConfig
 from .graph import build_cpu_graph, export_onnx, optimize
 from .manifest import build_manifest, js_layout, record_requirements, smoke_test
@@ -157,6 +158,7 @@ def _settings(v: dict[str, Any]) -> str:
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@keeps_torch_threads
 def export(
     config: ExportConfig | None = None,
     /,

@@ -14,6 +14,7 @@ from ..errors import ConfigError, DataError, GateFailed
 from ..formats import bundle as bundlefmt
 from ..formats import run as rundir
 from ..fsutil import clean_stale, locked
+from ..hw import keeps_torch_threads
 from .config import PYTORCH, ValidateConfig
 from .gates import accuracy_rows, apply_gates, batch_invariance, flipped_examples
 from .report import (
@@ -50,6 +51,7 @@ class ValidationResult:
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@keeps_torch_threads
 def validate(
     config: ValidateConfig | None = None,
     /,
