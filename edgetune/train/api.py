@@ -34,6 +34,7 @@ from .parallel.launch import (
     setup,
     teardown,
 )
+from .parts import RunTrainer, TrainerParts
 from .signals import Signals, StepEvent, TrainingInterrupted, library_chatter
 
 
@@ -286,8 +287,40 @@ def _run(
     signals: Signals,
     on_step: Callable[[StepEvent], None] | None,
 ) -> TrainResult:
+    """The run's phases, in order: each refuses its own bad input before later work."""
+    say = sayer(progress)
     source = resolve_model(config.model)
     config = _check_max_length(config, source)
+    data, label_names = _prepare_data(config)
+    config, env = _resolve(config, source)
+    env["world_size"] = d.world
+    fsdp, zero = _check_launch(config, env, d, say)
+    say(
+        f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
+        f"{data.num_labels} classes; dropped {dropped_summary(data.report)}"
+    )
+    data, teacher, extra = _prepare_teacher(config, data, env, d, work, say, progress)
+    config, tokenizer, model = _build_model(config, source, label_names, env, say)
+    if not resume and d.main:
+        _start_work(config, source, env, work, teacher, extra)
+    d.barrier()
+    backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
+    parts = TrainerParts(
+        config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
+    )
+    trainer = _make_trainer(parts, teacher)
+    if resume:
+        checkpoint.load(trainer)  # type: ignore[arg-type]  # only the loop's trainer resumes
+        say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
+    try:
+        trainer.fit()
+        return _finish(trainer, data, label_names, output, t_start, signals)
+    except KeyboardInterrupt:
+        raise _interrupted(trainer, output, signals) from None
+
+
+def _prepare_data(config: TrainConfig) -> tuple[Data, list[str]]:
+    """The splits, the label names, and --shots' rows per class."""
     data = load_data(
         config.data,
         text_columns=config.text_columns,
@@ -305,10 +338,11 @@ def _run(
         data.train = sample_shots(data.train, config.shots, config.seed)
         data.report["train"]["rows"] = len(data.train)
         data.report["shots"] = config.shots
-    config, env = _resolve(config, source)
-    env["world_size"] = d.world
-    say = sayer(progress)
-    # Sharding settings are read (and checked) even where there is one process.
+    return data, label_names
+
+
+def _check_launch(config: TrainConfig, env: dict[str, Any], d: Any, say: Any) -> tuple[Any, Any]:
+    """The sharding settings (read and checked even where there is one process), recorded."""
     fsdp, zero = fsdp_options(config.fsdp), deepspeed_options()
     if (fsdp or zero) and not d.enabled:
         fsdp = zero = None
@@ -330,22 +364,41 @@ def _run(
             f"--qat is not supported with {env['parallel']}; train the compact model with DDP "
             "(an accelerate config with distributed_type MULTI_GPU or MULTI_CPU, or torchrun)"
         )
-    say(
-        f"data: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test, "
-        f"{data.num_labels} classes; dropped {dropped_summary(data.report)}"
-    )
+    return fsdp, zero
 
-    teacher = None  # (logits on the training rows, figures): before seeding, on rank 0
-    extra = None  # texts without labels that the teacher labels
-    if config.teacher:
-        extra = d.broadcast(distill.unlabeled_rows(config, data, work, say) if d.main else None)
-        data = distill.with_unlabeled(data, extra)
-        teacher = d.broadcast(
-            distill.load_or_compute(config, data, env, work, say, progress) if d.main else None
-        )
-        if extra is not None:  # what was read and dropped, recorded with the teacher's figures
-            teacher[1].setdefault("unlabeled", data.report.get("unlabeled"))
-            data.report["unlabeled"] = teacher[1]["unlabeled"]
+
+def _prepare_teacher(
+    config: TrainConfig,
+    data: Data,
+    env: dict[str, Any],
+    d: Any,
+    work: Path,
+    say: Any,
+    progress: bool,
+) -> tuple[Data, Any, Any]:
+    """With --teacher: the texts without labels it labels, and its logits and figures (rank 0
+    reads and runs it, before seeding; every rank receives them)."""
+    if not config.teacher:
+        return data, None, None
+    extra = d.broadcast(distill.unlabeled_rows(config, data, work, say) if d.main else None)
+    data = distill.with_unlabeled(data, extra)
+    teacher = d.broadcast(
+        distill.load_or_compute(config, data, env, work, say, progress) if d.main else None
+    )
+    if extra is not None:  # what was read and dropped, recorded with the teacher's figures
+        teacher[1].setdefault("unlabeled", data.report.get("unlabeled"))
+        data.report["unlabeled"] = teacher[1]["unlabeled"]
+    return data, teacher, extra
+
+
+def _build_model(
+    config: TrainConfig,
+    source: ModelSource,
+    label_names: list[str],
+    env: dict[str, Any],
+    say: Any,
+) -> tuple[TrainConfig, Any, Any]:
+    """Seeded weights and tokenizer; the student's depth (--layers, or the latency budget's)."""
     _seed_everything(config.seed)
     tokenizer, model, new_weights = load_for_training(source, config, label_names)
     if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
@@ -362,66 +415,72 @@ def _run(
 
         env["layers_kept"] = keep_layers(model, config.layers)
         say(f"student: layers {env['layers_kept']} of {config.model}")
-    if not resume and d.main:
-        rundir.create_work(work)
-        rundir.write_json(
-            work / rundir.CONFIG, _config_file(config, source, env, rundir.fingerprint(config.data))
-        )
-        if teacher is not None:
-            distill.save(teacher[0], teacher[1], work)
-        if extra is not None:
-            distill.save_unlabeled(extra, work)
-    d.barrier()
-    backend = backend_for(d, env["device"], fsdp, zero, config, verbose=progress)
-    if config.strategy == "fewshot":
+    return config, tokenizer, model
+
+
+def _start_work(
+    config: TrainConfig,
+    source: ModelSource,
+    env: dict[str, Any],
+    work: Path,
+    teacher: Any,
+    extra: Any,
+) -> None:
+    """A new run's working folder: the resolved config, and the teacher's logits and texts."""
+    rundir.create_work(work)
+    rundir.write_json(
+        work / rundir.CONFIG, _config_file(config, source, env, rundir.fingerprint(config.data))
+    )
+    if teacher is not None:
+        distill.save(teacher[0], teacher[1], work)
+    if extra is not None:
+        distill.save_unlabeled(extra, work)
+
+
+def _make_trainer(parts: TrainerParts, teacher: Any) -> RunTrainer:
+    """The few-shot trainer, or the loop (learning the teacher's logits, if any)."""
+    if parts.config.strategy == "fewshot":
         from .fewshot import FewShotTrainer
 
-        trainer: Any = FewShotTrainer(
-            config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
-        )
-    else:
-        trainer = Trainer(
-            config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
-        )
+        return FewShotTrainer(parts)
+    trainer = Trainer(parts)
     if teacher is not None:
         trainer.learn_from(teacher[0])
-    if resume:
-        checkpoint.load(trainer)
-        say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
-    try:
-        trainer.fit()
-        return _finish(trainer, data, label_names, output, t_start, signals)
-    except KeyboardInterrupt:
-        step = trainer.state["step"]
-        what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
-        if config.strategy == "fewshot":
-            raise TrainingInterrupted(
-                f"{what} at step {step}; a few-shot run keeps no checkpoint (it takes minutes), "
-                "so nothing was written; start it again",
-                signals.signum,
-            ) from None
-        if trainer.backend.saves_anywhere:
-            with signals.atomic():  # every rank: each one's random state goes in
-                checkpoint.save(trainer)
-            saved = f"checkpoint saved in {work}"
-        elif rundir.has_checkpoint(work):
-            # Saving sharded state needs every rank at the same point; Ctrl-C is not.
-            saved = f"the checkpoint of the last epoch in {work} is kept"
-        else:
-            raise TrainingInterrupted(
-                f"{what} at step {step}, before the first checkpoint of this sharded run; "
-                f"start again with --overwrite",
-                signals.signum,
-            ) from None
-        raise TrainingInterrupted(
-            f"{what} at step {step}; {saved}; "
-            f"continue with `edgetune train --resume --output {output}`",
+    return trainer
+
+
+def _interrupted(trainer: RunTrainer, output: Path, signals: Signals) -> TrainingInterrupted:
+    """Ctrl-C or SIGTERM: save what resuming needs, and say how to continue."""
+    step, work = trainer.state["step"], trainer.work
+    what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
+    if trainer.config.strategy == "fewshot":
+        return TrainingInterrupted(
+            f"{what} at step {step}; a few-shot run keeps no checkpoint (it takes minutes), "
+            "so nothing was written; start it again",
             signals.signum,
-        ) from None
+        )
+    if trainer.backend.saves_anywhere:
+        with signals.atomic():  # every rank: each one's random state goes in
+            checkpoint.save(trainer)  # type: ignore[arg-type]  # the loop's trainer
+        saved = f"checkpoint saved in {work}"
+    elif rundir.has_checkpoint(work):
+        # Saving sharded state needs every rank at the same point; Ctrl-C is not.
+        saved = f"the checkpoint of the last epoch in {work} is kept"
+    else:
+        return TrainingInterrupted(
+            f"{what} at step {step}, before the first checkpoint of this sharded run; "
+            f"start again with --overwrite",
+            signals.signum,
+        )
+    return TrainingInterrupted(
+        f"{what} at step {step}; {saved}; "
+        f"continue with `edgetune train --resume --output {output}`",
+        signals.signum,
+    )
 
 
 def _finish(
-    trainer: Trainer,
+    trainer: RunTrainer,
     data: Data,
     label_names: list[str],
     output: Path,

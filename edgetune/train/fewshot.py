@@ -14,19 +14,17 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data import Data, Split
+from ..data import Split
 from ..errors import ConfigError
 from ..formats import run as rundir
 from ..heads import PROMPT_SCALE, parse_label_prompts
 from .batching import autocast, collate, encode
-from .config import TrainConfig
 from .evaluate import Evaluator
+from .parts import TrainerParts
 from .signals import StepEvent
 
 PAIRS_PER_ROW = 40  # SetFit's 20 iterations: each row in 20 positive and 20 negative pairs
@@ -107,30 +105,22 @@ def sample_shots(split: Split, k: int, seed: int) -> Split:
 class FewShotTrainer:
     """The ``Trainer`` interface ``train`` uses (fit, state, state_mb), for the two phases."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        env: dict[str, Any],
-        data: Data,
-        tokenizer: Any,
-        model: Any,
-        work: Path,
-        say: Callable[[str], None],
-        progress: bool,
-        dist: Any,
-        backend: Any,
-        signals: Any,
-        on_step: Callable[[StepEvent], None] | None = None,
-    ) -> None:
-        self.config, self.env, self.data, self.tokenizer = config, env, data, tokenizer
-        self.work, self.say, self.progress, self.dist = work, say, progress, dist
-        self.backend, self.signals, self.on_step = backend, signals, on_step
+    def __init__(self, parts: TrainerParts) -> None:
+        config, env, data = parts.config, parts.env, parts.data
+        self.config, self.env, self.data, self.tokenizer = config, env, data, parts.tokenizer
+        self.work, self.say, self.progress, self.dist = (
+            parts.work,
+            parts.say,
+            parts.progress,
+            parts.dist,
+        )
+        self.backend, self.signals, self.on_step = parts.backend, parts.signals, parts.on_step
         self.device = env["device"]
         # bf16 autocast where the device has it; fp16 would need a loss scaler for a short
         # phase of a small model, so it trains in fp32 (recorded in the run)
         if env["precision"] == "fp16":
             env["precision"] = "fp32"
-        self.model = model.to(self.device)
+        self.model = parts.model.to(self.device)
         self.optimizer: Any = None
         self.prompts: dict[str, list[str]] = (
             parse_label_prompts(config.label_prompts, data.label_names)

@@ -8,8 +8,6 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,33 +19,20 @@ from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
 from .ema import EMA
 from .evaluate import Evaluator, merged_loss
-from .parallel.base import Backend
-from .parallel.launch import Dist
+from .parts import TrainerParts
 from .setup import make_optimizer, prepare
-from .signals import Signals, StepEvent
+from .signals import StepEvent
 
 
 class Trainer:
-    def __init__(
-        self,
-        config: TrainConfig,
-        env: dict[str, Any],
-        data: Data,
-        tokenizer: Any,
-        model: Any,
-        work: Path,
-        say: Callable[[str], None],
-        progress: bool,
-        dist: Dist,
-        backend: Backend,
-        signals: Signals,
-        on_step: Callable[[StepEvent], None] | None = None,
-    ) -> None:
+    def __init__(self, parts: TrainerParts) -> None:
         import torch
 
+        config, env, data, tokenizer = parts.config, parts.env, parts.data, parts.tokenizer
+        dist, backend, model = parts.dist, parts.backend, parts.model
         self.config, self.env, self.data, self.tokenizer = config, env, data, tokenizer
-        self.work, self.say, self.progress, self.dist = work, say, progress, dist
-        self.backend, self.signals, self.on_step = backend, signals, on_step
+        self.work, self.say, self.progress, self.dist = parts.work, parts.say, parts.progress, dist
+        self.backend, self.signals, self.on_step = backend, parts.signals, parts.on_step
         self.device = env["device"]
         self.model = prepare(model, config).to(self.device)
         fsdp = getattr(backend, "options", None)
@@ -59,14 +44,7 @@ class Trainer:
         backend.shard(self.model)
         self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
         self.labels = torch.tensor(data.train.labels)
-        weight = None
-        if config.class_weights == "balanced":
-            labelled = np.asarray(data.train.labels)
-            labelled = labelled[labelled >= 0]  # rows without labels (distillation) weigh 1
-            counts = np.bincount(labelled, minlength=data.num_labels).astype(np.float64)
-            w = len(labelled) / (data.num_labels * np.maximum(counts, 1))
-            weight = torch.tensor(w, dtype=torch.float32, device=self.device)
-        self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        self.loss_fn = loss_function(config, data, self.device)
         # Under DDP each global batch holds world_size x batch_size rows, one shard per rank.
         self.global_batch = config.batch_size * dist.world
         self.steps_per_epoch = math.ceil(len(self.global_batches(0)) / config.grad_accum)
@@ -85,25 +63,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
         self.net, self.optimizer = backend.wrap(self.model, optimizer)
         self.evaluator = Evaluator(self.model, tokenizer, config, env, dist=dist)
-        higher = config.metric != "loss"
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "epoch": 0,
-            "next_batch": 0,
-            "position": 0.0,  # epochs done, as a fraction (what an evaluation is labelled)
-            "samples": 0,
-            "train_s": 0.0,
-            "history": [],
-            "best": {
-                "metric": config.metric,
-                "value": -math.inf if higher else math.inf,
-                "step": 0,
-                "epoch": 0.0,
-            },
-            "bad_evals": 0,
-            "stopped_early": False,
-            "done": False,
-        }
+        self.state = fresh_state(config.metric)
         self.loss_sum, self.loss_n, self.last_eval_step = 0.0, 0, -1
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = EMA(params, config.ema) if config.ema else None
@@ -279,16 +239,8 @@ class Trainer:
         c, s = self.config, self.state
         with self.weights():
             m = self.evaluator.metrics(self.data.validation, self.data.label_names)
-        entry = {
-            "epoch": round(epoch, 4),
-            "step": s["step"],
-            "train_loss": self.loss_sum / max(self.loss_n, 1),
-            "val_loss": m["loss"],
-            "val_accuracy": m["accuracy"],
-            "val_macro_f1": m["macro_f1"],
-            "learning_rate": self.scheduler.get_last_lr()[0],
-            "train_s": round(s["train_s"], 2),
-        }
+        lr = self.scheduler.get_last_lr()[0]
+        entry = history_entry(epoch, s, self.loss_sum / max(self.loss_n, 1), m, lr)
         value = m[c.metric]
         best = s["best"]
         better = value < best["value"] if c.metric == "loss" else value > best["value"]
@@ -322,6 +274,58 @@ class Trainer:
         if c.eval_steps:
             with self.signals.atomic():
                 checkpoint.save(self)
+
+
+def loss_function(config: TrainConfig, data: Data, device: Any) -> Any:
+    """Cross-entropy, weighted by inverse class frequency with --class-weights balanced."""
+    import torch
+
+    weight = None
+    if config.class_weights == "balanced":
+        labelled = np.asarray(data.train.labels)
+        labelled = labelled[labelled >= 0]  # rows without labels (distillation) weigh 1
+        counts = np.bincount(labelled, minlength=data.num_labels).astype(np.float64)
+        w = len(labelled) / (data.num_labels * np.maximum(counts, 1))
+        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def fresh_state(metric: str) -> dict[str, Any]:
+    """The loop's counters and records before the first step (what a checkpoint carries)."""
+    return {
+        "step": 0,
+        "epoch": 0,
+        "next_batch": 0,
+        "position": 0.0,  # epochs done, as a fraction (what an evaluation is labelled)
+        "samples": 0,
+        "train_s": 0.0,
+        "history": [],
+        "best": {
+            "metric": metric,
+            "value": math.inf if metric == "loss" else -math.inf,
+            "step": 0,
+            "epoch": 0.0,
+        },
+        "bad_evals": 0,
+        "stopped_early": False,
+        "done": False,
+    }
+
+
+def history_entry(
+    epoch: float, state: dict[str, Any], train_loss: float, m: dict[str, Any], lr: float
+) -> dict[str, Any]:
+    """One evaluation's record in the run's history (metrics.json)."""
+    return {
+        "epoch": round(epoch, 4),
+        "step": state["step"],
+        "train_loss": train_loss,
+        "val_loss": m["loss"],
+        "val_accuracy": m["accuracy"],
+        "val_macro_f1": m["macro_f1"],
+        "learning_rate": lr,
+        "train_s": round(state["train_s"], 2),
+    }
 
 
 def diverged(state: dict[str, Any], value: float, cause: str) -> TrainingDiverged:
