@@ -179,13 +179,14 @@ def _load_headed(
                 "or --strategy fewshot"
             )
         return ClozeClassifier(base, template, words), False
-    pooling, normalize = read_pooling(source)
+    pooling, normalize = source_pooling(source)
     return PooledClassifier(base, len(label_names), pooling, normalize), True
 
 
-def read_pooling(source: ModelSource) -> tuple[str, bool]:
-    """How ``source`` pools sentence embeddings (its sentence-transformers files, fetched from
-    the hub for a hub id; mean pooling and normalisation where it has none)."""
+def source_pooling(source: ModelSource) -> tuple[str, bool]:
+    """How ``source`` pools sentence embeddings: ``heads.read_pooling`` on its
+    sentence-transformers files, fetched first from the hub for a hub id (mean pooling and
+    normalisation where it has none)."""
     from .heads import read_pooling as read_local
 
     if source.kind != "hub":
