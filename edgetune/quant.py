@@ -1,6 +1,11 @@
 """Quantization settings shared by export and quantization-aware training: the int8 presets per
 instruction set, the architectures whose attention ONNX Runtime fuses, and the QAT scheme that
-a run records and its export reproduces (no heavy imports)."""
+a run records and its export reproduces (no heavy imports).
+
+One of three quantization modules: this one decides (settings, no arithmetic);
+``export/quantize.py`` builds the quantized ONNX variants from them; ``train/qat.py``
+simulates the same arithmetic in PyTorch during training.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Each variant from the optimized graph: fp32, fp16, and int8 dynamic, portable or static (QDQ).
 
+The quantization module that builds graphs, with ``quant.py``'s settings; ``train/qat.py``
+simulates in training what these graphs compute.
+
 Static int8 takes its activation ranges from calibration texts, or from the ranges a static
 QAT run learned.
 """

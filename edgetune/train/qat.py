@@ -1,5 +1,8 @@
 """Quantization-aware training: fake quantization that mirrors the int8 arithmetic of the export.
 
+The quantization module that simulates, with ``quant.py``'s settings, what
+``export/quantize.py``'s graphs compute on the device.
+
 What ``edgetune export`` runs on the device, and what is simulated here, operation for operation:
 
 - Linear layers (MatMul / QAttention in ONNX): int8 symmetric weights, one scale per output
