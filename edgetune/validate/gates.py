@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,106 @@ def flipped_examples(
 # -- gates --------------------------------------------------------------------------------------
 
 
+@dataclass
+class Gate:
+    """One verdict: what was measured for which variant, against what threshold."""
+
+    gate: str
+    variant: str
+    value: float
+    threshold: float
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def batch_invariance_gates(rows: dict[str, dict[str, Any]], limit: float) -> list[Gate]:
+    """Every variant, not only the default: a device may be served any of them."""
+    out = []
+    for name, r in rows.items():
+        inv = r.get("batch_invariance")
+        if inv is None:
+            continue
+        out.append(
+            Gate(
+                "max_batch_diff",
+                name,
+                inv["max_score_diff"],
+                limit,
+                inv["flips"] == 0 and inv["max_score_diff"] <= limit,
+                f"batch invariance of {name} (batch {inv['batch_size']} vs 1): {inv['flips']} "
+                f"label(s) flipped, max score difference {inv['max_score_diff']:.2g} "
+                f"(limit 0 flips, {limit:g})",
+            )
+        )
+    return out
+
+
+def accuracy_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: float) -> Gate:
+    drop = -row["accuracy_delta_points"]
+    return Gate(
+        "max_accuracy_drop",
+        default,
+        drop,
+        limit,
+        drop <= limit + 1e-9,
+        f"accuracy drop of {default} vs {baseline}: {drop:.2f} points (limit {limit:g})",
+    )
+
+
+def agreement_gate(row: dict[str, Any], default: str, baseline: str, minimum: float) -> Gate:
+    agree = row["agreement"]
+    return Gate(
+        "min_agreement",
+        default,
+        agree,
+        minimum,
+        agree >= minimum - 1e-12,
+        f"agreement of {default} with {baseline}: {agree:.4f} (minimum {minimum:g})",
+    )
+
+
+def speedup_gates(
+    row: dict[str, Any], default: str, seq: int | None, ratio: float, measured: tuple[int, ...]
+) -> list[Gate]:
+    """At one length, or every measured one (``seq`` None) within the model's max length."""
+    lengths = [seq] if seq is not None else list(measured)
+    lengths = [s for s in lengths if f"seq{s}" in row["latency"]]
+    if not lengths:
+        raise ConfigError("--min-speedup has no measured sequence length to judge")
+    out = []
+    for s in lengths:
+        sp = row["latency"][f"seq{s}"]["speedup"]
+        out.append(
+            Gate(
+                f"min_speedup@{s}",
+                default,
+                sp["ratio"],
+                ratio,
+                sp["ratio"] >= ratio,
+                f"speed-up of {default} vs {PYTORCH} at sequence length {s}: {sp['ratio']:.2f}x "
+                f"(95% CI {sp['ci_low']:.2f}-{sp['ci_high']:.2f}; minimum {ratio:g}x)",
+            )
+        )
+    return out
+
+
+def latency_gate_of(row: dict[str, Any], default: str, limit: dict[str, Any], threads: int) -> Gate:
+    s, ms = limit["seq"], limit["ms"]
+    p50 = row["latency"][f"seq{s}"]["p50_ms"]
+    return Gate(
+        f"max_latency@{s}",
+        default,
+        p50,
+        ms,
+        p50 <= ms,
+        f"p50 latency of {default} at batch 1, sequence length {s}: {p50:.2f} ms on "
+        f"{threads} thread(s) (limit {ms:g} ms, {limit['origin']})",
+    )
+
+
 def apply_gates(
     rows: dict[str, dict[str, Any]],
     config: ValidateConfig,
@@ -95,107 +196,52 @@ def apply_gates(
     baseline: str | None,
     latency_gate: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    gates: list[dict[str, Any]] = []
-
-    def gate(name: str, value: float, threshold: float, ok: bool, text: str, variant: str) -> None:
-        gates.append(
-            {
-                "gate": name,
-                "variant": variant,
-                "value": value,
-                "threshold": threshold,
-                "passed": ok,
-                "message": text,
-            }
-        )
-
+    """The gates the options ask for, as report entries, and the failures' lines."""
+    gates: list[Gate] = []
     if config.max_batch_diff is not None:
-        # Every variant, not only the default: a device may be served any of them.
-        for name, r in rows.items():
-            inv = r.get("batch_invariance")
-            if inv is None:
-                continue
-            gate(
-                "max_batch_diff",
-                inv["max_score_diff"],
-                config.max_batch_diff,
-                inv["flips"] == 0 and inv["max_score_diff"] <= config.max_batch_diff,
-                f"batch invariance of {name} (batch {inv['batch_size']} vs 1): {inv['flips']} "
-                f"label(s) flipped, max score difference {inv['max_score_diff']:.2g} "
-                f"(limit 0 flips, {config.max_batch_diff:g})",
-                name,
-            )
+        gates += batch_invariance_gates(rows, config.max_batch_diff)
     wanted = (
         config.max_accuracy_drop is not None
         or config.min_agreement is not None
         or config.min_speedup
         or latency_gate is not None
     )
-    if not wanted:
-        return gates, [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
-    if default not in rows:
+    if wanted:
+        gates += _default_gates(rows, config, default, baseline, latency_gate)
+    return [g.to_dict() for g in gates], [
+        f"gate failed: {g.message}" for g in gates if not g.passed
+    ]
+
+
+def _default_gates(
+    rows: dict[str, dict[str, Any]],
+    config: ValidateConfig,
+    default: str | None,
+    baseline: str | None,
+    latency_gate: dict[str, Any] | None,
+) -> list[Gate]:
+    """The gates that judge the default variant (what devices are served)."""
+    if default is None or default not in rows:
         raise ConfigError(
             f"the gates judge the default variant {default}, which was not measured; "
             "drop --variants or include it"
         )
     row = rows[default]
-
-    if config.max_accuracy_drop is not None or config.min_agreement is not None:
-        if baseline is None:
-            raise ConfigError(
-                "accuracy gates need a baseline: keep the PyTorch original (--source) "
-                "or build the fp32 variant (`edgetune export --variants fp32`)"
-            )
+    accuracy = config.max_accuracy_drop is not None or config.min_agreement is not None
+    if accuracy and baseline is None:
+        raise ConfigError(
+            "accuracy gates need a baseline: keep the PyTorch original (--source) "
+            "or build the fp32 variant (`edgetune export --variants fp32`)"
+        )
+    gates: list[Gate] = []
     if config.max_accuracy_drop is not None:
-        drop = -row["accuracy_delta_points"]
-        gate(
-            "max_accuracy_drop",
-            drop,
-            config.max_accuracy_drop,
-            drop <= config.max_accuracy_drop + 1e-9,
-            f"accuracy drop of {default} vs {baseline}: {drop:.2f} points "
-            f"(limit {config.max_accuracy_drop:g})",
-            default,
-        )
+        gates.append(accuracy_drop_gate(row, default, str(baseline), config.max_accuracy_drop))
     if config.min_agreement is not None:
-        agree = row["agreement"]
-        gate(
-            "min_agreement",
-            agree,
-            config.min_agreement,
-            agree >= config.min_agreement - 1e-12,
-            f"agreement of {default} with {baseline}: {agree:.4f} (minimum {config.min_agreement:g})",
-            default,
-        )
+        gates.append(agreement_gate(row, default, str(baseline), config.min_agreement))
     for seq, ratio in config.min_speedup:
         if PYTORCH not in rows:
             raise ConfigError("--min-speedup compares with PyTorch fp32; drop --no-pytorch")
-        lengths = [seq] if seq is not None else list(config.seq_lengths)
-        lengths = [s for s in lengths if f"seq{s}" in row["latency"]]  # within max length
-        if not lengths:
-            raise ConfigError("--min-speedup has no measured sequence length to judge")
-        for s in lengths:
-            sp = row["latency"][f"seq{s}"]["speedup"]
-            gate(
-                f"min_speedup@{s}",
-                sp["ratio"],
-                ratio,
-                sp["ratio"] >= ratio,
-                f"speed-up of {default} vs {PYTORCH} at sequence length {s}: {sp['ratio']:.2f}x "
-                f"(95% CI {sp['ci_low']:.2f}-{sp['ci_high']:.2f}; minimum {ratio:g}x)",
-                default,
-            )
+        gates += speedup_gates(row, default, seq, ratio, config.seq_lengths)
     if latency_gate is not None:
-        s, ms = latency_gate["seq"], latency_gate["ms"]
-        p50 = row["latency"][f"seq{s}"]["p50_ms"]
-        gate(
-            f"max_latency@{s}",
-            p50,
-            ms,
-            p50 <= ms,
-            f"p50 latency of {default} at batch 1, sequence length {s}: {p50:.2f} ms on "
-            f"{config.threads} thread(s) (limit {ms:g} ms, {latency_gate['origin']})",
-            default,
-        )
-    failures = [f"gate failed: {g['message']}" for g in gates if not g["passed"]]
-    return gates, failures
+        gates.append(latency_gate_of(row, default, latency_gate, config.threads))
+    return gates
