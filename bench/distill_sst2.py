@@ -43,9 +43,9 @@ def _side_by_side(bundles: dict[str, Path], texts: list[str], rounds: int) -> di
     """p50/p90 ms at batch 1 of each bundle's default variant, timed interleaved per length."""
     from transformers import AutoTokenizer
 
-    from edgetune.latency import measure
+    from edgetune.latency import BLOCK, measure
+    from edgetune.runners import fixed_length_text
     from edgetune.runtime import Classifier
-    from edgetune.validate.runners import BLOCK, fixed_length_text
 
     clfs = {n: Classifier.load(b, threads=THREADS) for n, b in bundles.items()}
     out: dict[str, Any] = {n: {} for n in bundles}

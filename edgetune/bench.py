@@ -22,7 +22,7 @@ from .errors import ConfigError, GateFailed
 from .formats import bundle as bundlefmt
 from .fsutil import write_json, write_text
 from .hw import keeps_torch_threads
-from .latency import SEQ_LENGTHS
+from .latency import PAUSE_S, SEQ_LENGTHS, WARMUP
 from .tables import markdown_table, text_table
 
 SCHEMA = "edgetune-bench"
@@ -43,8 +43,8 @@ class BenchConfig:
     seq_lengths: tuple[int, ...] = SEQ_LENGTHS
     threads: int = 0  # 0: all cores
     rounds: int = 30
-    warmup: int = 3
-    pause_s: float = 0.05
+    warmup: int = WARMUP
+    pause_s: float = PAUSE_S
     baseline: str | None = None
     max_regression: float | None = None  # fraction, e.g. 0.10
     output: str | None = None
@@ -153,8 +153,8 @@ def bench(
         config = replace(config, **options)
     from .console import sayer
     from .latency import lengths_within, measure, speedup
+    from .runners import RuntimeRunner, TorchRunner, pytorch_source
     from .runtime import Classifier
-    from .validate import RuntimeRunner, TorchRunner, pytorch_source
 
     say = sayer(progress)
     t0 = time.perf_counter()

@@ -36,7 +36,12 @@ def parse_budget(spec: str, option: str = "--latency-budget") -> tuple[float, in
     return float(m.group(1)), int(m.group(2) or 128)
 
 
+# The timing protocol's defaults, shared by validate, bench and the latency budget.
 SEQ_LENGTHS = (16, 32, 128)  # timed by default: short, typical and long texts
+ROUNDS = 20  # interleaved rounds per case
+WARMUP = 3  # untimed rounds first
+PAUSE_S = 0.05  # idle before each candidate's turn, so spinning thread pools settle
+BLOCK = 3  # timed calls per candidate per round
 
 
 def lengths_within(

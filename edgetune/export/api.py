@@ -339,8 +339,8 @@ def _golden(
     from transformers import AutoTokenizer
 
     from ..data import load_data, load_texts
+    from ..runners import PYTORCH, TorchRunner
     from ..runtime import default_threads
-    from ..validate import PYTORCH, TorchRunner
     from . import golden
 
     texts: list[str] = []

@@ -40,10 +40,8 @@ def measure_candidates(
     import numpy as np
 
     from ..export import export
-    from ..latency import measure
+    from ..latency import BLOCK, PAUSE_S, ROUNDS, WARMUP, measure
     from ..runtime import Classifier, pad_batch
-    from ..validate.config import ValidateConfig
-    from ..validate.runners import BLOCK
 
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgetune-budget-") as tmp:
@@ -64,8 +62,7 @@ def measure_candidates(
         say(f"latency budget: timing {depth} candidate students side by side at {seq} tokens")
         # validate's protocol, so the budget means what its gate will measure: blocks of calls,
         # each turn after a pause and an untimed warm call (a candidate runs with warm caches).
-        v = ValidateConfig(bundle=tmp)
-        timings = measure(runs, rounds=v.rounds, warmup=v.warmup, block=BLOCK, pause_s=v.pause_s)
+        timings = measure(runs, rounds=ROUNDS, warmup=WARMUP, block=BLOCK, pause_s=PAUSE_S)
     out = {int(n): float(np.median(t.times) * 1e3) for n, t in timings.items()}
     for n in sorted(out, reverse=True):
         say(f"latency budget: {n}-layer student {out[n]:.2f} ms")

@@ -7,15 +7,17 @@ ratios that hold on noisy machines. The report is written next to the bundle's m
 
 - ``config``: ``ValidateConfig`` (what is measured, which gates apply) and ``parse_speedup``.
 - ``api``: ``validate()``, the stage: bundle, PyTorch original and labelled data in, report out.
-- ``runners``: texts in, logits out for PyTorch and the runtime; latency timing, peak memory.
+- ``timing``: the latency cases (fixed lengths, the data's rows, a batch) and peak memory;
+  the runners and the timing protocol are the shared layer below (``edgetune.runners``,
+  ``edgetune.latency``).
 - ``gates``: accuracy, agreement, flipped rows, batch invariance, and the gates judging them.
 - ``report``: the summary table, report.{json,md,png}, the figures written into the manifest.
 """
 
-from .api import ValidationResult, labelled_split, pytorch_source, validate
-from .config import PYTORCH, ValidateConfig, parse_speedup
+from ..runners import PYTORCH, RuntimeRunner, TorchRunner, fixed_length_text, pytorch_source
+from .api import ValidationResult, labelled_split, validate
+from .config import ValidateConfig, parse_speedup
 from .report import REPORT_DIR, REPORT_FILES, SCHEMA, SCHEMA_VERSION, markdown, summary_table
-from .runners import RuntimeRunner, TorchRunner, fixed_length_text
 
 __all__ = [
     "PYTORCH",

@@ -15,7 +15,8 @@ from ..formats import bundle as bundlefmt
 from ..formats import run as rundir
 from ..fsutil import clean_stale, locked
 from ..hw import keeps_torch_threads
-from .config import PYTORCH, ValidateConfig
+from ..runners import PYTORCH, RuntimeRunner, TorchRunner, pytorch_source
+from .config import ValidateConfig
 from .gates import accuracy_rows, apply_gates, batch_invariance, flipped_examples
 from .report import (
     REPORT_DIR,
@@ -26,7 +27,7 @@ from .report import (
     summary_table,
     write_report,
 )
-from .runners import RuntimeRunner, TorchRunner, measure_latency, peak_memory
+from .timing import measure_latency, peak_memory
 
 
 @dataclass
@@ -234,20 +235,6 @@ def _pick_variants(manifest: dict[str, Any], config: ValidateConfig) -> list[str
         names = built
     # fp16 graphs target GPUs; ORT's CPU kernels do not cover them.
     return [n for n in names if n != "fp16"]
-
-
-def pytorch_source(manifest: dict[str, Any], source: str | None) -> Path:
-    """The PyTorch original: ``source`` if given, else the run or model the bundle came from."""
-    given = source or (manifest.get("source") or {}).get("path")
-    path = Path(given).expanduser() if given else None
-    if path is not None and rundir.is_run(path):
-        path = path / rundir.BEST
-    if path is None or not (path / "config.json").is_file():
-        raise ConfigError(
-            f"the PyTorch original ({given or 'unknown'}) is not available here; pass "
-            "--source RUN_OR_MODEL_DIR, or --no-pytorch to compare the ONNX variants only"
-        )
-    return path
 
 
 def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:

@@ -7,9 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ConfigError
-from ..latency import SEQ_LENGTHS
-
-PYTORCH = "pytorch-fp32"  # the PyTorch original's name among the measured candidates
+from ..latency import PAUSE_S, ROUNDS, SEQ_LENGTHS, WARMUP
 
 
 @dataclass
@@ -33,9 +31,9 @@ class ValidateConfig:
     data_lengths: bool = True
     batch_size: int = 32
     threads: int = 0  # 0: all cores
-    rounds: int = 20
-    warmup: int = 3
-    pause_s: float = 0.05
+    rounds: int = ROUNDS
+    warmup: int = WARMUP
+    pause_s: float = PAUSE_S
     max_samples: int | None = None
     memory: bool = True
     max_accuracy_drop: float | None = None

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .config import PYTORCH, ValidateConfig
-from .runners import RuntimeRunner
+from ..runners import PYTORCH, RuntimeRunner
+from .config import ValidateConfig
 
 FLIPPED_SHOWN = 20
 
