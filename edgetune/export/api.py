@@ -364,14 +364,12 @@ def _golden(
 
 def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
     """Refuse --data the validation could not use (missing, unreadable, other labels)."""
-    from ..validate import ValidateConfig, labelled_split
+    from ..data.labelled import labelled_split
 
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
     id2label = cfg.get("id2label") or {}
     labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    labelled_split(
-        labels, src["run_config"], ValidateConfig(bundle=config.output, data=config.data)
-    )
+    labelled_split(labels, src["run_config"], data=config.data)
 
 
 def _resolve_source(path: Path) -> dict[str, Any]:

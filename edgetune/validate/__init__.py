@@ -14,8 +14,9 @@ ratios that hold on noisy machines. The report is written next to the bundle's m
 - ``report``: the summary table, report.{json,md,png}, the figures written into the manifest.
 """
 
+from ..data.labelled import labelled_split
 from ..runners import PYTORCH, RuntimeRunner, TorchRunner, fixed_length_text, pytorch_source
-from .api import ValidationResult, labelled_split, validate
+from .api import ValidationResult, validate
 from .config import ValidateConfig, parse_speedup
 from .report import REPORT_DIR, REPORT_FILES, SCHEMA, SCHEMA_VERSION, markdown, summary_table
 

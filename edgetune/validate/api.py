@@ -7,8 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..envinfo import environment
 from ..errors import ConfigError, DataError, GateFailed
 from ..formats import bundle as bundlefmt
@@ -246,49 +244,15 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 def _load_split(manifest: dict[str, Any], config: ValidateConfig):
     """The labelled split, with labels mapped onto the bundle's label ids."""
-    return labelled_split(list(manifest.get("labels") or []), _run_config(manifest), config)
+    from ..data.labelled import labelled_split
 
-
-def labelled_split(labels: list[str], rc: dict[str, Any] | None, config: ValidateConfig):
-    """The split ``config`` names, its labels mapped onto a model's ``labels``.
-
-    Args:
-        labels: the model's label names, in id order.
-        rc: the config.json of the run the model came from (its data and split settings).
-    """
-    from ..data import load_data
-
-    kwargs: dict[str, Any] = {
-        "text_columns": config.text_columns,
-        "label_column": config.label_column,
-        "header": config.header,
-    }
-    spec = config.data
-    if spec is None:
-        if rc is None:
-            raise ConfigError(
-                "no labelled data to validate on: pass --data FILE_OR_FOLDER "
-                "(the bundle's source is not an edgetune run with training data)"
-            )
-        # The run's own settings reproduce its held-out split exactly.
-        spec, kwargs = rundir.data_spec(rc)
-    data = load_data(spec, **kwargs)
-    split = getattr(data, config.split)
-    mapping = _label_mapping(data.label_names, labels, spec)
-    split = type(split)(split.texts, [mapping[i] for i in split.labels], split.pairs)
-    if config.max_samples and len(split.texts) > config.max_samples:
-        idx = np.random.default_rng(0).choice(len(split.texts), config.max_samples, replace=False)
-        split = split.subset(np.sort(idx))
-    return split, {"source": str(spec), "split": config.split, "label_names": labels}
-
-
-def _label_mapping(data_names: list[str], model_names: list[str], spec: str) -> dict[int, int]:
-    """Data label id → model label id: by name, else by integer id."""
-    if all(n in model_names for n in data_names):
-        return {i: model_names.index(n) for i, n in enumerate(data_names)}
-    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
-        return {i: int(n) for i, n in enumerate(data_names)}
-    raise DataError(
-        f"the labels in {spec} ({', '.join(data_names[:5])}) do not match the model's "
-        f"({', '.join(model_names[:5])}); use the same label names or ids 0..{len(model_names) - 1}"
+    return labelled_split(
+        list(manifest.get("labels") or []),
+        _run_config(manifest),
+        data=config.data,
+        split=config.split,
+        text_columns=config.text_columns,
+        label_column=config.label_column,
+        header=config.header,
+        max_samples=config.max_samples,
     )
