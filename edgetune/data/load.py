@@ -75,26 +75,7 @@ def load_data(
         raise DataError(
             f"{spec} has no training split; name a file train.csv (or .tsv, .jsonl, .parquet...)"
         )
-    train_df = frames["train"]
-    columns = list(train_df.columns)
-    try:
-        texts = resolve_text_columns(
-            columns, tuple(column_name(c, header) for c in text_columns), spec
-        )
-        given = None if label_column is None else column_name(label_column, header)
-        label = resolve_label_column(columns, given, texts, spec)
-    except DataError as e:
-        raise header_error(train_df, e, need_label=True) from None
-    refuse_data_header(train_df, label)
-    for name, df in frames.items():
-        missing = [c for c in (*texts, label) if c not in df.columns]
-        if missing:
-            raise DataError(
-                f"the {name} split of {spec} lacks column(s) {', '.join(missing)}; "
-                f"it has: {', '.join(map(str, df.columns))}"
-            )
-        refuse_nested(df, texts, label, spec)
-
+    texts, label = _columns(frames, spec, text_columns, label_column, header)
     report: dict[str, Any] = {"source": spec, "text_columns": list(texts), "label_column": label}
     cleaned = {
         name: clean(df, texts, label, report.setdefault(name, {})) for name, df in frames.items()
@@ -127,22 +108,58 @@ def load_data(
             "classification needs at least two"
         )
     refuse_untrained(splits, label_names, spec)
-    train_texts = set(zip(splits["train"].texts, splits["train"].pairs or splits["train"].texts))
+    _count(splits, label_names, report)
+    return Data(
+        splits["train"], splits["validation"], splits["test"], label_names, texts, label, report
+    )
+
+
+def _columns(
+    frames: dict[str, Any],
+    spec: str,
+    text_columns: tuple[str, ...] | list[str],
+    label_column: str | None,
+    header: bool | None,
+) -> tuple[tuple[str, ...], str]:
+    """The text and label columns, chosen on the training split and present in every split."""
+    train_df = frames["train"]
+    columns = list(train_df.columns)
+    try:
+        texts = resolve_text_columns(
+            columns, tuple(column_name(c, header) for c in text_columns), spec
+        )
+        given = None if label_column is None else column_name(label_column, header)
+        label = resolve_label_column(columns, given, texts, spec)
+    except DataError as e:
+        raise header_error(train_df, e, need_label=True) from None
+    refuse_data_header(train_df, label)
+    for name, df in frames.items():
+        missing = [c for c in (*texts, label) if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"the {name} split of {spec} lacks column(s) {', '.join(missing)}; "
+                f"it has: {', '.join(map(str, df.columns))}"
+            )
+        refuse_nested(df, texts, label, spec)
+    return texts, label
+
+
+def _count(splits: dict[str, Split], label_names: list[str], report: dict[str, Any]) -> None:
+    """Rows per split, held-out rows also in train, and the training rows per class."""
+    train = splits["train"]
+    train_texts = set(zip(train.texts, train.pairs or train.texts))
     for name in ("validation", "test"):
         s = splits[name]
         report[name]["rows"] = len(s)
         report[name]["also_in_train"] = sum(
             t in train_texts for t in zip(s.texts, s.pairs or s.texts)
         )
-    report["train"]["rows"] = len(splits["train"])
+    report["train"]["rows"] = len(train)
     report["label_names"] = label_names
     report["class_counts"] = {
         label_names[i]: int(c)
-        for i, c in enumerate(np.bincount(splits["train"].labels, minlength=len(label_names)))
+        for i, c in enumerate(np.bincount(train.labels, minlength=len(label_names)))
     }
-    return Data(
-        splits["train"], splits["validation"], splits["test"], label_names, texts, label, report
-    )
 
 
 def load_texts(

@@ -88,7 +88,14 @@ class TrainConfig:
             # inf and nan pass every range check written as a comparison with the wrong sign
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--{f.name.replace('_', '-')} {value} is not a finite number")
-        checks = [
+        for ok, msg in self._range_checks() + self._combination_checks():
+            if not ok:
+                raise ConfigError(msg)
+        self._check_specs_and_paths()
+
+    def _range_checks(self) -> list[tuple[Any, str]]:
+        """Each option's own values, and the QAT and distillation options' pairings."""
+        return [
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
@@ -141,8 +148,11 @@ class TrainConfig:
                 "choose one teacher: --teacher, or --qat-distill (the model itself as QAT starts)",
             ),
         ]
+
+    def _combination_checks(self) -> list[tuple[Any, str]]:
+        """Options that need, or exclude, one another (few-shot and cloze ones mostly)."""
         fewshot = self.strategy == "fewshot"
-        checks += [
+        return [
             (
                 self.shots is None or self.shots >= 0,
                 "--shots is a count of rows per class, e.g. 16",
@@ -177,9 +187,9 @@ class TrainConfig:
                 "--template does not combine with --qat, --teacher or --fsdp; drop them",
             ),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+
+    def _check_specs_and_paths(self) -> None:
+        """Values with a syntax of their own, and an output that is an input."""
         parse_qat_start(self.qat_start)
         if self.latency_budget is not None:
             from .budget import parse_budget
