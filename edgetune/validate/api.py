@@ -116,22 +116,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     variants = _pick_variants(manifest, config)
     source = pytorch_source(manifest, config.source) if config.pytorch else None
     max_len = int(manifest["max_length"])
-    too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
-    if too_long:
-        raise ConfigError(
-            f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
-            f"model's max length {max_len}; gate a length up to {max_len}"
-        )
-    from ..latency import lengths_within
-
-    lengths_within(config.seq_lengths, max_len)
-    # Checked after the model's limit, so following one message never leads into the other.
-    for s, _ in config.min_speedup:
-        if s is not None and s not in config.seq_lengths:
-            raise ConfigError(
-                f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
-                f"add it to --seq-lengths (now {','.join(map(str, config.seq_lengths))})"
-            )
+    _check_lengths(config, max_len)
     latency_gate = _latency_gate(manifest, config, max_len)
     if latency_gate is not None and latency_gate["seq"] not in config.seq_lengths:
         config = replace(config, seq_lengths=(*config.seq_lengths, latency_gate["seq"]))
@@ -165,12 +150,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     latency = measure_latency(runners, tok, split, config, max_len)
     for name, lat in latency.items():
         rows[name]["latency"] = lat
-    for name in variants:
-        rows[name]["file"] = manifest["variants"][name]["file"]
-        rows[name]["size_bytes"] = (root / manifest["variants"][name]["file"]).stat().st_size
-    if source is not None:
-        rows[PYTORCH]["file"] = str(source)
-        rows[PYTORCH]["size_bytes"] = sum(p.stat().st_size for p in source.glob("*.safetensors"))
+    _record_files(rows, root, manifest, variants, source)
     if config.memory:
         say("measuring peak memory, one process per variant")
         for name in runners:
@@ -178,7 +158,34 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
 
     default = manifest.get("default_variant")
     gates, failures = apply_gates(rows, config, default, baseline, latency_gate)
-    report = {
+    report = _report(root, config, default, baseline, data_info, split, rows, max_len)
+    report |= {"flipped_examples": flipped, "gates": gates, "passed": not failures}
+    report["time_s"] = round(time.perf_counter() - t0, 1)
+    write_report(report, out)
+    note = None
+    if (root / bundlefmt.SIGNATURE).exists():
+        # Re-hashing would break the owner's signature; the report is written all the same.
+        note = (
+            f"the bundle is signed, so its manifest keeps the signed figures (report in {out}); "
+            "re-sign it (`edgetune sign`) to record these"
+        )
+    else:
+        manifest = bundlefmt.update_manifest(root, metrics=manifest_metrics(report))
+    return ValidationResult(report, str(out), failures, manifest, note)
+
+
+def _report(
+    root: Path,
+    config: ValidateConfig,
+    default: str | None,
+    baseline: str | None,
+    data_info: dict[str, Any],
+    split: Any,
+    rows: dict[str, dict[str, Any]],
+    max_len: int,
+) -> dict[str, Any]:
+    """report.json's content, in its order (the gates and time are filled in after)."""
+    return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "bundle": str(root.resolve()),
@@ -196,24 +203,49 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
             "max_length": max_len,
         },
         "variants": rows,
-        "flipped_examples": flipped,
-        "gates": gates,
-        "passed": not failures,
+        "flipped_examples": [],
+        "gates": [],
+        "passed": True,
         "environment": environment("onnxruntime", "torch"),
         "config": config.to_dict(),
-        "time_s": round(time.perf_counter() - t0, 1),
+        "time_s": 0.0,
     }
-    write_report(report, out)
-    note = None
-    if (root / bundlefmt.SIGNATURE).exists():
-        # Re-hashing would break the owner's signature; the report is written all the same.
-        note = (
-            f"the bundle is signed, so its manifest keeps the signed figures (report in {out}); "
-            "re-sign it (`edgetune sign`) to record these"
+
+
+def _check_lengths(config: ValidateConfig, max_len: int) -> None:
+    """Lengths to time and gate: within the model's, and every gated one timed."""
+    from ..latency import lengths_within
+
+    too_long = [s for s, _ in config.min_speedup if s is not None and s > max_len]
+    if too_long:
+        raise ConfigError(
+            f"--min-speedup {too_long[0]}:… asks for sequence length {too_long[0]}, beyond the "
+            f"model's max length {max_len}; gate a length up to {max_len}"
         )
-    else:
-        manifest = bundlefmt.update_manifest(root, metrics=manifest_metrics(report))
-    return ValidationResult(report, str(out), failures, manifest, note)
+    lengths_within(config.seq_lengths, max_len)
+    # Checked after the model's limit, so following one message never leads into the other.
+    for s, _ in config.min_speedup:
+        if s is not None and s not in config.seq_lengths:
+            raise ConfigError(
+                f"--min-speedup {s}:… names sequence length {s}, which is not measured; "
+                f"add it to --seq-lengths (now {','.join(map(str, config.seq_lengths))})"
+            )
+
+
+def _record_files(
+    rows: dict[str, dict[str, Any]],
+    root: Path,
+    manifest: dict[str, Any],
+    variants: list[str],
+    source: Path | None,
+) -> None:
+    """Each candidate's file and size on disk."""
+    for name in variants:
+        rows[name]["file"] = manifest["variants"][name]["file"]
+        rows[name]["size_bytes"] = (root / manifest["variants"][name]["file"]).stat().st_size
+    if source is not None:
+        rows[PYTORCH]["file"] = str(source)
+        rows[PYTORCH]["size_bytes"] = sum(p.stat().st_size for p in source.glob("*.safetensors"))
 
 
 # -- inputs -------------------------------------------------------------------------------------
