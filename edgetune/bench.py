@@ -152,65 +152,21 @@ def bench(
     elif options:
         config = replace(config, **options)
     from .console import sayer
-    from .latency import lengths_within, measure, speedup
-    from .runners import RuntimeRunner, TorchRunner, pytorch_source
-    from .runtime import Classifier
+    from .latency import lengths_within
 
     say = sayer(progress)
     t0 = time.perf_counter()
     root = Path(config.bundle).expanduser()
     manifest = bundlefmt.verify(root)
     name = bundlefmt.pick_variant(manifest, config.variant, root)
-    # Timed as the runtime serves it: one row per call where the variant must (dynamic int8).
-    runners: dict[str, Any] = {
-        "bundle": RuntimeRunner(
-            Classifier(root, manifest, name, config.threads, bundlefmt.read_golden(root))
-        )
-    }
-    compare_info: dict[str, Any] | None = None
-    if config.compare == "pytorch":
-        src = pytorch_source(manifest, None)
-        runners["compare"] = TorchRunner(src, config.threads)
-        compare_info = {"kind": "pytorch", "path": str(src), "variant": "pytorch-fp32"}
-    elif config.compare:
-        other = Path(config.compare).expanduser()
-        om = bundlefmt.verify(other)
-        ov = bundlefmt.pick_variant(om, config.compare_variant, other)
-        clf = Classifier(other, om, ov, config.threads, bundlefmt.read_golden(other))
-        runners["compare"] = RuntimeRunner(clf)
-        compare_info = {"kind": "bundle", "path": str(other.resolve()), "variant": ov}
+    runners, compare_info = _runners(root, manifest, name, config)
     baseline = _read_baseline(config.baseline) if config.baseline else None
 
     max_len = int(manifest.get("max_length", 512))
-    vocab = _vocab_size(root)
-    rng = np.random.default_rng(0)
-    grid = []
     lengths, skipped = lengths_within(config.seq_lengths, max_len)
     if not lengths:
         raise ConfigError(f"every --seq-lengths value exceeds the model's max length {max_len}")
-    cells = [(b, s) for b in config.batch_sizes for s in lengths]
-    for b, s in cells:
-        say(f"timing batch {b} x sequence {s}")
-        ids = rng.integers(min(1000, vocab - 1), vocab, size=(b, s))
-        feed = {
-            "input_ids": ids.astype(np.int64),
-            "attention_mask": np.ones((b, s), dtype=np.int64),
-            "token_type_ids": np.zeros((b, s), dtype=np.int64),
-        }
-        cands: dict[str, Any] = {}
-        for key, r in runners.items():
-            prepared = r.prepare(feed)
-            cands[key] = lambda r=r, p=prepared: r.run(p)
-        t = measure(
-            cands, rounds=config.rounds, warmup=config.warmup, block=3, pause_s=config.pause_s
-        )
-        cell: dict[str, Any] = {"batch_size": b, "seq_len": s, **t["bundle"].summary(b)}
-        if "compare" in t:
-            cell["compare"] = t["compare"].summary(b)
-            # latency ratio bundle / comparator: below 1 the bundle is faster
-            cell["ratio"] = speedup(t["bundle"], t["compare"])
-        grid.append(cell)
-
+    grid = _time_grid(runners, config, lengths, _vocab_size(root), say)
     gates, failures = _gates(grid, config, baseline)
     from .envinfo import environment
 
@@ -236,6 +192,70 @@ def bench(
     if failures and raise_on_failure:
         raise GateFailed("\n".join(failures))
     return result
+
+
+def _runners(
+    root: Path, manifest: dict[str, Any], name: str, config: BenchConfig
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The bundle's variant and the comparator (``pytorch`` or another bundle), ready to time."""
+    from .runners import PYTORCH, RuntimeRunner, TorchRunner, pytorch_source
+    from .runtime import Classifier
+
+    # Timed as the runtime serves it: one row per call where the variant must (dynamic int8).
+    runners: dict[str, Any] = {
+        "bundle": RuntimeRunner(
+            Classifier(root, manifest, name, config.threads, bundlefmt.read_golden(root))
+        )
+    }
+    compare_info: dict[str, Any] | None = None
+    if config.compare == "pytorch":
+        src = pytorch_source(manifest, None)
+        runners["compare"] = TorchRunner(src, config.threads)
+        compare_info = {"kind": "pytorch", "path": str(src), "variant": PYTORCH}
+    elif config.compare:
+        other = Path(config.compare).expanduser()
+        om = bundlefmt.verify(other)
+        ov = bundlefmt.pick_variant(om, config.compare_variant, other)
+        clf = Classifier(other, om, ov, config.threads, bundlefmt.read_golden(other))
+        runners["compare"] = RuntimeRunner(clf)
+        compare_info = {"kind": "bundle", "path": str(other.resolve()), "variant": ov}
+    return runners, compare_info
+
+
+def _time_grid(
+    runners: dict[str, Any],
+    config: BenchConfig,
+    lengths: tuple[int, ...],
+    vocab: int,
+    say: Any,
+) -> list[dict[str, Any]]:
+    """Each batch x length cell: every runner interleaved on the same random ids."""
+    from .latency import BLOCK, measure, speedup
+
+    rng = np.random.default_rng(0)
+    grid = []
+    for b, s in [(b, s) for b in config.batch_sizes for s in lengths]:
+        say(f"timing batch {b} x sequence {s}")
+        ids = rng.integers(min(1000, vocab - 1), vocab, size=(b, s))
+        feed = {
+            "input_ids": ids.astype(np.int64),
+            "attention_mask": np.ones((b, s), dtype=np.int64),
+            "token_type_ids": np.zeros((b, s), dtype=np.int64),
+        }
+        cands: dict[str, Any] = {}
+        for key, r in runners.items():
+            prepared = r.prepare(feed)
+            cands[key] = lambda r=r, p=prepared: r.run(p)
+        t = measure(
+            cands, rounds=config.rounds, warmup=config.warmup, block=BLOCK, pause_s=config.pause_s
+        )
+        cell: dict[str, Any] = {"batch_size": b, "seq_len": s, **t["bundle"].summary(b)}
+        if "compare" in t:
+            cell["compare"] = t["compare"].summary(b)
+            # latency ratio bundle / comparator: below 1 the bundle is faster
+            cell["ratio"] = speedup(t["bundle"], t["compare"])
+        grid.append(cell)
+    return grid
 
 
 def _vocab_size(root: Path) -> int:
