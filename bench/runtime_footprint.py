@@ -5,8 +5,10 @@ the ``train`` extra: onnxruntime, tokenizers, numpy, click), measures its instal
 against the full training environment, the cold start of a prediction in it (process start +
 import + bundle verification + session load + self-check + first prediction; median of 10
 runs, interleaved with 10 runs that skip the self-check, so its cost is measured side by side)
-and predictions/s at batch 1 and 32 on the data's test texts. Duration: about 2 minutes (the
-package index must be reachable for the runtime install).
+and predictions/s at batch 1 and 32 on the data's test texts. The import alone is timed there
+too (``import edgetune.runtime``: seconds inside the process, and the whole process), with the
+modules it loads, so a dependency that creeps into the runtime shows. Duration: about 2 minutes
+(the package index must be reachable for the runtime install).
 
     python bench/runtime_footprint.py bundles/sst2 --data ../shared/data/sst2
 """
@@ -14,6 +16,7 @@ package index must be reachable for the runtime install).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -21,12 +24,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from common import write_results  # noqa: E402
+
+# The import alone, in the runtime environment: what an edge process pays before any bundle.
+IMPORT = """\
+import json, sys, time
+t = time.perf_counter()
+import edgetune.runtime
+t = time.perf_counter() - t
+ours = sorted(m for m in sys.modules if m.split(".")[0] == "edgetune")
+print(json.dumps({"import_s": t, "edgetune_modules": ours, "modules": len(sys.modules)}))
+"""
 
 
 def du(path: Path) -> int:
@@ -67,6 +81,15 @@ def main() -> None:
         )
         runtime_bytes = du(site_packages(env))
         full_bytes = du(site_packages(Path(sys.prefix)))
+        # What the runtime environment holds, not a source tree on PYTHONPATH or in the
+        # current folder (python -c puts the current folder first on sys.path).
+        alone = {
+            "env": {
+                **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+            "cwd": tmp,
+        }
         listed = subprocess.run(
             [
                 str(py),
@@ -76,28 +99,33 @@ def main() -> None:
             capture_output=True,
             text=True,
             check=True,
+            **alone,
         ).stdout.strip()
         has_torch = (
-            subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 0
+            subprocess.run([str(py), "-c", "import torch"], capture_output=True, **alone).returncode
+            == 0
         )
+        bundle = str(Path(a.bundle).resolve())
 
         def script(check: bool) -> str:
             return (
                 "from edgetune.runtime import Classifier\n"
-                f"Classifier.load({a.bundle!r}, threads={a.threads}, self_check={check})"
+                f"Classifier.load({bundle!r}, threads={a.threads}, self_check={check})"
                 ".predict(['a gorgeous, witty film'])\n"
             )
 
         cold: list[float] = []
         cold_unchecked: list[float] = []
+        imports: list[dict[str, Any]] = []
         for _ in range(10):
+            t = time.perf_counter()
+            r = subprocess.run(
+                [str(py), "-c", IMPORT], capture_output=True, text=True, check=True, **alone
+            )
+            imports.append({**json.loads(r.stdout), "process_s": time.perf_counter() - t})
             for check, into in ((True, cold), (False, cold_unchecked)):
                 t = time.perf_counter()
-                subprocess.run(
-                    [str(py), "-c", script(check)],
-                    check=True,
-                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                )
+                subprocess.run([str(py), "-c", script(check)], check=True, **alone)
                 into.append(time.perf_counter() - t)
 
     clf = Classifier.load(a.bundle, threads=a.threads)
@@ -109,6 +137,10 @@ def main() -> None:
         rates[bs] = len(texts) / (time.perf_counter() - t)
 
     cold_med = statistics.median(cold)
+    import_med = statistics.median(i["import_s"] for i in imports)
+    import_proc_med = statistics.median(i["process_s"] for i in imports)
+    ours = imports[0]["edgetune_modules"]
+    subpackages = sorted({m.split(".")[1] for m in ours if m.count(".") > 1})
     unchecked_med = statistics.median(cold_unchecked)
     check = clf.self_check()
     ratio = runtime_bytes / full_bytes
@@ -117,6 +149,9 @@ def main() -> None:
         "|---|---:|",
         f"| cold start: process + import + verify + load + self-check + first prediction (median of 10) | **{cold_med * 1000:.0f} ms** (min {min(cold) * 1000:.0f}, max {max(cold) * 1000:.0f}) |",
         f"| the same without the self-check (`--no-self-check`), interleaved | {unchecked_med * 1000:.0f} ms |",
+        f"| `import edgetune.runtime`, inside the process (median of 10) | {import_med * 1000:.0f} ms |",
+        f"| process start + `import edgetune.runtime` (median of 10) | {import_proc_med * 1000:.0f} ms |",
+        f"| modules loaded by the import: edgetune's / all | {len(ours)} / {imports[0]['modules']} |",
         f"| the self-check itself, in a warm process ({check.rows} golden rows, {check.variant}) | {check.time_ms:.0f} ms |",
         f"| runtime environment, installed (site-packages) | {runtime_bytes / 1e6:.0f} MB |",
         f"| full training environment (site-packages) | {full_bytes / 1e6:.0f} MB |",
@@ -125,6 +160,8 @@ def main() -> None:
         f"| predictions/s, batch 32 | {rates[32]:.0f} |",
         "",
         f"Runtime environment: {listed}; torch importable there: {has_torch}. Install took {install_s:.0f} s.",
+        f"edgetune modules the runtime loads: {', '.join(ours)} (subpackages: "
+        f"{', '.join(subpackages) or 'none'}).",
         f"Bundle: {a.bundle} (default variant {clf.variant}).",
     ]
     write_results(
@@ -135,6 +172,10 @@ def main() -> None:
             "cold_start_median_s": cold_med,
             "cold_start_no_self_check_s": cold_unchecked,
             "cold_start_no_self_check_median_s": unchecked_med,
+            "import": imports,
+            "import_median_s": import_med,
+            "import_process_median_s": import_proc_med,
+            "import_edgetune_modules": ours,
             "self_check": check.to_dict(),
             "runtime_site_packages_bytes": runtime_bytes,
             "full_site_packages_bytes": full_bytes,

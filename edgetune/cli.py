@@ -60,6 +60,47 @@ def _require_training_extra() -> None:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
+class _FieldOption(click.Option):
+    """An option whose default is the same-named field of a stage's config, so the two never
+    drift apart (a tuple field is spelled comma-separated, as its option is parsed).
+
+    The config is imported when the command runs or shows its help, not when the CLI loads:
+    validate's and bench's configs pull the runtime in, which ``edgetune --help`` must not wait for.
+    """
+
+    def __init__(self, *decls: Any, config: str, **attrs: Any) -> None:
+        super().__init__(*decls, **attrs)
+        self._config = config
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        if self._config:
+            import dataclasses
+            import importlib
+
+            module, _, name = self._config.rpartition(".")
+            cls = getattr(importlib.import_module(module, __package__), name)
+            value = {f.name: f.default for f in dataclasses.fields(cls)}[str(self.name)]
+            if isinstance(value, tuple) and not self.multiple:
+                value = ",".join(map(str, value))
+            self.default, self._config = value, ""
+        return super().get_default(ctx, call=call)
+
+
+def _field_option(config: str) -> Any:
+    """``click.option`` for the fields of ``config`` (``.module.Class``) that have a default."""
+
+    def option(*decls: str, **attrs: Any) -> Any:
+        return click.option(*decls, cls=_FieldOption, config=config, **attrs)
+
+    return option
+
+
+_train_option = _field_option(".train.config.TrainConfig")
+_export_option = _field_option(".export.api.ExportConfig")
+_validate_option = _field_option(".validate.config.ValidateConfig")
+_bench_option = _field_option(".bench.BenchConfig")
+
+
 def _header_option(f: Any) -> Any:
     return click.option(
         "--header/--no-header",
@@ -115,69 +156,58 @@ def _presets_help() -> str:
 @click.option(
     "--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive."
 )
-@click.option(
+@_train_option(
     "--val-size",
     type=float,
-    default=0.1,
     show_default=True,
     help="Validation rows carved from train if absent (fraction or count).",
 )
-@click.option(
+@_train_option(
     "--test-size",
     type=float,
-    default=0.1,
     show_default=True,
     help="Test rows carved from train if absent (fraction or count).",
 )
 @click.option("--max-length", type=int, help="Truncate to this many tokens [preset, else 128].")
-@click.option(
+@_train_option(
     "--strategy",
     type=click.Choice(STRATEGIES),
-    default="full",
     show_default=True,
     help="Train all weights, only the head, LoRA adapters (merged at the end), or fewshot: "
     "contrastive pairs tune a sentence encoder, then a head is fitted (8-64 rows per class).",
 )
 @click.option("--epochs", type=int, help="Epochs [preset, else 3].")
 @click.option("--learning-rate", type=float, help="Peak learning rate [preset, else 5e-5].")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option(
-    "--grad-accum", type=int, default=1, show_default=True, help="Gradient accumulation steps."
-)
-@click.option(
+@_train_option("--batch-size", type=int, show_default=True)
+@_train_option("--grad-accum", type=int, show_default=True, help="Gradient accumulation steps.")
+@_train_option(
     "--warmup-ratio",
     type=float,
-    default=0.06,
     show_default=True,
     help="Linear warm-up share of all steps.",
 )
-@click.option(
-    "--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay (L2)."
-)
+@_train_option("--weight-decay", type=float, show_default=True, help="AdamW weight decay (L2).")
 @click.option("--dropout", type=float, help="Override the model's dropout probabilities.")
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option(
+@_train_option("--seed", type=int, show_default=True)
+@_train_option(
     "--class-weights",
     type=click.Choice(CLASS_WEIGHTS),
-    default="none",
     show_default=True,
     help="Weight the loss by inverse class frequency.",
 )
 @click.option(
     "--eval-steps", type=int, help="Validate every N optimizer steps (default: every epoch)."
 )
-@click.option(
+@_train_option(
     "--metric",
     type=click.Choice(METRICS),
-    default="accuracy",
     show_default=True,
     help="Validation metric that picks the best checkpoint.",
 )
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
-@click.option(
+@_train_option(
     "--augment",
     type=float,
-    default=0.0,
     show_default=True,
     help="Word deletion/swap/noise probability (training split only).",
 )
@@ -186,63 +216,53 @@ def _presets_help() -> str:
     type=float,
     help="Evaluate and keep an exponential moving average of the weights with this decay, e.g. 0.999; 0 = off [preset, else 0].",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option(
+@_train_option("--device", type=click.Choice(DEVICES), show_default=True)
+@_train_option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    default="auto",
     show_default=True,
     help="Mixed precision; auto picks bf16 on CPUs with AMX/AVX-512-BF16 and on recent GPUs.",
 )
-@click.option(
+@_train_option(
     "--freeze-embeddings/--train-embeddings",
-    default=None,
     help="Keep word embeddings frozen in full fine-tuning (faster) [default: frozen for pretrained models].",
 )
-@click.option(
+@_train_option(
     "--group-by-length/--no-group-by-length",
-    default=True,
     show_default=True,
     help="Batch rows of similar length together (less padding).",
 )
-@click.option("--lora-r", type=int, default=8, show_default=True)
-@click.option("--lora-alpha", type=int, default=16, show_default=True)
-@click.option("--lora-dropout", type=float, default=0.1, show_default=True)
-@click.option(
+@_train_option("--lora-r", type=int, show_default=True)
+@_train_option("--lora-alpha", type=int, show_default=True)
+@_train_option("--lora-dropout", type=float, show_default=True)
+@_train_option(
     "--qat",
     type=click.Choice(QAT_MODES),
     is_flag=False,
     flag_value="dynamic",
-    default=None,
     help="Quantization-aware training against the export's int8 (bare --qat: dynamic).",
 )
-@click.option(
+@_train_option(
     "--qat-start",
-    default="0",
     show_default=True,
     help="Plain training first: N epochs, or Nsteps optimizer steps.",
 )
-@click.option(
-    "--qat-per-channel/--qat-per-tensor", default=True, show_default=True, help="Weight scales."
-)
-@click.option(
+@_train_option("--qat-per-channel/--qat-per-tensor", show_default=True, help="Weight scales.")
+@_train_option(
     "--qat-target",
     type=click.Choice(TARGETS),
-    default="auto",
     show_default=True,
     help="Instruction set whose int8 kernels are simulated (as export --target).",
 )
-@click.option(
+@_train_option(
     "--qat-embeddings",
     type=click.Choice(EMBEDDINGS),
-    default="int4",
     show_default=True,
     help="Word-embedding precision simulated (as export --embeddings).",
 )
-@click.option(
+@_train_option(
     "--qat-distill",
     type=float,
-    default=0.0,
     show_default=True,
     help="QAT also learns the float model's predictions (self-distillation): weight in [0, 1).",
 )
@@ -261,17 +281,15 @@ def _presets_help() -> str:
     help="Distil from this fine-tuned run or model (its labels must be the data's), e.g. "
     "runs/teacher.",
 )
-@click.option(
+@_train_option(
     "--distill-alpha",
     type=float,
-    default=0.5,
     show_default=True,
     help="Weight of the teacher's probabilities in the loss (0 = labels only).",
 )
-@click.option(
+@_train_option(
     "--distill-temperature",
     type=float,
-    default=2.0,
     show_default=True,
     help="Softmax temperature of the distillation term (scaled by its square).",
 )
@@ -280,10 +298,9 @@ def _presets_help() -> str:
     help="Texts without labels (a file, folder or dataset) that the student learns from "
     "the teacher alone; rows found in the labelled data are dropped.",
 )
-@click.option(
+@_train_option(
     "--distill-augment",
     type=int,
-    default=0,
     show_default=True,
     help="Also learn the teacher's view of N augmented copies of each training text "
     "(word deletion/swap/typos at --augment's probability, else 0.1).",
@@ -302,10 +319,9 @@ def _presets_help() -> str:
 @click.option(
     "--pairs", type=int, help="fewshot: contrastive pairs per epoch [40 per row, at most 2,000]."
 )
-@click.option(
+@_train_option(
     "--head-l2",
     type=float,
-    default=1.0,
     show_default=True,
     help="fewshot: L2 penalty of the logistic-regression head (toward the prompts if given).",
 )
@@ -381,54 +397,47 @@ def train(
 @main.command()
 @click.argument("source", type=click.Path())
 @click.option("--output", required=True, type=click.Path(), help="Bundle directory to create.")
-@click.option(
+@_export_option(
     "--optimize",
     type=click.Choice(OPTIMIZE),
-    default="auto",
     show_default=True,
     help="Graph optimization: O1 basic, O2 transformer fusions, O3 + GELU approximation; auto = O2.",
 )
-@click.option(
+@_export_option(
     "--quantize",
     type=click.Choice(QUANTIZE),
-    default="auto",
     show_default=True,
     help="The default variant: fp32, int8 dynamic, int8 static (QDQ), int8 portable (loads "
     "on onnxruntime 1.15+), or fp16 (GPU); auto = dynamic, or a QAT run's scheme.",
 )
-@click.option(
+@_export_option(
     "--per-channel/--per-tensor",
-    default=True,
     show_default=True,
     help="Int8 weight scales per output channel.",
 )
-@click.option(
+@_export_option(
     "--target",
     type=click.Choice(TARGETS),
-    default="auto",
     show_default=True,
     help="Instruction set the int8 settings are chosen for; auto = this CPU.",
 )
-@click.option(
+@_export_option(
     "--variants",
-    default="",
     help="Extra variants to build beside the default, e.g. fp32,int8-static.",
 )
-@click.option(
+@_export_option(
     "--embeddings",
     type=click.Choice(EMBEDDINGS),
-    default="int4",
     show_default=True,
     help="Word-embedding table precision in int8 variants (int4: 4-bit blocks of 32).",
 )
 @click.option(
     "--calibration-data", help="Texts for static calibration (default: the run's training data)."
 )
-@click.option("--calibration-samples", type=int, default=256, show_default=True)
-@click.option("--opset", type=int, default=18, show_default=True)
-@click.option(
+@_export_option("--calibration-samples", type=int, show_default=True)
+@_export_option("--opset", type=int, show_default=True)
+@_export_option(
     "--validate/--no-validate",
-    default=True,
     show_default=True,
     help="Validate the bundle against the PyTorch original at the end (needs labelled data).",
 )
@@ -440,10 +449,9 @@ def train(
     "where needed).",
 )
 @click.option("--sign", type=click.Path(), help="Sign the bundle with this private key (PEM).")
-@click.option(
+@_export_option(
     "--layout",
     type=click.Choice(LAYOUTS),
-    default="edgetune",
     show_default=True,
     help="transformers.js: also write onnx/model.onnx (fp32), onnx/model_quantized.onnx (int8 "
     "dynamic), onnx/model_int8.onnx (int8 static), as hard links.",
@@ -480,51 +488,46 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
 @main.command()
 @click.argument("bundle", type=click.Path())
 @click.option("--data", help="Labelled data; its --split is used [default: the run's data].")
-@click.option(
+@_validate_option(
     "--split",
     type=click.Choice(["test", "validation", "train"]),
-    default="test",
     show_default=True,
 )
 @click.option("--text-column", "text_columns", multiple=True, help="Text column(s) of --data.")
 @click.option("--label-column", help="Label column of --data.")
 @_header_option
 @click.option("--source", help="The PyTorch original (run or HF dir) [default: from the manifest].")
-@click.option("--pytorch/--no-pytorch", default=True, help="Compare with the PyTorch original.")
-@click.option("--variants", default="", help="Variants to measure [default: all in the bundle].")
-@click.option(
+@_validate_option("--pytorch/--no-pytorch", help="Compare with the PyTorch original.")
+@_validate_option("--variants", help="Variants to measure [default: all in the bundle].")
+@_validate_option(
     "--seq-lengths",
-    default="16,32,128",
     show_default=True,
     help="Batch-1 latency at these sequence lengths.",
 )
-@click.option(
+@_validate_option(
     "--data-lengths/--no-data-lengths",
-    default=True,
     help="Also time batch 1 over the data's own lengths.",
 )
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Throughput batch.")
+@_validate_option("--batch-size", type=int, show_default=True, help="Throughput batch.")
 @click.option(
     "--threads", type=int, help="Intra-op threads for every variant [default: all cores]."
 )
-@click.option(
+@_validate_option(
     "--rounds",
     type=int,
-    default=20,
     show_default=True,
     help="Interleaved rounds per case (3 timed calls each).",
 )
-@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed rounds first.")
-@click.option(
+@_validate_option("--warmup", type=int, show_default=True, help="Untimed rounds first.")
+@_validate_option(
     "--pause",
     "pause_s",
     type=float,
-    default=0.05,
     show_default=True,
     help="Idle seconds before each candidate's turn, so spinning thread pools settle.",
 )
 @click.option("--max-samples", type=int, help="Evaluate at most this many rows (random, seeded).")
-@click.option("--memory/--no-memory", default=True, help="Measure peak memory per variant.")
+@_validate_option("--memory/--no-memory", help="Measure peak memory per variant.")
 @click.option("--max-accuracy-drop", type=float, help="Gate: points the default may lose.")
 @click.option("--min-agreement", type=float, help="Gate: share of labels equal to the baseline.")
 @click.option(
@@ -537,15 +540,13 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
     help="Gate: the default's p50 at batch 1, e.g. 3ms@128 [default: the run's "
     "--latency-budget, if it had one].",
 )
-@click.option(
+@_validate_option(
     "--budget/--no-budget",
-    default=True,
     help="Gate on the --latency-budget the run was trained for (when no --max-latency).",
 )
-@click.option(
+@_validate_option(
     "--max-batch-diff",
     type=float,
-    default=1e-5,
     show_default=True,
     help="Gate, every variant: 0 label flips and at most this score difference between "
     "batch 1 and --batch-size.",
@@ -770,15 +771,10 @@ def sign(bundle: str, key: str) -> None:
     """
     from pathlib import Path
 
-    from .formats import bundle as bundlefmt
-    from .fsutil import clean_stale, locked
     from .signing import sign as sign_bundle
 
     root = Path(bundle).expanduser()
-    with locked(root, "bundle"):
-        clean_stale(root, bundlefmt.MANIFEST)  # a killed writer's temporary file is not signed
-        bundlefmt.verify(root)  # sign only what is intact
-        sig = sign_bundle(root, Path(key).expanduser())
+    sig = sign_bundle(root, Path(key).expanduser())
     click.echo(f"signed     {root} -> {sig}")
 
 
@@ -790,18 +786,17 @@ def sign(bundle: str, key: str) -> None:
     help="Time side by side with OTHER_BUNDLE, or `pytorch` for the original model.",
 )
 @click.option("--compare-variant", help="Variant of --compare [default: its default].")
-@click.option("--batch-sizes", default="1,8,32", show_default=True)
-@click.option("--seq-lengths", default="16,32,128", show_default=True)
+@_bench_option("--batch-sizes", show_default=True)
+@_bench_option("--seq-lengths", show_default=True)
 @click.option("--threads", type=int, help="Intra-op threads [default: all cores].")
-@click.option(
+@_bench_option(
     "--rounds",
     type=int,
-    default=30,
     show_default=True,
     help="Interleaved rounds per cell (3 timed calls each).",
 )
-@click.option("--warmup", type=int, default=3, show_default=True)
-@click.option("--pause", "pause_s", type=float, default=0.05, show_default=True)
+@_bench_option("--warmup", type=int, show_default=True)
+@_bench_option("--pause", "pause_s", type=float, show_default=True)
 @click.option(
     "--baseline", type=click.Path(), help="An earlier --output JSON to compare ratios with."
 )

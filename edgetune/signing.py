@@ -25,6 +25,8 @@ from typing import Any, cast
 
 from .errors import BundleError, first_line
 from .formats.bundle import MANIFEST, REPORT_DIR, SIGNATURE
+from .formats.bundle import verify as verify_hashes
+from .fsutil import clean_stale, locked
 
 # Paths (relative to the bundle; a trailing "/" marks a folder) the signature does not cover.
 IGNORED = (SIGNATURE, f"{REPORT_DIR}/")
@@ -145,27 +147,36 @@ def is_signed(bundle: str | Path) -> bool:
 
 
 def sign(bundle: str | Path, private_key: str | Path, password: bytes | None = None) -> Path:
-    """Write ``bundle/edgetune.sig`` (atomically, so a failed run leaves any old signature whole)."""
+    """Write ``bundle/edgetune.sig`` over the bundle as its manifest records it.
+
+    Holds the bundle's writer lock while it works (a bundle another process is writing is
+    refused, with a ``LockedError``), and signs only a bundle whose files match the manifest's
+    hashes. The signature is written atomically, so a failed run leaves any old one whole.
+    """
     ms = _lib()
     bundle, private_key = Path(bundle), Path(private_key)
-    if not (bundle / MANIFEST).is_file():  # the exporter checks the manifest; signing, the bytes
+    if not (bundle / MANIFEST).is_file():  # before the lock, which would create missing folders
         raise BundleError(
             f"{bundle} is not an edgetune bundle (no {MANIFEST}); pass a bundle directory"
         )
-    cfg = _signer(ms, private_key, password)
-    dst = bundle / SIGNATURE
-    # Written after hashing, so never covered; its mode follows the umask (it is public).
-    tmp = bundle / f".{SIGNATURE}.{secrets.token_hex(6)}.tmp"
-    try:
-        # A symlinked bundle directory is fine; symlinks inside it are refused (model-signing's default).
-        cfg.set_hashing_config(_hashing(ms)).sign(bundle.resolve(), tmp)
-        os.replace(tmp, dst)
-    except (OSError, ValueError) as e:
-        raise BundleError(
-            f"cannot sign bundle {bundle} ({first_line(e)}); bundles must hold only regular files (no symlinks) and be writable"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    cfg = _signer(ms, private_key, password)  # the caller's key, judged before the bundle's bytes
+    # Re-entrant: export signs what it has just written while still holding the lock.
+    with locked(bundle, "bundle"):
+        clean_stale(bundle, MANIFEST)  # a killed writer's temporary manifest is not signed
+        verify_hashes(bundle)  # the signature vouches for the bundle: no changed or extra files
+        dst = bundle / SIGNATURE
+        # Written after hashing, so never covered; its mode follows the umask (it is public).
+        tmp = bundle / f".{SIGNATURE}.{secrets.token_hex(6)}.tmp"
+        try:
+            # A symlinked bundle directory is fine; symlinks inside it are refused (model-signing's default).
+            cfg.set_hashing_config(_hashing(ms)).sign(bundle.resolve(), tmp)
+            os.replace(tmp, dst)
+        except (OSError, ValueError) as e:
+            raise BundleError(
+                f"cannot sign bundle {bundle} ({first_line(e)}); bundles must hold only regular files (no symlinks) and be writable"
+            ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
     return dst
 
 

@@ -116,6 +116,81 @@ def test_the_runtime_and_the_cli_import_light():
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
+# What ``import edgetune.runtime`` may load: the runtime, the bundle format and the layers the
+# format stands on. A stage here (train, export, validate, data) is seconds of cold start on a
+# device and a dependency the runtime install does not carry.
+RUNTIME_MODULES = [
+    "edgetune",
+    "edgetune.errors",
+    "edgetune.formats",
+    "edgetune.formats.bundle",
+    "edgetune.fsutil",
+    "edgetune.presets",
+    "edgetune.runtime",
+    "edgetune.runtime.check",
+    "edgetune.runtime.classifier",
+    "edgetune.runtime.inputs",
+    "edgetune.textio",
+]
+
+
+def test_the_runtime_loads_the_bundle_format_and_no_stage():
+    code = (
+        "import edgetune.runtime, sys\n"
+        "print(sorted(m for m in sys.modules if m.startswith('edgetune')))\n"
+        "print(sorted(m for m in ('edgetune.train', 'edgetune.export', 'edgetune.validate', "
+        "'edgetune.data', 'torch', 'transformers') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loaded, heavy = r.stdout.strip().splitlines()
+    assert heavy == "[]"
+    assert loaded == str(RUNTIME_MODULES)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "import edgetune.train.signals",  # a submodule first: edgetune.train is the package
+        "from edgetune.train import TrainingInterrupted, STEP_POINTS",
+        "",  # edgetune.train reached through edgetune's lazy attribute first
+    ],
+)
+def test_edgetune_train_trains_whichever_import_comes_first(before, tmp_path):
+    missing = str(tmp_path / "none")
+    code = (
+        f"{before}\n"
+        "import edgetune\n"
+        "from edgetune import TrainConfig, train\n"
+        "from edgetune.errors import RunError\n"
+        "assert train is edgetune.train and edgetune.TrainConfig is TrainConfig\n"
+        "assert edgetune.load_result is edgetune.train.load_result\n"
+        "import edgetune.train.loop\n"  # a submodule after: the attribute still trains
+        "for call in (edgetune.train, train):\n"
+        "    try:\n"
+        f"        call(output={missing!r}, resume=True)\n"
+        "    except RunError as e:\n"
+        "        print(e)\n"
+        "edgetune.train.train = lambda *a, **k: ('wrapped', a, k)\n"
+        "print(edgetune.train(1, x=2))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("no unfinished run at" in line for line in lines[:2]), lines
+    assert lines[2] == "('wrapped', (1,), {'x': 2})"
+
+
+def test_edgetune_names_its_lazy_attributes():
+    import edgetune
+
+    assert {"TrainConfig", "TrainResult", "load_result", "train", "__version__"} <= set(
+        dir(edgetune)
+    )
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        edgetune.nope  # noqa: B018
+
+
 def test_python_dash_m_edgetune_is_the_command():
     r = subprocess.run(
         [sys.executable, "-m", "edgetune", "--help"], capture_output=True, text=True, timeout=120

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -53,13 +52,24 @@ def keys(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def signed(tmp_path, keys) -> Path:
-    """A signed folder with a bundle's manifest: the key is judged before any model loads."""
+    """A signed bundle of random bytes: the key is judged before any model loads."""
+    from edgetune.formats import bundle as bundlefmt
     from edgetune.signing import sign
 
     b = tmp_path / "bundle"
     b.mkdir()
     (b / "model.onnx").write_bytes(os.urandom(256))
-    (b / "edgetune.json").write_text(json.dumps({"format": "edgetune-bundle", "version": 1}))
+    (b / "config.json").write_text('{"id2label": {"0": "neg", "1": "pos"}}')
+    (b / "tokenizer.json").write_text("{}")
+    # Signing refuses a bundle whose files its manifest does not vouch for: record them.
+    labels, variant = ["neg", "pos"], {"file": "model.onnx"}
+    golden = {"format": bundlefmt.GOLDEN_FORMAT, "max_length": 16, "labels": labels}
+    golden_variant = {**variant, "batching": "row"}
+    bundlefmt.write_golden(
+        b, {**golden, "rows": [{"text": "hi"}], "variants": {"int8-dynamic": golden_variant}}
+    )
+    manifest = {"default_variant": "int8-dynamic", "variants": {"int8-dynamic": variant}}
+    bundlefmt.write_manifest(b, {**manifest, "labels": labels, "max_length": 16})
     sign(b, keys / "ec.pem")
     return b
 

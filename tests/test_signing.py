@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import pytest
 pytest.importorskip("model_signing")
 
 from edgetune import signing  # noqa: E402
-from edgetune.errors import BundleError  # noqa: E402
+from edgetune.errors import BundleError, LockedError  # noqa: E402
+from edgetune.formats import bundle as bundlefmt  # noqa: E402
+from edgetune.fsutil import locked  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,14 @@ def bundle(tmp_path) -> Path:
     (b / "config.json").write_text('{"id2label": {"0": "neg", "1": "pos"}}')
     (b / "tokenizer.json").write_text("{}")
     (b / "golden" / "inputs.jsonl").write_text('{"text": "hi"}\n')
-    (b / "edgetune.json").write_text(json.dumps({"format": "edgetune-bundle", "version": 1}))
+    # Signing refuses a bundle whose files its manifest does not vouch for: record them.
+    variants = {"int8-dynamic": {"file": "model.onnx"}, "fp32": {"file": "model_fp32.onnx"}}
+    labels, rows = ["neg", "pos"], [{"text": "hi"}]
+    golden_variants = {k: {**v, "batching": "row"} for k, v in variants.items()}
+    golden = {"format": bundlefmt.GOLDEN_FORMAT, "max_length": 16, "labels": labels}
+    bundlefmt.write_golden(b, {**golden, "rows": rows, "variants": golden_variants})
+    manifest = {"default_variant": "int8-dynamic", "variants": variants, "labels": labels}
+    bundlefmt.write_manifest(b, {**manifest, "max_length": 16})
     return b
 
 
@@ -154,8 +164,50 @@ def test_not_a_bundle(tmp_path, keys):
 
 
 def test_missing_extra(monkeypatch, bundle, keys):
-    import sys
-
     monkeypatch.setitem(sys.modules, "model_signing", None)
     with pytest.raises(BundleError, match=r"pip install 'edgetune\[sign\]'"):
         signing.sign(bundle, keys[0])
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from edgetune.fsutil import locked
+with locked(Path(sys.argv[1]), "bundle"):
+    print("held", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_sign_refuses_a_bundle_another_process_writes(bundle, keys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(bundle)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=f"another edgetune process \\(pid {holder.pid}"):
+            signing.sign(bundle, keys[0])
+        assert not signing.is_signed(bundle)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The writer is gone; a lock this thread holds (export signing its own output) lets it sign.
+    with locked(bundle, "bundle"):
+        signing.sign(bundle, keys[0])
+    signing.verify(bundle, keys[1])
+
+
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (lambda b: (b / "model.onnx").write_bytes(os.urandom(4096)), "does not match its SHA-256"),
+        (lambda b: (b / "extra.onnx").write_text("new"), "which edgetune.json does not list"),
+    ],
+)
+def test_sign_refuses_a_bundle_its_manifest_does_not_vouch_for(bundle, keys, tamper, match):
+    (bundle / ".edgetune.json.tmp-killed").write_text("{")  # a killed writer's leftover
+    tamper(bundle)
+    with pytest.raises(BundleError, match=match):
+        signing.sign(bundle, keys[0])
+    assert not signing.is_signed(bundle)
+    assert not (bundle / ".edgetune.json.tmp-killed").exists()

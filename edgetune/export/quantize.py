@@ -57,17 +57,8 @@ def build_variant(
     import onnx
 
     info: dict[str, Any] = {"optimization": optimize}
-    if name == "fp32":
-        shutil.copy2(optimized, dst)
-        return info
-    if name == "fp16":
-        from onnxruntime.transformers.onnx_model import OnnxModel
-
-        m = OnnxModel(onnx.load(str(optimized)))
-        m.convert_float_to_float16(keep_io_types=True)
-        m.save_model_to_file(str(dst))
-        info["precision"] = "fp16"
-        return info
+    if name in ("fp32", "fp16"):
+        return info | _float_variant(name, optimized, dst)
     portable = name == "int8-portable"
     if portable and quant.embeddings == "int4":
         quant = replace(quant, embeddings="int8")  # GatherBlockQuantized needs onnxruntime 1.22
@@ -114,7 +105,35 @@ def build_variant(
         node = next(n for n in m.graph.node if n.name == exclude[0])
         gather_to_int4(m, node, quant.block_size)
     onnx.save(m, str(dst))
-    info["quantization"] = {
+    info["quantization"] = _int8_settings(name, quant, ops, qat, calibration)
+    return info
+
+
+def _float_variant(name: str, optimized: Path, dst: Path) -> dict[str, Any]:
+    """fp32: the optimized graph as it is; fp16: its weights halved, inputs and outputs kept."""
+    if name == "fp32":
+        shutil.copy2(optimized, dst)
+        return {}
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    m = OnnxModel(onnx.load(str(optimized)))
+    m.convert_float_to_float16(keep_io_types=True)
+    m.save_model_to_file(str(dst))
+    return {"precision": "fp16"}
+
+
+def _int8_settings(
+    name: str,
+    quant: QuantizationConfig,
+    ops: list[str],
+    qat: Any,
+    calibration: list[str] | None,
+) -> dict[str, Any]:
+    """An int8 variant's manifest entry: how weights and activations were quantized."""
+    dynamic = name in ("int8-dynamic", "int8-portable")
+    portable = name == "int8-portable"
+    out: dict[str, Any] = {
         "mode": "dynamic" if dynamic else "static",
         "format": "QOperator" if dynamic else "QDQ",
         "weights": "int8 asymmetric" if portable else "int8 symmetric",
@@ -127,12 +146,12 @@ def build_variant(
         "operators": ops,
     }
     if name == "int8-static" and not (qat and qat.mode == "static"):
-        info["quantization"]["calibration_samples"] = len(calibration or [])
+        out["calibration_samples"] = len(calibration or [])
     if qat is not None:
-        info["quantization"]["qat"] = True
+        out["qat"] = True
         if qat.mode == "static" and name == "int8-static":
-            info["quantization"]["activations"] = "uint8 static (ranges learned in QAT)"
-    return info
+            out["activations"] = "uint8 static (ranges learned in QAT)"
+    return out
 
 
 def _qdq(

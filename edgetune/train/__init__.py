@@ -13,6 +13,10 @@ signals.py    SIGINT/SIGTERM handling, the step hook
 parallel/     launch (process group), one backend per way of spreading the model
 """
 
+import sys
+from types import ModuleType
+from typing import Any
+
 from .api import load_result, train
 from .batching import make_batches
 from .config import TrainConfig, TrainResult, parse_qat_start
@@ -29,3 +33,15 @@ __all__ = [
     "parse_qat_start",
     "train",
 ]
+
+
+class _CallableModule(ModuleType):
+    """``edgetune.train(...)`` trains: the package is what the attribute ``edgetune.train``
+    holds once any of its modules is imported, so the package itself forwards the call."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        # Looked up at call time: a caller may replace ``edgetune.train.train`` (tests wrap it).
+        return self.train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
