@@ -14,7 +14,8 @@
 #
 # Settings (environment): EDGETUNE (the edgetune command), EDGETUNE_MODEL, EDGETUNE_DATA,
 # EDGETUNE_LABEL_NAMES (empty: the data's own labels), EDGETUNE_EPOCHS (empty: the preset's),
-# EDGETUNE_THREADS, EDGETUNE_MAX_REGRESSION (how much a pull request's latency ratio may grow
+# EDGETUNE_THREADS, EDGETUNE_MAX_ACCURACY_DROP (points the int8 default may lose, default 1.0),
+# EDGETUNE_MAX_REGRESSION (how much a pull request's latency ratio may grow
 # over main's), EDGETUNE_WORKDIR (where runs/, bundles/ and reports/ go).
 # Exit codes: 1 a gate failed, 2 bad input or usage.
 set -euo pipefail
@@ -26,6 +27,7 @@ LABEL_NAMES=${EDGETUNE_LABEL_NAMES-negative,positive}
 EPOCHS=${EDGETUNE_EPOCHS-1}
 THREADS=${EDGETUNE_THREADS:-2}
 MAX_REGRESSION=${EDGETUNE_MAX_REGRESSION:-10%}
+MAX_ACCURACY_DROP=${EDGETUNE_MAX_ACCURACY_DROP:-1.0}
 WORKDIR=${EDGETUNE_WORKDIR:-.}
 RUN=$WORKDIR/runs/ci
 BUNDLE=$WORKDIR/bundles/ci
@@ -62,7 +64,7 @@ export_bundle() {
 # about 10 s on 2 cores.
 validate() {
     et validate "$BUNDLE" --threads "$THREADS" --no-memory \
-        --max-accuracy-drop 1.0 --min-agreement 0.97 --min-speedup 32:1.5
+        --max-accuracy-drop "$MAX_ACCURACY_DROP" --min-agreement 0.97 --min-speedup 32:1.5
 }
 
 check() {
@@ -112,6 +114,9 @@ selftest() {
     export EDGETUNE_WORKDIR=$work EDGETUNE_MODEL=tiny-distilbert
     export EDGETUNE_DATA=$here/../sst2-sample EDGETUNE_LABEL_NAMES=negative,positive
     export EDGETUNE_EPOCHS=1
+    # A tiny random model after one epoch sits near many decision boundaries: its int8 flips
+    # up to ~1% of the 872 test rows, more where training ran in bf16 (AMX, AVX-512-BF16).
+    export EDGETUNE_MAX_ACCURACY_DROP=2.0
     # Generous: two benches on a shared machine differ by noise; the gate must run, not flake.
     export EDGETUNE_MAX_REGRESSION=50%
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
