@@ -13,6 +13,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter: what a module import loads depends on the process."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
 def _module_name(path: Path) -> str:
     rel = path.relative_to(PACKAGE.parent).with_suffix("")
     parts = list(rel.parts)
@@ -112,7 +117,7 @@ def test_the_runtime_and_the_cli_import_light():
         "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'onnx', 'optimum', "
         "'datasets') if m in sys.modules))"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = _python(code)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
@@ -141,7 +146,7 @@ def test_the_runtime_loads_the_bundle_format_and_no_stage():
         "print(sorted(m for m in ('edgetune.train', 'edgetune.export', 'edgetune.validate', "
         "'edgetune.data', 'torch', 'transformers') if m in sys.modules))"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = _python(code)
     assert r.returncode == 0, r.stderr
     loaded, heavy = r.stdout.strip().splitlines()
     assert heavy == "[]"
@@ -174,7 +179,7 @@ def test_edgetune_train_trains_whichever_import_comes_first(before, tmp_path):
         "edgetune.train.train = lambda *a, **k: ('wrapped', a, k)\n"
         "print(edgetune.train(1, x=2))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = _python(code)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 3 and all("no unfinished run at" in line for line in lines[:2]), lines
