@@ -470,9 +470,10 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
     _require_training_extra()
     from .export import ExportConfig
     from .export import export as run_export
+    from .validate import validate as run_validate
 
     config = ExportConfig(source=source, variants=_csv(variants), **options)
-    result = run_export(config, overwrite=overwrite, progress=not quiet)
+    result = run_export(config, overwrite=overwrite, progress=not quiet, validator=run_validate)
     click.echo(result.summary())
 
 

@@ -205,7 +205,12 @@ def test_no_pytorch_uses_onnx_fp32_as_baseline(bundle):
 
 
 def test_export_validates_at_the_end(trained_run, tmp_path):
-    r = export(source=str(trained_run), output=str(tmp_path / "b"), progress=False)
+    alone = export(source=str(trained_run), output=str(tmp_path / "a"), progress=False)
+    assert alone.validation is None and "edgetune validate" in alone.note
+    assert not (tmp_path / "a" / "validation").exists()
+    r = export(
+        source=str(trained_run), output=str(tmp_path / "b"), progress=False, validator=validate
+    )
     assert r.validation is not None and r.validation.passed
     assert (tmp_path / "b" / "validation" / "report.json").is_file()
     assert "int8-dynamic" in bundlefmt.verify(tmp_path / "b")["metrics"]["validation"]["variants"]

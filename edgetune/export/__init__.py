@@ -14,7 +14,16 @@ One module per step, in the order they run:
 from __future__ import annotations
 
 from ..quant import EMBEDDINGS, TARGETS, QuantizationConfig
-from .api import LAYOUTS, OPTIMIZE, QUANTIZE, VARIANTS, ExportConfig, ExportResult, export
+from .api import (
+    LAYOUTS,
+    OPTIMIZE,
+    QUANTIZE,
+    VARIANTS,
+    ExportConfig,
+    ExportResult,
+    Validator,
+    export,
+)
 from .manifest import VERSIONED
 
 __all__ = [
@@ -28,5 +37,6 @@ __all__ = [
     "ExportConfig",
     "ExportResult",
     "QuantizationConfig",
+    "Validator",
     "export",
 ]

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import BundleError, ConfigError, ModelError, first_line
 from ..formats import bundle as bundlefmt
@@ -111,6 +111,12 @@ class ExportConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+class Validator(Protocol):
+    """What ``export`` calls to validate the installed bundle: ``edgetune.validate.validate``."""
+
+    def __call__(self, *, bundle: str, data: str | None, progress: bool) -> Any: ...
+
+
 @dataclass
 class ExportResult:
     output: str
@@ -165,9 +171,14 @@ def export(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    validator: Validator | None = None,
     **options: Any,
 ) -> ExportResult:
-    """Export a run (or HF model directory) to an ONNX bundle with the requested variants."""
+    """Export a run (or HF model directory) to an ONNX bundle with the requested variants.
+
+    Validation is a stage of its own: pass ``validator=edgetune.validate.validate`` to run it on
+    the installed bundle before it is signed and archived (the ``export`` command does).
+    """
     if config is None:
         config = ExportConfig(**options)
     elif options:
@@ -218,7 +229,8 @@ def export(
         clean_stale(output.parent, output.name)
         _check_outputs(output, overwrite, sources, config.archive)
         with without_preprocessing_advice():
-            return _export(config, output, src, quant, calibration, say, progress, t0)
+            built = _export(config, output, src, quant, calibration, say)
+    return _finish(config, built, src, say, progress, validator, t0)
 
 
 def _check_outputs(
@@ -247,9 +259,8 @@ def _export(
     quant: QuantizationConfig,
     calibration: list[str] | None,
     say: Any,
-    progress: bool,
-    t0: float,
-) -> ExportResult:
+) -> tuple[Path, dict[str, dict[str, Any]], dict[str, Any]]:
+    """Build every variant, the manifest and the self-check in a staging folder; install it."""
     staging = temp_dir(output.parent, f".{output.name}.staging-")
     try:
         work = staging / "work"
@@ -295,18 +306,32 @@ def _export(
         bundlefmt.install(bundle_dir, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    validation, note = None, None
-    if config.validate and (config.data or src["run_config"]):
-        from ..validate import validate
+    return output, variants, manifest
 
-        say("validating the bundle against the PyTorch original")
-        validation = validate(bundle=str(output), data=config.data, progress=progress)
-        manifest = validation.manifest
-    elif config.validate:
+
+def _finish(
+    config: ExportConfig,
+    built: tuple[Path, dict[str, dict[str, Any]], dict[str, Any]],
+    src: dict[str, Any],
+    say: Any,
+    progress: bool,
+    validator: Validator | None,
+    t0: float,
+) -> ExportResult:
+    """Validate, sign and archive the installed bundle, in that order (each seals the last)."""
+    output, variants, manifest = built
+    validation, note = None, None
+    if config.validate and not (config.data or src["run_config"]):
         note = (
             "not validated: the source is not a run with data; run "
             f"`edgetune validate {output} --data FILE` (or export with --data FILE)"
         )
+    elif config.validate and validator is None:
+        note = f"not validated: run `edgetune validate {output}`"
+    elif config.validate and validator is not None:
+        say("validating the bundle against the PyTorch original")
+        validation = validator(bundle=str(output), data=config.data, progress=progress)
+        manifest = validation.manifest
     if config.sign:
         from ..signing import sign
 
