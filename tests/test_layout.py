@@ -214,14 +214,38 @@ def test_every_package_is_in_the_wheel():
     assert found <= listed, found - listed
 
 
-def test_no_class_over_300_lines():
-    """A class does one job; the training loop's parts live beside it, not inside it."""
+def _too_long(kinds: tuple[type, ...], limit: int) -> list[str]:
+    """Definitions of these kinds spanning more than ``limit`` lines (decorators aside)."""
     long = []
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 300:
-                long.append(f"{_module_name(path)}.{node.name}")
-    assert not long, long
+            if isinstance(node, kinds) and node.end_lineno - node.lineno + 1 > limit:
+                long.append(
+                    f"{_module_name(path)}.{node.name} ({node.end_lineno - node.lineno + 1})"
+                )
+    return long
+
+
+def test_no_class_over_250_lines():
+    """A class does one job; the training loop's parts live beside it, not inside it."""
+    assert not _too_long((ast.ClassDef,), 250)
+
+
+def test_no_function_over_80_lines():
+    """A function does one job; a longer one is phases waiting for names."""
+    assert not _too_long((ast.FunctionDef, ast.AsyncFunctionDef), 80)
+
+
+def test_only_the_cli_composes_stages_with_validate():
+    """Measurement lives below the stages: only the CLI (and validate itself) use that stage."""
+    users = [
+        name
+        for name, targets in _graph().items()
+        if any(t == "edgetune.validate" or t.startswith("edgetune.validate.") for t in targets)
+        and name != "edgetune.cli"
+        and not name.startswith("edgetune.validate")
+    ]
+    assert not users, users
 
 
 def test_the_package_runs_on_its_oldest_python():

@@ -209,8 +209,7 @@ def layernorm_as_instancenorm(model: Any) -> None:
     The maths is the same: rows of [tokens, hidden] are reshaped to [tokens, 1, hidden],
     normalized, reshaped back, then scaled by gamma and shifted by beta.
     """
-    import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     g = model.graph
     inits = {t.name: t for t in g.initializer}
@@ -218,10 +217,10 @@ def layernorm_as_instancenorm(model: Any) -> None:
     for n in g.node:
         for i in n.input:
             consumers[i] = consumers.get(i, 0) + 1
-    graph_outputs = {o.name for o in g.output}
+    used = {o.name for o in g.output} | {k for k, v in consumers.items() if v}
     added: set[str] = set()
 
-    def const(name: str, value: np.ndarray) -> str:
+    def const(name: str, value: Any) -> str:
         if name not in added:
             g.initializer.append(numpy_helper.from_array(value, name))
             added.add(name)
@@ -229,74 +228,88 @@ def layernorm_as_instancenorm(model: Any) -> None:
 
     new_nodes = []
     for n in g.node:
-        is_sln = n.op_type == "SkipLayerNormalization" and n.domain == "com.microsoft"
-        is_ln = n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx")
-        gamma_name = n.input[2] if is_sln else (n.input[1] if is_ln else "")
-        gamma = inits.get(gamma_name)
-        # Mean and inverse std-dev outputs have no equivalent here; SLN's sum output does.
-        stats_used = any(o and (consumers.get(o) or o in graph_outputs) for o in n.output[1:3])
-        axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
-        if (
-            not (is_sln or is_ln)
-            or gamma is None
-            or len(gamma.dims) != 1
-            or axis != -1
-            or stats_used
-        ):
+        gamma = _layernorm_gamma(n, inits, used)
+        if gamma is None:
             new_nodes.append(n)
             continue
-        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
-        hidden = int(gamma.dims[0])
-        p = n.name or n.output[0]
-        x = n.input[0]
-        beta = n.input[3] if is_sln else (n.input[2] if len(n.input) > 2 else "")
-        if is_sln:
-            summed = f"{p}/sum"
-            new_nodes.append(
-                helper.make_node("Add", [n.input[0], n.input[1]], [summed], name=f"{p}/add")
-            )
-            x = summed
-            if len(n.input) > 4 and n.input[4]:
-                new_nodes.append(
-                    helper.make_node(
-                        "Add", [x, n.input[4]], [f"{p}/sum_bias"], name=f"{p}/add_bias"
-                    )
-                )
-                x = f"{p}/sum_bias"
-            if len(n.output) == 4 and n.output[3]:
-                new_nodes.append(
-                    helper.make_node("Identity", [x], [n.output[3]], name=f"{p}/sum_out")
-                )
-        rows = const(f"edgetune/ln_rows_{hidden}", np.array([-1, 1, hidden], dtype=np.int64))
-        one = const("edgetune/ln_one", np.ones(1, dtype=np.float32))
-        zero = const("edgetune/ln_zero", np.zeros(1, dtype=np.float32))
-        new_nodes += [
-            helper.make_node("Shape", [x], [f"{p}/shape"], name=f"{p}/shape"),
-            helper.make_node("Reshape", [x, rows], [f"{p}/rows"], name=f"{p}/to_rows"),
-            helper.make_node(
-                "InstanceNormalization",
-                [f"{p}/rows", one, zero],
-                [f"{p}/norm"],
-                name=f"{p}/norm",
-                epsilon=eps,
-            ),
-            helper.make_node(
-                "Reshape", [f"{p}/norm", f"{p}/shape"], [f"{p}/back"], name=f"{p}/from_rows"
-            ),
-        ]
-        if beta:
-            new_nodes += [
-                helper.make_node(
-                    "Mul", [f"{p}/back", gamma_name], [f"{p}/scaled"], name=f"{p}/gamma"
-                ),
-                helper.make_node("Add", [f"{p}/scaled", beta], [n.output[0]], name=f"{p}/beta"),
-            ]
-        else:
-            new_nodes.append(
-                helper.make_node("Mul", [f"{p}/back", gamma_name], [n.output[0]], name=f"{p}/gamma")
-            )
+        x, nodes = _skip_sum(n)
+        new_nodes += nodes + _instance_norm(n, x, gamma, const)
     del g.node[:]
     g.node.extend(new_nodes)
+
+
+def _is_skip_layernorm(n: Any) -> bool:
+    return n.op_type == "SkipLayerNormalization" and n.domain == "com.microsoft"
+
+
+def _layernorm_gamma(n: Any, inits: dict[str, Any], used: set[str]) -> Any:
+    """The scale initializer of a LayerNorm this rewrite can take over (else None): over the
+    last axis, with a 1-D scale, and no use of its mean / inverse std-dev outputs (they have
+    no equivalent here; SkipLayerNormalization's sum output does)."""
+    is_sln = _is_skip_layernorm(n)
+    is_ln = n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx")
+    if not (is_sln or is_ln):
+        return None
+    gamma = inits.get(n.input[2] if is_sln else n.input[1])
+    axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
+    stats_used = any(o and o in used for o in n.output[1:3])
+    if gamma is None or len(gamma.dims) != 1 or axis != -1 or stats_used:
+        return None
+    return gamma
+
+
+def _skip_sum(n: Any) -> tuple[str, list[Any]]:
+    """The normalized input: for SkipLayerNormalization, input + skip (+ bias), with its sum
+    output kept when something reads it."""
+    from onnx import helper
+
+    if not _is_skip_layernorm(n):
+        return n.input[0], []
+    p = n.name or n.output[0]
+    x = f"{p}/sum"
+    nodes = [helper.make_node("Add", [n.input[0], n.input[1]], [x], name=f"{p}/add")]
+    if len(n.input) > 4 and n.input[4]:
+        nodes.append(
+            helper.make_node("Add", [x, n.input[4]], [f"{p}/sum_bias"], name=f"{p}/add_bias")
+        )
+        x = f"{p}/sum_bias"
+    if len(n.output) == 4 and n.output[3]:
+        nodes.append(helper.make_node("Identity", [x], [n.output[3]], name=f"{p}/sum_out"))
+    return x, nodes
+
+
+def _instance_norm(n: Any, x: str, gamma: Any, const: Any) -> list[Any]:
+    """Rows of ``x`` normalized by InstanceNormalization, then scaled and shifted."""
+    import numpy as np
+    from onnx import helper
+
+    is_sln = _is_skip_layernorm(n)
+    eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+    hidden = int(gamma.dims[0])
+    p = n.name or n.output[0]
+    beta = n.input[3] if is_sln else (n.input[2] if len(n.input) > 2 else "")
+    rows = const(f"edgetune/ln_rows_{hidden}", np.array([-1, 1, hidden], dtype=np.int64))
+    one = const("edgetune/ln_one", np.ones(1, dtype=np.float32))
+    zero = const("edgetune/ln_zero", np.zeros(1, dtype=np.float32))
+    scaled = f"{p}/scaled" if beta else n.output[0]
+    nodes = [
+        helper.make_node("Shape", [x], [f"{p}/shape"], name=f"{p}/shape"),
+        helper.make_node("Reshape", [x, rows], [f"{p}/rows"], name=f"{p}/to_rows"),
+        helper.make_node(
+            "InstanceNormalization",
+            [f"{p}/rows", one, zero],
+            [f"{p}/norm"],
+            name=f"{p}/norm",
+            epsilon=eps,
+        ),
+        helper.make_node(
+            "Reshape", [f"{p}/norm", f"{p}/shape"], [f"{p}/back"], name=f"{p}/from_rows"
+        ),
+        helper.make_node("Mul", [f"{p}/back", gamma.name], [scaled], name=f"{p}/gamma"),
+    ]
+    if beta:
+        nodes.append(helper.make_node("Add", [scaled, beta], [n.output[0]], name=f"{p}/beta"))
+    return nodes
 
 
 def word_gather(model: Any, cfg: dict[str, Any]) -> Any:

@@ -309,8 +309,8 @@ def _run(
         config, env, data, tokenizer, model, work, say, progress, d, backend, signals, on_step
     )
     trainer = _make_trainer(parts, teacher)
-    if resume:
-        checkpoint.load(trainer)  # type: ignore[arg-type]  # only the loop's trainer resumes
+    if resume and isinstance(trainer, Trainer):  # a few-shot run keeps no checkpoint
+        checkpoint.load(trainer)
         say(f"resuming {work} at step {trainer.state['step']} (epoch {trainer.state['epoch']})")
     try:
         trainer.fit()
@@ -453,7 +453,7 @@ def _interrupted(trainer: RunTrainer, output: Path, signals: Signals) -> Trainin
     """Ctrl-C or SIGTERM: save what resuming needs, and say how to continue."""
     step, work = trainer.state["step"], trainer.work
     what = "terminated" if signals.signum == signal.SIGTERM else "interrupted"
-    if trainer.config.strategy == "fewshot":
+    if not isinstance(trainer, Trainer):
         return TrainingInterrupted(
             f"{what} at step {step}; a few-shot run keeps no checkpoint (it takes minutes), "
             "so nothing was written; start it again",
@@ -461,7 +461,7 @@ def _interrupted(trainer: RunTrainer, output: Path, signals: Signals) -> Trainin
         )
     if trainer.backend.saves_anywhere:
         with signals.atomic():  # every rank: each one's random state goes in
-            checkpoint.save(trainer)  # type: ignore[arg-type]  # the loop's trainer
+            checkpoint.save(trainer)
         saved = f"checkpoint saved in {work}"
     elif rundir.has_checkpoint(work):
         # Saving sharded state needs every rank at the same point; Ctrl-C is not.

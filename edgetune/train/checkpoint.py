@@ -8,127 +8,136 @@ It is taken at a step boundary (the loop's atomic step makes every signal land o
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..formats import run as rundir
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+_OPTIMIZER = "optimizer.pt"
+_WEIGHTS = "model.safetensors"
+_EMA = "ema.safetensors"
+_TEACHER = "teacher.safetensors"
 
 
-def save(t: Trainer) -> None:
+@dataclass
+class TrainingState:
+    """A trainer's resumable state, as ``Trainer.state_dict()`` gives it for saving."""
+
+    counters: dict[str, Any]  # the loop's counters and records (state.json)
+    torch_state: dict[str, Any]  # optimizer, schedule, scaler, random states (optimizer.pt)
+    weights: Any  # full weights: a dict of tensors, or the module itself
+    ema: list[Any] | None  # the moving average, whole
+    teacher: Any  # the QAT teacher module, if any
+    write_shards: Callable[[Path], None]  # what each rank writes alone (sharded backends)
+    main: bool  # whether this rank writes the files
+
+
+class Saved:
+    """A checkpoint on disk, as ``Trainer.load_state_dict()`` reads it back."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.counters: dict[str, Any] = rundir.read_json(folder / rundir.STATE)
+
+    def torch_state(self, device: Any) -> dict[str, Any]:
+        import torch
+
+        return torch.load(self.folder / _OPTIMIZER, map_location=device, weights_only=True)
+
+    def ema(self, device: Any, n: int) -> list[Any]:
+        from safetensors.torch import load_file
+
+        saved = load_file(str(self.folder / _EMA), device=device)
+        return [saved[str(i)] for i in range(n)]
+
+    def load_teacher(self, module: Any, device: Any) -> None:
+        from safetensors.torch import load_model
+
+        if (self.folder / _TEACHER).exists():
+            load_model(module, str(self.folder / _TEACHER), device=device)
+
+
+class Checkpointable(Protocol):
+    """What the checkpoint needs of a trainer: its folder and its state."""
+
+    work: Path
+
+    def state_dict(self) -> TrainingState: ...
+
+    def load_state_dict(self, saved: Saved) -> None: ...
+
+
+def save(t: Checkpointable) -> None:
     """Write the checkpoint (every rank calls this; rank 0 writes, a sharded backend gathers)."""
     import torch
     from safetensors.torch import save_file, save_model
 
-    weights, opt_state = t.backend.checkpoint_state(t.model, t.optimizer)
-    ema = t.ema.full() if t.ema is not None else None
-    # Each rank draws its own dropout masks: every rank's random state is saved.
-    rngs = t.dist.gather([t.boundary[0]])
+    state = t.state_dict()
     tmp = t.work / (rundir.CHECKPOINT + ".tmp")
-    if t.dist.main:
+    if state.main:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-    t.backend.save_shards(tmp)
-    if not t.dist.main:
+    state.write_shards(tmp)
+    if not state.main:
         return
-    # Interrupted mid-accumulation: roll back to the last optimizer step, whose batch index,
-    # random state and loss sums are what resuming needs.
-    rng, loss_sum, loss_n, samples = t.boundary
-    if weights is not None:
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+    if isinstance(state.weights, dict):
+        weights = {k: v.contiguous() for k, v in state.weights.items()}
+        save_file(weights, str(tmp / _WEIGHTS))
     else:
-        save_model(t.model, str(tmp / "model.safetensors"))
-    if ema is not None:
-        save_file({str(i): x.contiguous() for i, x in enumerate(ema)}, str(tmp / "ema.safetensors"))
-    teacher = t.qat.teacher if t.qat is not None else None
-    if teacher is not None:
-        save_model(teacher, str(tmp / "teacher.safetensors"))
-    torch.save(
-        {
-            "optimizer": opt_state,
-            "scheduler": t.scheduler.state_dict(),
-            "scaler": t.scaler.state_dict() if t.scaler else None,
-            "torch_rng": rng,
-            "torch_rng_per_rank": rngs,
-        },
-        tmp / "optimizer.pt",
-    )
-    state = {**t.state, "samples": samples, "loss_sum": loss_sum, "loss_n": loss_n}
-    state["launch"] = {"parallel": t.backend.name, "world": t.dist.world}
-    if t.qat is not None:
-        state["qat_ranges"] = t.qat.scheme.ranges
-    rundir.write_json(tmp / rundir.STATE, state)
+        save_model(state.weights, str(tmp / _WEIGHTS))
+    if state.ema is not None:
+        save_file({str(i): x.contiguous() for i, x in enumerate(state.ema)}, str(tmp / _EMA))
+    if state.teacher is not None:
+        save_model(state.teacher, str(tmp / _TEACHER))
+    torch.save(state.torch_state, tmp / _OPTIMIZER)
+    rundir.write_json(tmp / rundir.STATE, state.counters)
     rundir.replace_dir(tmp, t.work / rundir.CHECKPOINT)
 
 
-def load(t: Trainer) -> None:
+def load(t: Checkpointable) -> None:
     """Continue from the checkpoint in the run's working directory."""
-    import torch
-    from safetensors.torch import load_file, load_model
+    t.load_state_dict(Saved(t.work / rundir.CHECKPOINT))
 
-    ck = t.work / rundir.CHECKPOINT
-    state = rundir.read_json(ck / rundir.STATE)
-    # Batches, their shards and the optimizer's layout all depend on how it was launched.
-    launch = state.pop("launch", None)
-    now = {"parallel": t.backend.name, "world": t.dist.world}
-    if launch is not None and launch != now:
+
+def check_launch(saved: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    """Batches, their shards and the optimizer's layout all depend on how a run was launched."""
+    if saved is not None and saved != now:
         raise ConfigError(
-            f"the checkpoint was written by {launch['world']} process(es) "
-            f"({launch['parallel']}); resume with the same launcher and process count "
+            f"the checkpoint was written by {saved['world']} process(es) "
+            f"({saved['parallel']}); resume with the same launcher and process count "
             f"(now: {now['world']}, {now['parallel']})"
         )
-    extra = torch.load(ck / "optimizer.pt", map_location=t.device, weights_only=True)
-    t.backend.load_checkpoint(ck, t.model, t.optimizer, extra)
-    if t.ema is not None:
-        saved = load_file(str(ck / "ema.safetensors"), device=t.device)
-        full = [saved[str(i)] for i in range(len(t.ema.average))]
-        t.ema.average = t.backend.like_params(full, t.ema.params)
-    t.scheduler.load_state_dict(extra["scheduler"])
-    if t.scaler is not None and extra.get("scaler"):
-        t.scaler.load_state_dict(extra["scaler"])
-    rngs = extra.get("torch_rng_per_rank") or [extra["torch_rng"]]
-    torch.set_rng_state(rngs[t.dist.rank if len(rngs) > 1 else 0].cpu())
-    ranges = state.pop("qat_ranges", None)
-    if t.qat is not None and ranges is not None:
-        t.qat.scheme.ranges = ranges
-    t.loss_sum = state.pop("loss_sum", 0.0)
-    t.loss_n = state.pop("loss_n", 0)
-    t.state.update(state)
-    t.last_eval_step = state["history"][-1]["step"] if state.get("history") else -1
-    if t.qat is not None:
-        t.qat.switch(t.state["step"], t.model, t.ema)
-        if t.qat.teacher is not None and (ck / "teacher.safetensors").exists():
-            load_model(t.qat.teacher, str(ck / "teacher.safetensors"), device=t.device)
-    t.mark_boundary()
-    t.state["samples"] = 0
-    t.state["train_s"] = 0.0
 
 
-def save_best(t: Trainer) -> None:
-    """The model as it stands (the caller swaps in the moving average) into ``best/``."""
+def save_best(
+    work: Path, model: Any, tokenizer: Any, backend: Any, qat: Any, merge_lora: bool
+) -> None:
+    """The model as it stands (the caller swaps in the moving average) into ``best/``; QAT
+    ranges and the int8 scheme go with it, a LoRA adapter is merged in."""
     import contextlib
 
-    model = t.backend.model_to_save(t.model)  # every rank takes part (FSDP gathers)
-    if model is None:
+    whole = backend.model_to_save(model)  # every rank takes part (FSDP gathers)
+    if whole is None:
         return
-    tmp = t.work / (rundir.BEST + ".tmp")
+    tmp = work / (rundir.BEST + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    with t.qat.suspended() if t.qat is not None else contextlib.nullcontext():
-        if t.config.strategy == "lora":
+    with qat.suspended() if qat is not None else contextlib.nullcontext():
+        if merge_lora:
             import copy
 
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(
-            tmp, safe_serialization=True, state_dict=t.backend.state_dict_to_save(model)
+            whole = copy.deepcopy(whole).merge_and_unload()
+        whole.save_pretrained(
+            tmp, safe_serialization=True, state_dict=backend.state_dict_to_save(whole)
         )
-    t.tokenizer.save_pretrained(tmp)
-    if t.qat is not None:
+    tokenizer.save_pretrained(tmp)
+    if qat is not None:
         from ..quant import write_scheme
 
-        write_scheme(tmp, t.qat.scheme)
-    rundir.replace_dir(tmp, t.work / rundir.BEST)
-    t.backend.release()
+        write_scheme(tmp, qat.scheme)
+    rundir.replace_dir(tmp, work / rundir.BEST)
+    backend.release()

@@ -309,9 +309,12 @@ def loss(
     loss_fn: Any, student: Any, labels: Any, teacher: Any, alpha: float, temperature: float
 ) -> Any:
     """(1 - alpha) CE + alpha T^2 KL(teacher_T || student_T) over labelled rows; rows labelled
-    ``IGNORE`` learn T^2 KL alone; each row weighs the same. alpha 0 is plain training."""
+    ``IGNORE`` learn T^2 KL alone; each row weighs the same. alpha 0, or no teacher, is plain
+    training."""
     import torch.nn.functional as F
 
+    if teacher is None:
+        return loss_fn(student, labels)
     labelled = labels != IGNORE
     if bool(labelled.all()):
         ce = loss_fn(student, labels)

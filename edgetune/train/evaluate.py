@@ -51,9 +51,9 @@ class Evaluator:
         grad_off = torch.no_grad() if self.dist.enabled else torch.inference_mode()
         starts = range(0, len(order), bs * world)
         if bar is not None:
-            from tqdm.auto import tqdm
+            from ..console import progress_bar
 
-            starts = tqdm(starts, desc=bar, unit="batch", leave=False, dynamic_ncols=True)
+            starts = progress_bar(starts, desc=bar, unit="batch")
         with grad_off, autocast(self.device, self.precision):
             for i in starts:
                 chunk = order[i : i + bs * world]

@@ -349,13 +349,6 @@ class FewShotTrainer:
 
 
 def _bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from ..console import progress_bar
 
-    return tqdm(
-        total=total,
-        desc="contrastive",
-        unit="step",
-        disable=not enabled,
-        leave=False,
-        dynamic_ncols=True,
-    )
+    return progress_bar(total=total, desc="contrastive", unit="step", enabled=enabled)

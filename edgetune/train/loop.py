@@ -6,21 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from ..console import progress_bar
 from ..data import Data
 from ..errors import TrainingDiverged
 from . import checkpoint, distill
 from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
+from .counters import Counters, history_entry
 from .ema import EMA
 from .evaluate import Evaluator, merged_loss
 from .parts import TrainerParts
-from .setup import make_optimizer, prepare
+from .setup import make_optimizer, make_schedule, prepare
 from .signals import StepEvent
 
 
@@ -34,13 +35,9 @@ class Trainer:
         self.work, self.say, self.progress, self.dist = parts.work, parts.say, parts.progress, dist
         self.backend, self.signals, self.on_step = backend, parts.signals, parts.on_step
         self.device = env["device"]
-        self.model = prepare(model, config).to(self.device)
         fsdp = getattr(backend, "options", None)
-        if config.gradient_checkpointing or getattr(fsdp, "activation_checkpointing", False):
-            base = getattr(self.model, "get_base_model", lambda: self.model)()
-            base.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+        checkpointing = getattr(fsdp, "activation_checkpointing", False)
+        self.model = prepare(model, config, self.device, checkpointing)
         backend.shard(self.model)
         self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
         self.labels = torch.tensor(data.train.labels)
@@ -49,12 +46,8 @@ class Trainer:
         self.global_batch = config.batch_size * dist.world
         self.steps_per_epoch = math.ceil(len(self.global_batches(0)) / config.grad_accum)
         self.total_steps = self.steps_per_epoch * (config.epochs or 1)
-        from transformers import get_linear_schedule_with_warmup
-
         optimizer = make_optimizer(self.model, config, self.device)
-        self.scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
-        )
+        self.scheduler = make_schedule(optimizer, config, self.total_steps)
         self.qat: Any = None
         if config.qat:
             from .qat import QATControl
@@ -63,12 +56,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if env["precision"] == "fp16" else None
         self.net, self.optimizer = backend.wrap(self.model, optimizer)
         self.evaluator = Evaluator(self.model, tokenizer, config, env, dist=dist)
-        self.state = fresh_state(config.metric)
-        self.loss_sum, self.loss_n, self.last_eval_step = 0.0, 0, -1
+        self.counters = Counters(config.metric)
+        self.state = self.counters.state
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = EMA(params, config.ema) if config.ema else None
-        self.boundary: tuple[Any, ...] = ()
-        self.mark_boundary()
         self.teacher_logits: Any = None
 
     def learn_from(self, logits: np.ndarray) -> None:
@@ -82,9 +73,6 @@ class Trainer:
         tensors = self.backend.state_tensors(self.model, self.optimizer)
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-
     def global_batches(self, epoch: int, enc: Any = None) -> list[np.ndarray]:
         return global_batches(
             enc or self.train_enc, self.global_batch, self.config, epoch, self.dist
@@ -93,12 +81,13 @@ class Trainer:
     def fit(self) -> None:
         c, s = self.config, self.state
         epochs = c.epochs or 1
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.say(
-            f"training {c.model} ({c.strategy}, {self.trainable_parameters() / 1e6:.2f}M trainable "
+            f"training {c.model} ({c.strategy}, {trainable / 1e6:.2f}M trainable "
             f"parameters) on {self.device} in {self.env['precision']} for {epochs} epoch(s)"
         )
         self.model.train()
-        if self.evaluation_due():  # stopped between a step and its evaluation
+        if self.counters.evaluation_due(c.eval_steps):  # stopped between a step and its evaluation
             self.evaluate(s["position"])
         while s["epoch"] < epochs and not s["done"]:
             self.run_epoch(epochs)
@@ -106,22 +95,16 @@ class Trainer:
         self.hook("end", s["next_batch"])
 
     def run_epoch(self, epochs: int) -> None:
-        from tqdm.auto import tqdm
-
         c, s, atomic = self.config, self.state, self.signals.atomic
         epoch = s["epoch"]
         enc = epoch_encoding(self.tokenizer, self.data.train, self.config, epoch, self.train_enc)
         batches = self.global_batches(epoch, enc)
-        bar = tqdm(
+        bar = progress_bar(
             total=len(batches),
             initial=s["next_batch"],
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
-            disable=not self.progress,
-            leave=False,
-            dynamic_ncols=True,
-            # Logs (CI, files) get an update every 30 s instead of a redraw per batch.
-            mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            enabled=self.progress,
         )
         t0 = time.perf_counter()
         for bi in range(s["next_batch"], len(batches)):
@@ -135,10 +118,10 @@ class Trainer:
             with atomic():
                 self.step(bi)
                 s["position"] = round(epoch + (bi + 1) / len(batches), 4)
-                self.mark_boundary()
+                self.counters.mark_boundary()
                 self.hook("boundary", bi)
             if bar.n % 20 == 0 or bi + 1 == len(batches):
-                bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_n, 1):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{self.counters.mean_loss:.4f}", refresh=False)
             if c.eval_steps and s["step"] % c.eval_steps == 0:
                 s["train_s"] += time.perf_counter() - t0
                 self.evaluate(s["position"])
@@ -152,7 +135,7 @@ class Trainer:
             s["next_batch"] = 0
             s["position"] = float(s["epoch"])
             self.hook("epoch", len(batches))
-        if self.last_eval_step != s["step"]:
+        if self.counters.last_eval_step != s["step"]:
             self.evaluate(float(s["epoch"]))
         if not s["done"] and s["epoch"] < epochs:
             with atomic():
@@ -173,12 +156,8 @@ class Trainer:
         with autocast(self.device, self.env["precision"]):
             logits = self.net(**batch).logits
         teacher = None if self.teacher_logits is None else self.teacher_logits[rows]
-        if teacher is not None:
-            t, a = c.distill_temperature, c.distill_alpha
-            loss = distill.loss(self.loss_fn, logits.float(), labels, teacher, a, t)
-        else:
-            loss = self.loss_fn(logits.float(), labels)
-        base = loss
+        t, a = c.distill_temperature, c.distill_alpha
+        loss = base = distill.loss(self.loss_fn, logits.float(), labels, teacher, a, t)
         if self.qat is not None:
             precision = autocast(self.device, self.env["precision"])
             loss = self.qat.loss(loss, logits.float(), batch, precision)
@@ -187,9 +166,7 @@ class Trainer:
             raise diverged(self.state, value, nonfinite_cause(logits, labels, teacher, base, c))
         loss = loss / c.grad_accum
         self.backend.backward(loss, self.scaler)
-        self.loss_sum += value * len(rows)
-        self.loss_n += len(rows)
-        self.state["samples"] += len(rows_all)
+        self.counters.add_loss(value, len(rows), len(rows_all))
         self.hook("backward", bi)
 
     def step(self, bi: int) -> None:
@@ -211,27 +188,63 @@ class Trainer:
             s = self.state
             self.on_step(StepEvent(point, s["step"], s["epoch"], batch, self.model, self.optimizer))
 
-    def evaluation_due(self) -> bool:
-        """Whether the step the run stopped at owed an evaluation it did not record."""
-        s, c = self.state, self.config
-        if s["step"] == 0 or self.last_eval_step == s["step"] or s["done"]:
-            return False
-        at_epoch_end = s["next_batch"] == 0
-        return at_epoch_end or bool(c.eval_steps and s["step"] % c.eval_steps == 0)
+    def state_dict(self) -> checkpoint.TrainingState:
+        """What a checkpoint holds, at the last step boundary (every rank calls this)."""
+        weights, opt_state = self.backend.checkpoint_state(self.model, self.optimizer)
+        ema = self.ema.full() if self.ema is not None else None
+        counters, rng = self.counters.saved()
+        rngs = self.dist.gather([rng])  # each rank draws its own dropout masks
+        counters["launch"] = self.backend.launch()
+        if self.qat is not None:
+            counters["qat_ranges"] = self.qat.scheme.ranges
+        torch_state = {
+            "optimizer": opt_state,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "torch_rng": rng,
+            "torch_rng_per_rank": rngs,
+        }
+        return checkpoint.TrainingState(
+            counters,
+            torch_state,
+            weights=self.model if weights is None else weights,
+            ema=ema,
+            teacher=self.qat.teacher if self.qat is not None else None,
+            write_shards=self.backend.save_shards,
+            main=self.dist.main,
+        )
 
-    def mark_boundary(self) -> None:
-        """Remember what a checkpoint taken now must hold (RNG and loss sums at this step)."""
-        import torch
-
-        self.boundary = (torch.get_rng_state(), self.loss_sum, self.loss_n, self.state["samples"])
+    def load_state_dict(self, saved: checkpoint.Saved) -> None:
+        """Continue exactly where ``state_dict`` was taken."""
+        state = dict(saved.counters)
+        checkpoint.check_launch(state.pop("launch", None), self.backend.launch())
+        extra = saved.torch_state(self.device)
+        self.backend.load_checkpoint(saved.folder, self.model, self.optimizer, extra)
+        if self.ema is not None:
+            full = saved.ema(self.device, len(self.ema.average))
+            self.ema.average = self.backend.like_params(full, self.ema.params)
+        self.scheduler.load_state_dict(extra["scheduler"])
+        if self.scaler is not None and extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        ranges = state.pop("qat_ranges", None)
+        if self.qat is not None and ranges is not None:
+            self.qat.scheme.ranges = ranges
+        rngs = extra.get("torch_rng_per_rank") or [extra["torch_rng"]]
+        self.counters.restore(state, rngs[self.dist.rank if len(rngs) > 1 else 0])
+        if self.qat is not None:
+            self.qat.switch(self.state["step"], self.model, self.ema)
+            if self.qat.teacher is not None:
+                saved.load_teacher(self.qat.teacher, self.device)
+        self.counters.resumed()
 
     def weights(self) -> Any:
         """The weights evaluated and saved: the moving average where there is one."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
     def evaluate(self, epoch: float) -> None:
+        k = self.counters
         if self.dist.enabled:  # the reported train loss is over every rank's rows
-            self.loss_sum, self.loss_n = merged_loss(self.loss_sum, self.loss_n, self.device)
+            k.loss_sum, k.loss_n = merged_loss(k.loss_sum, k.loss_n, self.device)
             if self.qat is not None:
                 self.qat.merge_ranges(self.dist)
         # Every rank evaluates its share and receives the whole split's logits, so every rank
@@ -239,35 +252,22 @@ class Trainer:
         c, s = self.config, self.state
         with self.weights():
             m = self.evaluator.metrics(self.data.validation, self.data.label_names)
-        lr = self.scheduler.get_last_lr()[0]
-        entry = history_entry(epoch, s, self.loss_sum / max(self.loss_n, 1), m, lr)
-        value = m[c.metric]
-        best = s["best"]
-        better = value < best["value"] if c.metric == "loss" else value > best["value"]
-        if self.qat is not None and not self.qat.enabled:
-            better = False  # a QAT run keeps only checkpoints trained against int8
+        entry = history_entry(epoch, s, k.mean_loss, m, self.scheduler.get_last_lr()[0])
+        # A QAT run keeps only checkpoints trained against int8.
+        may_improve = self.qat is None or self.qat.enabled
         with self.signals.atomic():  # recorded wholly or not at all (resume evaluates again)
-            self.loss_sum, self.loss_n = 0.0, 0
-            self.mark_boundary()
-            s["history"].append(entry)
+            better, stop = k.record(entry, m[c.metric], c.patience, may_improve)
             if better:
-                best.update(value=value, step=s["step"], epoch=entry["epoch"])
-                s["bad_evals"] = 0
                 with self.weights():
-                    checkpoint.save_best(self)
-            else:
-                s["bad_evals"] += 1
-            stop = bool(c.patience and s["bad_evals"] >= c.patience)
-            if stop:
-                s["stopped_early"] = True
-                s["done"] = True
-            self.last_eval_step = s["step"]
+                    lora = c.strategy == "lora"
+                    checkpoint.save_best(
+                        self.work, self.model, self.tokenizer, self.backend, self.qat, lora
+                    )
             self.hook("evaluated", s["next_batch"])
-        mark = "  * best" if better else ""
         self.say(
             f"epoch {entry['epoch']:.2f} step {s['step']}: train loss {entry['train_loss']:.4f}, "
             f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
-            f"val macro F1 {m['macro_f1'] * 100:.2f}%{mark}"
+            f"val macro F1 {m['macro_f1'] * 100:.2f}%" + ("  * best" if better else "")
         )
         if stop:
             self.say(f"early stop: no improvement in {c.patience} evaluation(s)")
@@ -288,44 +288,6 @@ def loss_function(config: TrainConfig, data: Data, device: Any) -> Any:
         w = len(labelled) / (data.num_labels * np.maximum(counts, 1))
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     return torch.nn.CrossEntropyLoss(weight=weight)
-
-
-def fresh_state(metric: str) -> dict[str, Any]:
-    """The loop's counters and records before the first step (what a checkpoint carries)."""
-    return {
-        "step": 0,
-        "epoch": 0,
-        "next_batch": 0,
-        "position": 0.0,  # epochs done, as a fraction (what an evaluation is labelled)
-        "samples": 0,
-        "train_s": 0.0,
-        "history": [],
-        "best": {
-            "metric": metric,
-            "value": math.inf if metric == "loss" else -math.inf,
-            "step": 0,
-            "epoch": 0.0,
-        },
-        "bad_evals": 0,
-        "stopped_early": False,
-        "done": False,
-    }
-
-
-def history_entry(
-    epoch: float, state: dict[str, Any], train_loss: float, m: dict[str, Any], lr: float
-) -> dict[str, Any]:
-    """One evaluation's record in the run's history (metrics.json)."""
-    return {
-        "epoch": round(epoch, 4),
-        "step": state["step"],
-        "train_loss": train_loss,
-        "val_loss": m["loss"],
-        "val_accuracy": m["accuracy"],
-        "val_macro_f1": m["macro_f1"],
-        "learning_rate": lr,
-        "train_s": round(state["train_s"], 2),
-    }
 
 
 def diverged(state: dict[str, Any], value: float, cause: str) -> TrainingDiverged:

@@ -16,9 +16,27 @@ LORA_TARGETS = {
 }
 
 
-def prepare(model: Any, c: TrainConfig) -> Any:
-    """Freeze what ``--strategy`` leaves alone (head: the encoder; full: word embeddings by
-    default), or wrap the model in LoRA adapters."""
+def prepare(model: Any, c: TrainConfig, device: str, checkpointing: bool = False) -> Any:
+    """The model on ``device`` with what ``--strategy`` leaves alone frozen (head: the
+    encoder; full: word embeddings by default) or in LoRA adapters; ``checkpointing``:
+    activations recomputed in the backward pass."""
+    model = _trainable(model, c).to(device)
+    if checkpointing or c.gradient_checkpointing:
+        base = getattr(model, "get_base_model", lambda: model)()
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def make_schedule(optimizer: Any, c: TrainConfig, total_steps: int) -> Any:
+    """Linear warm-up over ``--warmup-ratio`` of the steps, then linear decay to zero."""
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(
+        optimizer, int(c.warmup_ratio * total_steps), total_steps
+    )
+
+
+def _trainable(model: Any, c: TrainConfig) -> Any:
     if c.strategy == "head":
         prefix = model.base_model_prefix
         for name, p in model.named_parameters():

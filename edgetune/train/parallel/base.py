@@ -61,6 +61,10 @@ class Backend:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    def launch(self) -> dict[str, Any]:
+        """How the run was launched: a checkpoint resumes only under the same."""
+        return {"parallel": self.name, "world": self.dist.world}
+
     def model_to_save(self, model: Any) -> Any:
         """The module whose ``save_pretrained`` writes the full model, on rank 0 (else None)."""
         return model if self.dist.main else None
