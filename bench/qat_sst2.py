@@ -38,7 +38,7 @@ def main() -> None:
 
     from edgetune.data import load_data
     from edgetune.export import export
-    from edgetune.formats import run as rundir
+    from edgetune.formats import rundir
     from edgetune.modeling import load_saved
     from edgetune.quant import read_scheme
     from edgetune.train.qat import load_fake_quant

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .formats import run as rundir
+from .formats import rundir
 from .runtime import pad_batch
 
 PYTORCH = "pytorch-fp32"  # the PyTorch original's name among the measured candidates

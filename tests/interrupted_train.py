@@ -14,7 +14,7 @@ from step_hooks import interrupt_at  # noqa: E402
 
 from edgetune.cli import main  # noqa: E402
 
-# The module (the package's `edgetune.train` attribute is the function); the CLI reads it there.
+# The package edgetune.train (callable); the CLI reads `train` from it, so patch it there.
 _train = importlib.import_module("edgetune.train")
 _train.train = functools.partial(_train.train, on_step=interrupt_at("batch", int(sys.argv[1]) - 1))
 main(sys.argv[2:])

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import edgetune
 from edgetune.cli import main
 from edgetune.errors import ConfigError
-from edgetune.formats import run as rundir
+from edgetune.formats import rundir
 from edgetune.train import TrainingInterrupted
 
 from .conftest import ASSETS, train_kwargs
@@ -161,7 +161,7 @@ def test_layers_keeps_evenly_spaced_layers_with_their_weights(tmp_path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgetune.train.setup import keep_layers
+    from edgetune.train.trainable import keep_layers
 
     torch.manual_seed(0)
     cfg = BertConfig(

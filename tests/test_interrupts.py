@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import edgetune
 from edgetune.cli import main
 from edgetune.errors import ConfigError, LockedError, RunError
-from edgetune.formats import run as rundir
+from edgetune.formats import rundir
 from edgetune.fsutil import locked
 from edgetune.train import STEP_POINTS, TrainingInterrupted
 

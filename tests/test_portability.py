@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgetune.cli import main
-from edgetune.compat import OLDEST_TESTED, ORT_SINCE, requirements, satisfies
 from edgetune.errors import BundleError
 from edgetune.formats import bundle as bundlefmt
+from edgetune.ort_versions import OLDEST_TESTED, ORT_SINCE, requirements, satisfies
 from edgetune.runtime import Classifier, check_bundle
 
 from .conftest import runtime_venv

@@ -8,7 +8,7 @@ from safetensors.numpy import load_file
 
 import edgetune
 from edgetune.errors import ConfigError, ModelError, RunError
-from edgetune.formats import run as rundir
+from edgetune.formats import rundir
 from edgetune.train import TrainConfig, load_result
 
 from .conftest import ASSETS, train_kwargs

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..formats import run as rundir
+from ..formats import rundir
 from .load import load_data
 from .split import Split
 

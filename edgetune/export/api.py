@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import BundleError, ConfigError, ModelError, first_line
 from ..formats import bundle as bundlefmt
-from ..formats import run as rundir
+from ..formats import rundir
 from ..fsutil import clean_stale, locked, temp_dir
 from ..hw import keeps_torch_threads
 from ..quant import EMBEDDINGS, TARGETS, QuantizationConfig
@@ -80,7 +80,7 @@ class ExportConfig:
             if not ok:
                 raise ConfigError(msg)
         if self.min_runtime is not None:
-            from ..compat import parse_version
+            from ..ort_versions import parse_version
 
             try:
                 parse_version(self.min_runtime)
@@ -352,7 +352,7 @@ def _finish(
 
 
 def _int4_loads_on(version: str) -> bool:
-    from ..compat import ORT_SINCE, satisfies
+    from ..ort_versions import ORT_SINCE, satisfies
 
     return satisfies(version, ORT_SINCE[("com.microsoft", "GatherBlockQuantized")])
 

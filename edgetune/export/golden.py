@@ -36,7 +36,7 @@ def batching(graph: Path) -> str:
     """``row`` when the graph quantizes activations dynamically, else ``padded``."""
     import onnx
 
-    from ..compat import nodes
+    from ..ort_versions import nodes
 
     ops = {n.op_type for n in nodes(onnx.load(str(graph), load_external_data=False).graph)}
     return "row" if ops & DYNAMIC_OPS else "padded"

@@ -48,7 +48,7 @@ def record_requirements(
     """Each variant's needs, from its graph's operators; refuse what ``min_runtime`` cannot load."""
     import onnx
 
-    from ..compat import requirements, satisfies
+    from ..ort_versions import requirements, satisfies
 
     for name, v in variants.items():
         try:

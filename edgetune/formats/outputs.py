@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..fsutil import check_writable
 from . import bundle as bundlefmt
-from . import run as rundir
+from . import rundir
 
 # A file edgetune wrote is small; a large one is not read whole only to be recognised.
 _MAX_RECOGNISED = 64 << 20

@@ -282,7 +282,7 @@ def runtime_gap(info: dict[str, Any], name: str) -> str | None:
     """Why this ONNX Runtime cannot load a variant (its manifest's ``requires``), or None."""
     import onnxruntime
 
-    from ..compat import satisfies
+    from ..ort_versions import satisfies
 
     need = (info.get("requires") or {}).get("onnxruntime")
     if not isinstance(need, str) or satisfies(onnxruntime.__version__, need):

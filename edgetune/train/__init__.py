@@ -2,13 +2,15 @@
 
 config.py     TrainConfig (options, validated) and TrainResult (metrics.json)
 api.py        train(): checks, data and model, the run directory, final figures
-loop.py       Trainer: epochs, atomic steps, evaluation, the best model
+parts.py      TrainerParts (what a trainer is built from) and RunTrainer (what train drives)
+loop.py       Trainer: epochs, atomic steps, evaluation; state_dict() for the checkpoint
+counters.py   the loop's counters: steps, loss sums, history, best, early stop, boundary
 batching.py   tokenizing, length-grouped batches, autocast
 evaluate.py   Evaluator: batched inference and metrics over a split
-checkpoint.py the checkpoint (resume is exact) and the best model
+checkpoint.py the checkpoint's files (TrainingState out, Saved in; resume is exact), best/
 ema.py        the moving average of the weights
 qat.py        fake quantization and QATControl (start, teacher, loss)
-setup.py      the trainable part per --strategy and the optimizer
+trainable.py  the trainable part per --strategy, the optimizer and schedule, --layers
 signals.py    SIGINT/SIGTERM handling, the step hook
 parallel/     launch (process group), one backend per way of spreading the model
 """

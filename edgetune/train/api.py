@@ -18,7 +18,7 @@ from .. import fsutil
 from ..console import sayer
 from ..data import Data, load_data
 from ..errors import ConfigError, DataError, EdgetuneError
-from ..formats import run as rundir
+from ..formats import rundir
 from ..modeling import load_for_training, load_saved, model_config
 from ..presets import ModelSource, resolve_model
 from . import checkpoint, distill
@@ -124,7 +124,7 @@ def _fit_budget(
     again: the resolved config holds the choice)."""
     from ..runtime import default_threads
     from .budget import choose_depth, measure_candidates, parse_budget
-    from .setup import keep_layers
+    from .trainable import keep_layers
 
     budget_ms, seq = parse_budget(str(config.latency_budget))
 
@@ -411,7 +411,7 @@ def _build_model(
         depth = getattr(model.config, "num_hidden_layers", None) or model.config.n_layers
         config = _fit_budget(config, source, label_names, env, say, int(depth))
     if config.layers is not None:
-        from .setup import keep_layers
+        from .trainable import keep_layers
 
         env["layers_kept"] = keep_layers(model, config.layers)
         say(f"student: layers {env['layers_kept']} of {config.model}")

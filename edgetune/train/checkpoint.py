@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from ..formats import run as rundir
+from ..formats import rundir
 
 _OPTIMIZER = "optimizer.pt"
 _WEIGHTS = "model.safetensors"

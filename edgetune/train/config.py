@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..formats import run as rundir
+from ..formats import rundir
 
 STRATEGIES = ("full", "head", "lora", "fewshot")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

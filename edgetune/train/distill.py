@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data import Data, Split
 from ..errors import ConfigError, ModelError, first_line
-from ..formats import run as rundir
+from ..formats import rundir
 from ..metrics import classification_metrics
 from .config import TrainConfig
 

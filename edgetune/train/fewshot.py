@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data import Split
 from ..errors import ConfigError
-from ..formats import run as rundir
+from ..formats import rundir
 from ..heads import PROMPT_SCALE, parse_label_prompts
 from .batching import autocast, collate, encode
 from .evaluate import Evaluator
@@ -183,7 +183,7 @@ class FewShotTrainer:
         import torch
         from transformers import get_linear_schedule_with_warmup
 
-        from .setup import make_optimizer
+        from .trainable import make_optimizer
 
         c = self.config
         model = self.model

@@ -21,8 +21,8 @@ from .counters import Counters, history_entry
 from .ema import EMA
 from .evaluate import Evaluator, merged_loss
 from .parts import TrainerParts
-from .setup import make_optimizer, make_schedule, prepare
 from .signals import StepEvent
+from .trainable import make_optimizer, make_schedule, prepare
 
 
 class Trainer:

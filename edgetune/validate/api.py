@@ -10,7 +10,7 @@ from typing import Any
 from ..envinfo import environment
 from ..errors import ConfigError, DataError, GateFailed
 from ..formats import bundle as bundlefmt
-from ..formats import run as rundir
+from ..formats import rundir
 from ..fsutil import clean_stale, locked
 from ..hw import keeps_torch_threads
 from ..runners import PYTORCH, RuntimeRunner, TorchRunner, pytorch_source

@@ -1,4 +1,4 @@
-"""edgetune.compat: the onnxruntime version a graph needs, from hand-built minimal graphs."""
+"""edgetune.ort_versions: the onnxruntime version a graph needs, from hand-built minimal graphs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgetune.compat import (  # noqa: E402
+from edgetune.ort_versions import (  # noqa: E402
     OLDEST_TESTED,
     parse_version,
     requirements,
@@ -200,8 +200,8 @@ def test_installed_onnxruntime_meets_what_it_loads(build):
     ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_compat_does_not_import_onnx():
-    code = "import sys, edgetune.compat; sys.exit('onnx' in sys.modules or 'onnxruntime' in sys.modules)"
+def test_ort_versions_does_not_import_onnx():
+    code = "import sys, edgetune.ort_versions; sys.exit('onnx' in sys.modules or 'onnxruntime' in sys.modules)"
     assert (
         subprocess.run(
             [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]
