@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from .errors import EdgetuneError, GateFailed
+from .errors import ConfigError, EdgetuneError, GateFailed
 from .export import EMBEDDINGS, LAYOUTS, OPTIMIZE, QUANTIZE, TARGETS
 from .fsutil import storage_error
 from .quant import QAT_MODES
-from .train.config import CLASS_WEIGHTS, DEVICES, METRICS, PRECISIONS, STRATEGIES
+from .train.config import CLASS_WEIGHTS, DEVICES, METRICS, PRECISIONS, STRATEGIES, TASKS
 
 
 class _Group(click.Group):
@@ -145,13 +145,21 @@ def _presets_help() -> str:
     help="CSV/TSV/JSON/JSONL/Parquet file, folder of splits, or HF dataset (name[:config]).",
 )
 @click.option("--output", required=True, type=click.Path(), help="Run directory to create.")
+@_train_option(
+    "--task",
+    type=click.Choice(TASKS),
+    show_default=True,
+    help="One label per text, or one tag per word (NER, PII); auto: token classification when "
+    "the data is CoNLL, token and tag lists, or text with character spans.",
+)
 @click.option(
     "--text-column",
     "text_columns",
     multiple=True,
-    help="Text column (twice for sentence pairs). Detected if omitted.",
+    help="Text column (twice for sentence pairs; the token-list column for token "
+    "classification). Detected if omitted.",
 )
-@click.option("--label-column", help="Label column. Detected if omitted.")
+@click.option("--label-column", help="Label (or tag-list) column. Detected if omitted.")
 @_header_option
 @click.option(
     "--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive."
@@ -202,7 +210,13 @@ def _presets_help() -> str:
     "--metric",
     type=click.Choice(METRICS),
     show_default=True,
-    help="Validation metric that picks the best checkpoint.",
+    help="Validation metric that picks the best checkpoint; auto: accuracy, or entity F1 (f1) "
+    "for token classification.",
+)
+@_train_option(
+    "--label-all-subwords",
+    is_flag=True,
+    help="Token classification: every sub-word learns its word's tag (default: the first).",
 )
 @click.option("--patience", type=int, help="Stop after N evaluations without improvement.")
 @_train_option(
@@ -358,11 +372,12 @@ def _presets_help() -> str:
 def train(
     resume: bool, overwrite: bool, quiet: bool, label_names: str | None, **options: Any
 ) -> None:
-    """Fine-tune a compact transformer for text classification.
+    """Fine-tune a compact transformer for text or token classification.
 
     \b
     Example:
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/sst2
+      edgetune train --model minilm-l6 --data data/conll2003 --output runs/ner
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/fs16 \
           --strategy fewshot --shots 16 --label-names negative,positive \
           --label-prompts "negative=This review is negative.,positive=This review is positive."
@@ -481,8 +496,6 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
     try:
         return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(f"{option} takes comma-separated integers, e.g. 16,32,128") from None
 
 
@@ -530,6 +543,11 @@ def _csv(value: str, cast=str, option: str = "") -> tuple:
 @click.option("--max-samples", type=int, help="Evaluate at most this many rows (random, seeded).")
 @_validate_option("--memory/--no-memory", help="Measure peak memory per variant.")
 @click.option("--max-accuracy-drop", type=float, help="Gate: points the default may lose.")
+@click.option(
+    "--max-f1-drop",
+    type=float,
+    help="Gate (token classification): entity F1 points the default may lose.",
+)
 @click.option("--min-agreement", type=float, help="Gate: share of labels equal to the baseline.")
 @click.option(
     "--min-speedup",
@@ -566,6 +584,7 @@ def validate(
     \b
     Example:
       edgetune validate bundles/sst2 --max-accuracy-drop 0.5 --min-speedup 128:3
+      edgetune validate bundles/ner --max-f1-drop 0.5 --min-speedup 128:2.5
     """
     _require_training_extra()
     from .validate import ValidateConfig, parse_speedup
@@ -604,6 +623,23 @@ def validate(
 )
 @click.option("--top-k", type=int, default=1, show_default=True, help="Labels per text.")
 @click.option("--all-scores", is_flag=True, help="Every label's probability (jsonl).")
+@click.option(
+    "--aggregation",
+    type=click.Choice(["none", "simple", "first", "average", "max"]),
+    default="first",
+    show_default=True,
+    help="Token bundles: how sub-words group into entities (transformers' pipeline strategies; "
+    "first reads each word at its first sub-word, where edgetune trains the tag).",
+)
+@click.option(
+    "--redact", is_flag=True, help="Token bundles: print each text with entities as [LABEL]."
+)
+@click.option(
+    "--stride",
+    type=int,
+    help="Token bundles: tokens shared by the windows of a text beyond the max length "
+    "[default: a quarter of a window].",
+)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--threads", type=int, help="Intra-op threads [default: cores, at most 4].")
 @click.option("--variant", help="Variant to run [default: the bundle's default].")
@@ -630,6 +666,9 @@ def predict(
     fmt: str,
     top_k: int,
     all_scores: bool,
+    aggregation: str,
+    redact: bool,
+    stride: int | None,
     batch_size: int,
     threads: int | None,
     variant: str | None,
@@ -637,17 +676,20 @@ def predict(
     fallback: bool,
     verify_key: str | None,
 ) -> None:
-    """Classify TEXTS (or --input FILE, or stdin) with BUNDLE; needs no torch.
+    """Classify TEXTS (or --input FILE, or stdin) with BUNDLE, or tag their entities with a
+    token-classification bundle; needs no torch.
 
     \b
     Examples:
       edgetune predict bundles/sst2 "a gorgeous film" "dull and lifeless"
       edgetune predict bundles/sst2 --input reviews.csv --format jsonl > predictions.jsonl
+      edgetune predict bundles/ner "Ada Lovelace met Babbage in London." --aggregation first
+      edgetune predict bundles/pii --input notes.txt --redact > redacted.txt
     """
     import itertools
     import warnings
 
-    from .runtime import Classifier, check_predict_options, iter_inputs, predict_items, text_item
+    from .runtime import Classifier, check_predict_options, iter_inputs, text_item
 
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
@@ -677,12 +719,67 @@ def predict(
             fallback=fallback,
             public_key=verify_key,
         )
-        results = predict_items(
-            clf, items, batch_size=batch_size, top_k=top_k, all_scores=all_scores
-        )
+        options: dict[str, Any] = {"top_k": top_k, "all_scores": all_scores}
+        if clf.task.per_token:
+            fmt = "redacted" if redact and fmt == "table" else fmt
+            options = {"aggregation": aggregation, "redact": redact, "stride": stride}
+        elif redact or stride is not None or aggregation != "first":
+            raise ConfigError(
+                f"--redact, --stride and --aggregation are for token-classification bundles; "
+                f"{bundle} classifies whole texts"
+            )
+        results = _predict_results(clf, items, batch_size, options)
         # Nothing reaches stdout until the first answer exists: an exit 2 leaves it empty.
         answered = list(itertools.islice(results, 1))
-        _write_predictions(itertools.chain(answered, results), fmt)
+        write = _write_entities if clf.task.per_token else _write_predictions
+        write(itertools.chain(answered, results), fmt)
+
+
+def _predict_results(clf: Any, items: Any, batch_size: int, options: dict[str, Any]) -> Any:
+    """(item, answer) pairs: Predictions, or a token bundle's Tagged entities."""
+    from .runtime import Tagger, predict_items
+
+    if clf.task.per_token:
+        if options["stride"] is not None and options["stride"] < 0:
+            raise click.BadParameter("must be 0 or more", param_hint="--stride")
+        return predict_items(Tagger(clf), items, batch_size=batch_size, **options)
+    return predict_items(clf, items, batch_size=batch_size, **options)
+
+
+def _write_entities(results: Any, fmt: str) -> None:
+    """A token bundle's answers: entities per text (table, jsonl, csv), or redacted texts."""
+    import csv as csvlib
+    import json
+
+    out = sys.stdout
+    writer: Any = csvlib.writer(out) if fmt == "csv" else None
+    if writer:
+        writer.writerow(["index", "label", "text", "start", "end", "score", "note"])
+    elif fmt == "table":
+        out.write(f"{'#':>5}  {'label':10} {'score':>7}  {'span':>11}  text\n")
+    for item, tagged in results:
+        note = item.error or item.warning or ""
+        if fmt == "redacted":
+            out.write((tagged.redacted if tagged else "") + "\n")
+        elif fmt == "jsonl":
+            row: dict[str, Any] = {"index": item.index}
+            row |= tagged.to_dict() if tagged else {"error": item.error}
+            if item.warning:
+                row["warning"] = item.warning
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif writer:
+            for e in tagged.entities if tagged else []:
+                writer.writerow([item.index, e.label, e.text, e.start, e.end, f"{e.score:.6f}", ""])
+            if note or not tagged:
+                writer.writerow([item.index, "", "", "", "", "", note])
+        else:
+            for e in tagged.entities if tagged else []:
+                span = f"{e.start}:{e.end}"
+                out.write(f"{item.index:>5}  {e.label:10} {e.score:>7.4f}  {span:>11}  {e.text}\n")
+            if note:
+                out.write(f"{item.index:>5}  [{note}]\n")
+        if fmt != "table":
+            out.flush()
 
 
 def _write_predictions(results: Any, fmt: str) -> None:

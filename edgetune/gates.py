@@ -62,6 +62,18 @@ def accuracy_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: 
     )
 
 
+def f1_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: float) -> Gate:
+    drop = -row["f1_delta_points"]
+    return Gate(
+        "max_f1_drop",
+        default,
+        drop,
+        limit,
+        drop <= limit + 1e-9,
+        f"entity F1 drop of {default} vs {baseline}: {drop:.2f} points (limit {limit:g})",
+    )
+
+
 def agreement_gate(row: dict[str, Any], default: str, baseline: str, minimum: float) -> Gate:
     agree = row["agreement"]
     return Gate(

@@ -42,3 +42,10 @@ def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> 
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
     }
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of integer ``labels`` under ``logits`` (one row each)."""
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())

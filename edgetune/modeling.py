@@ -70,10 +70,15 @@ def model_config(source: ModelSource, trust_remote_code: bool = False) -> dict[s
 
 
 def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
-    """Tokenizer and sequence-classification model for ``config`` (a ``TrainConfig``), with the
-    label map in the model's config; and whether its classifier (or more) is newly initialised.
+    """Tokenizer and classifier for ``config`` (a ``TrainConfig``; its task picks sequence or
+    token classification), with the label map in the model's config; and whether its
+    classifier (or more) is newly initialised.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .tasks import task_named
+
+    auto = task_named(config.task).auto_class()
 
     _unwrap_without_deepspeed()  # every model a run saves is loaded here first
     id2label = dict(enumerate(label_names))
@@ -99,23 +104,14 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
             cfg.num_labels = len(label_names)
             cfg.id2label, cfg.label2id = id2label, label2id
             if config.dropout is not None:
-                for name in (
-                    "hidden_dropout_prob",
-                    "attention_probs_dropout_prob",
-                    "dropout",
-                    "attention_dropout",
-                    "seq_classif_dropout",
-                    "classifier_dropout",
-                ):
-                    if hasattr(cfg, name):
-                        setattr(cfg, name, config.dropout)
+                _set_dropout(cfg, config.dropout)
             if config.strategy == "fewshot" or config.template:
                 model, new_weights = _load_headed(source, config, cfg, tokenizer, label_names)
             elif source.kind == "config":
-                model = AutoModelForSequenceClassification.from_config(cfg)
+                model = auto.from_config(cfg)
                 new_weights = True
             else:
-                model, info = AutoModelForSequenceClassification.from_pretrained(
+                model, info = auto.from_pretrained(
                     where,
                     config=cfg,
                     trust_remote_code=trust,
@@ -132,7 +128,7 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
                     "pass --trust-remote-code only if you trust its authors"
                 ) from None
             raise ModelError(
-                f"model {config.model} cannot be used for sequence classification: {msg}; "
+                f"model {config.model} cannot be used for {config.task}: {msg}; "
                 "use a BERT-class encoder (e.g. a preset)"
             ) from None
         except OSError as e:
@@ -146,6 +142,20 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
         )
     tokenizer.model_max_length = config.max_length
     return tokenizer, model, new_weights
+
+
+def _set_dropout(cfg: Any, p: float) -> None:
+    """Every dropout probability the architecture's config names, set to ``p``."""
+    for name in (
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "dropout",
+        "attention_dropout",
+        "seq_classif_dropout",
+        "classifier_dropout",
+    ):
+        if hasattr(cfg, name):
+            setattr(cfg, name, p)
 
 
 def _load_headed(
@@ -201,13 +211,23 @@ def source_pooling(source: ModelSource) -> tuple[str, bool]:
 
 
 def load_saved(path: Path) -> Any:
-    """A saved sequence classifier (safetensors only), e.g. a run's ``best/``: a transformers
-    classifier, or an encoder with one of ``heads``' heads (few-shot, cloze)."""
-    from transformers import AutoModelForSequenceClassification
-
+    """A saved classifier (safetensors only), e.g. a run's ``best/``: a transformers sequence
+    or token classifier (by its architecture), or an encoder with one of ``heads``' heads
+    (few-shot, cloze)."""
     from .heads import is_head_model, load_head_model
 
     with quiet_transformers():
         if is_head_model(path):
             return load_head_model(path)
-        return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+        auto = saved_task(path).auto_class()
+        return auto.from_pretrained(path, use_safetensors=True)
+
+
+def saved_task(path: Path) -> Any:
+    """The task of a saved transformers model, from its config's architectures."""
+    import json
+
+    from .tasks import TOKEN_TASK, task_named
+
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    return TOKEN_TASK if TOKEN_TASK.fits(cfg.get("architectures") or []) else task_named(None)

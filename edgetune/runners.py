@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import pad_batch
 from .errors import ConfigError
 from .formats import rundir
-from .runtime import pad_batch
 
 PYTORCH = "pytorch-fp32"  # the PyTorch original's name among the measured candidates
 
@@ -27,11 +27,12 @@ class TorchRunner:
         import torch
         from transformers import AutoTokenizer
 
-        from .modeling import load_saved
+        from .modeling import load_saved, saved_task
 
         torch.set_num_threads(threads)
         self.path, self.threads, self.max_length = path, threads, max_length
         self.model = load_saved(path).eval()
+        self.per_token = saved_task(path).per_token
         self.names = set(_forward_args(self.model))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.pad_id = self.tokenizer.pad_token_id or 0
@@ -47,7 +48,20 @@ class TorchRunner:
         with torch.inference_mode():
             return self.model(**prepared).logits.float().numpy()
 
-    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
+    def token_logits(self, texts: list[str], batch_size: int) -> list[np.ndarray]:
+        """Per-token logits [content tokens, tags] per text, in the runtime's windows."""
+        from .runtime.tokens import content_logits, content_tokens, special_ids, untruncated
+
+        tok = untruncated(self.tokenizer.backend_tokenizer)
+        tokens = content_tokens(tok, texts)
+        run = lambda feed: self.run(self.prepare(feed))  # noqa: E731
+        specials = special_ids(tok)
+        return content_logits(tokens, run, self.pad_id, self.max_length, specials, batch_size)
+
+    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> Any:
+        """[texts, labels]; per token, one [content tokens, tags] array per text."""
+        if self.per_token:
+            return self.token_logits(texts, batch_size)
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
         enc = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
         lengths = [len(x) for x in enc["input_ids"]]
@@ -81,7 +95,10 @@ class RuntimeRunner:
     def run(self, prepared: Any) -> np.ndarray:
         return self.clf.run_feed(prepared)
 
-    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> np.ndarray:
+    def logits(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> Any:
+        """[texts, labels]; per token, one [content tokens, tags] array per text."""
+        if self.clf.task.per_token:
+            return self.clf.token_logits(texts, batch_size=batch_size)
         return self.clf.logits(texts, pairs=pairs, batch_size=batch_size)
 
 

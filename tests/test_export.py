@@ -171,7 +171,7 @@ def test_bad_sources_and_outputs(trained_run, bundle_dir, tmp_path, tiny_model_d
 
     base = tmp_path / "base"
     AutoModel.from_pretrained(tiny_model_dir).save_pretrained(base)
-    with pytest.raises(ModelError, match="not a sequence classifier"):
+    with pytest.raises(ModelError, match="not a model for text-classification"):
         export(source=str(base), output=str(tmp_path / "z"), progress=False)
     stamp = (bundle_dir / "edgetune.json").read_bytes()
     r = CliRunner().invoke(

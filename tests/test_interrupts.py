@@ -86,7 +86,7 @@ def test_interrupted_before_training_leaves_nothing_and_exits_130(tmp_path, monk
     def ctrl_c(*a, **k):  # Ctrl-C while the data is read
         os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(importlib.import_module("edgetune.train.api"), "load_data", ctrl_c)
+    monkeypatch.setattr(importlib.import_module("edgetune.data.labelled"), "load_task_data", ctrl_c)
     out = tmp_path / "run"
     r = CliRunner().invoke(
         main,

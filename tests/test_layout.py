@@ -121,11 +121,13 @@ def test_the_runtime_and_the_cli_import_light():
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
-# What ``import edgetune.runtime`` may load: the runtime, the bundle format and the layers the
-# format stands on. A stage here (train, export, validate, data) is seconds of cold start on a
+# What ``import edgetune.runtime`` may load: the runtime, the bundle format, the task seam,
+# entity grouping and the layers they stand on. A stage here (train, export, validate, data) is seconds of cold start on a
 # device and a dependency the runtime install does not carry.
 RUNTIME_MODULES = [
     "edgetune",
+    "edgetune.arrays",
+    "edgetune.entities",
     "edgetune.errors",
     "edgetune.formats",
     "edgetune.formats.bundle",
@@ -135,6 +137,8 @@ RUNTIME_MODULES = [
     "edgetune.runtime.check",
     "edgetune.runtime.classifier",
     "edgetune.runtime.inputs",
+    "edgetune.runtime.tagger",
+    "edgetune.tasks",
     "edgetune.textio",
 ]
 

@@ -13,6 +13,52 @@ from .load import load_data
 from .split import Split
 
 
+def load_task_data(
+    spec: str,
+    task: str | None,
+    *,
+    text_columns: tuple[str, ...] = (),
+    label_column: str | None = None,
+    label_names: tuple[str, ...] | list[str] = (),
+    val_size: float = 0.1,
+    test_size: float = 0.1,
+    seed: int = 42,
+    header: bool | None = None,
+) -> Any:
+    """A task's data through its reader: ``Data`` (texts and labels) or, for token
+    classification, ``TokenData`` (words and tags; the text column names the tokens, the
+    label column the tags, and ``label_names`` names integer tags)."""
+    if task == "token-classification":
+        from .tokens import load_token_data
+
+        return load_token_data(
+            spec,
+            tokens_column=text_columns[0] if text_columns else None,
+            tags_column=label_column,
+            label_names=list(label_names) or None,
+            val_size=val_size,
+            test_size=test_size,
+            seed=seed,
+        )
+    return load_data(
+        spec,
+        text_columns=text_columns,
+        label_column=label_column,
+        val_size=val_size,
+        test_size=test_size,
+        seed=seed,
+        header=header,
+    )
+
+
+def load_run_data(rc: dict[str, Any]) -> Any:
+    """A run's data, split exactly as it was for training (its task, its settings)."""
+    spec, kwargs = rundir.data_spec(rc)
+    task = rc["config"].get("task")
+    names = tuple(rc["config"].get("label_names") or ()) if task == "token-classification" else ()
+    return load_task_data(spec, task, label_names=names, **kwargs)
+
+
 def labelled_split(
     labels: list[str],
     rc: dict[str, Any] | None,
@@ -54,6 +100,57 @@ def labelled_split(
         idx = np.random.default_rng(0).choice(len(part.texts), max_samples, replace=False)
         part = part.subset(np.sort(idx))
     return part, {"source": str(spec), "split": split, "label_names": labels}
+
+
+def labelled_token_split(
+    labels: list[str],
+    rc: dict[str, Any] | None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    text_columns: tuple[str, ...] = (),
+    label_column: str | None = None,
+    max_samples: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A token-classification split to measure a model on, its tags mapped onto the model's
+    tag ids by name (a tag the model does not know is refused)."""
+    if data is None and rc is None:
+        raise ConfigError(
+            "no labelled data to validate on: pass --data FILE_OR_FOLDER "
+            "(the bundle's source is not an edgetune run with training data)"
+        )
+    if data is None:
+        assert rc is not None
+        loaded = load_run_data(rc)
+        spec = rundir.data_spec(rc)[0]
+    else:
+        spec = data
+        names = tuple(n for n in labels if n)  # integer tags are read by the model's names
+        loaded = load_task_data(
+            data,
+            "token-classification",
+            text_columns=text_columns,
+            label_column=label_column,
+            label_names=names if _integer_tags(data) else (),
+        )
+    unknown = [n for n in loaded.label_names if n not in labels]
+    if unknown:
+        raise DataError(
+            f"the tags in {spec} ({', '.join(unknown[:5])}) are not the model's "
+            f"({', '.join(labels[:7])}); validate on data with the same entity types"
+        )
+    part = getattr(loaded, split)
+    ids = [labels.index(n) for n in loaded.label_names]
+    part = type(part)(part.tokens, [[ids[t] for t in tags] for tags in part.tags])
+    if max_samples and len(part) > max_samples:
+        idx = np.random.default_rng(0).choice(len(part), max_samples, replace=False)
+        part = part.subset(np.sort(idx))
+    return part, {"source": str(spec), "split": split, "label_names": labels}
+
+
+def _integer_tags(spec: str) -> bool:
+    """Whether ``spec``'s tags may be integers (JSON, Parquet and hub data; CoNLL is text)."""
+    return not str(spec).endswith((".conll", ".txt", ".iob", ".bio"))
 
 
 def _label_mapping(data_names: list[str], model_names: list[str], spec: str) -> dict[int, int]:

@@ -266,7 +266,13 @@ def _export(
         work = staging / "work"
         bundle_dir = staging / "bundle"
         say(f"exporting {src['model_dir']} to ONNX (opset {config.opset})")
-        fp32 = export_onnx(src["model_dir"], work / "onnx", config.opset, config.trust_remote_code)
+        fp32 = export_onnx(
+            src["model_dir"],
+            work / "onnx",
+            config.opset,
+            config.trust_remote_code,
+            src["task"].name,
+        )
         bundle_dir.mkdir()
         for f in (work / "onnx").iterdir():
             if f.suffix != ".onnx" and f.is_file():
@@ -363,24 +369,32 @@ def _golden(
     """The self-check's rows, the PyTorch original's answers, and each variant's."""
     from transformers import AutoTokenizer
 
-    from ..data import load_data, load_texts
+    from ..data import load_texts
+    from ..data.labelled import load_run_data, load_task_data
     from ..runners import PYTORCH, TorchRunner
     from ..runtime import default_threads
     from . import golden
 
     texts: list[str] = []
     pairs: list[str] | None = None
+    task = src["task"]
     if src["run_config"] or config.data:
-        spec, kw = rundir.data_spec(src["run_config"]) if src["run_config"] else (config.data, {})
-        test = load_data(str(spec), **kw).test  # held out from training
-        texts, pairs = test.texts, test.pairs
+        if src["run_config"]:
+            test = load_run_data(src["run_config"]).test  # held out from training
+        else:
+            test = load_task_data(str(config.data), task.name).test
+        texts, pairs = test.texts, getattr(test, "pairs", None)
     elif config.calibration_data:
         texts = load_texts(config.calibration_data)
     tok = AutoTokenizer.from_pretrained(bundle_dir)
     rows = golden.rows(texts, pairs, tok, manifest["max_length"])
     threads = default_threads()
     torch_runner = TorchRunner(src["model_dir"], threads, manifest["max_length"])
-    reference = torch_runner.logits([r["text"] for r in rows], bundlefmt.golden_pairs(rows), 16)
+    row_texts = [r["text"] for r in rows]
+    if task.per_token:
+        reference: Any = torch_runner.token_logits(row_texts, 16)
+    else:
+        reference = torch_runner.logits(row_texts, bundlefmt.golden_pairs(rows), 16)
     return golden.build(bundle_dir, manifest, rows, reference, PYTORCH, threads)
 
 
@@ -420,13 +434,14 @@ def _resolve_source(path: Path) -> dict[str, Any]:
     cfg = json.loads((model_dir / "config.json").read_text())
     archs = cfg.get("architectures") or []
     from ..heads import is_head_model  # torch: imported only when exporting
+    from ..tasks import TASKS, TEXT_TASK, TOKEN_TASK
 
-    if not is_head_model(model_dir) and not any(
-        a.endswith("ForSequenceClassification") for a in archs
-    ):
+    task = TOKEN_TASK if TOKEN_TASK.fits(archs) else TEXT_TASK
+    if not is_head_model(model_dir) and not task.fits(archs):
         raise ModelError(
-            f"{model_dir} holds {', '.join(archs) or 'an unknown architecture'}, not a sequence "
-            "classifier; export a model fine-tuned with `edgetune train` (or any *ForSequenceClassification)"
+            f"{model_dir} holds {', '.join(archs) or 'an unknown architecture'}, not a model for "
+            f"{' or '.join(TASKS)}; export a model fine-tuned with `edgetune train` (or any "
+            "*ForSequenceClassification / *ForTokenClassification)"
         )
     if not any(model_dir.glob("*.safetensors")):
         raise ModelError(
@@ -436,7 +451,7 @@ def _resolve_source(path: Path) -> dict[str, Any]:
     from ..quant import read_scheme
 
     qat = read_scheme(model_dir)
-    return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat}
+    return {"path": path, "model_dir": model_dir, "run_config": run_cfg, "qat": qat, "task": task}
 
 
 def _refuse_nonfinite(model_dir: Path) -> None:

@@ -90,24 +90,31 @@ def build(
     bundle_dir: Path,
     manifest: dict[str, Any],
     golden_rows: list[dict[str, Any]],
-    reference: np.ndarray,
+    reference: Any,
     reference_name: str,
     threads: int,
 ) -> dict[str, Any]:
-    """golden.json's content: each CPU variant answers the rows through the runtime itself."""
+    """golden.json's content: each CPU variant answers the rows through the runtime itself.
+
+    ``reference`` is [rows, labels], or for a per-token task one [tokens, tags] array per row
+    (every content token of the whole text: long texts in the runtime's windows).
+    """
     from ..runtime import Classifier
 
     texts = [r["text"] for r in golden_rows]
     pairs = bundlefmt.golden_pairs(golden_rows)
+    per_token = isinstance(reference, list)
     golden: dict[str, Any] = {
         "format": bundlefmt.GOLDEN_FORMAT,
         "version": 1,
+        "task": manifest.get("task"),
         "labels": manifest["labels"],
         "max_length": manifest["max_length"],
         "rows": golden_rows,
-        "reference": {"name": reference_name, "logits": reference.tolist()},
+        "reference": {"name": reference_name, "logits": _as_list(reference)},
         "variants": {},
     }
+    flat_ref = _flat(reference)
     for name, v in manifest["variants"].items():
         path = bundle_dir / v["file"]
         entry: dict[str, Any] = {
@@ -119,9 +126,22 @@ def build(
         if name not in bundlefmt.GPU_VARIANTS:
             golden["variants"][name] = entry
             clf = Classifier(bundle_dir, manifest, name, threads, golden)
-            got = clf.logits(texts, pairs=pairs)
-            entry["logits"] = got.tolist()
-            entry["reference_max_abs_diff"] = float(np.max(np.abs(got - reference)))
-            entry["tolerance"] = tolerance(got, reference)
+            got = clf.token_logits(texts) if per_token else clf.logits(texts, pairs=pairs)
+            entry["logits"] = _as_list(got)
+            flat = _flat(got)
+            entry["reference_max_abs_diff"] = float(np.max(np.abs(flat - flat_ref)))
+            entry["tolerance"] = tolerance(flat, flat_ref)
         golden["variants"][name] = entry
     return golden
+
+
+def _as_list(logits: Any) -> list[Any]:
+    return [np.asarray(x).tolist() for x in logits] if isinstance(logits, list) else logits.tolist()
+
+
+def _flat(logits: Any) -> np.ndarray:
+    """Per-token logits of every row as one [tokens, tags] array (a [rows, labels] as is)."""
+    if not isinstance(logits, list):
+        return np.asarray(logits, np.float32)
+    rows = [np.asarray(x, np.float32) for x in logits if np.asarray(x).size]
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)

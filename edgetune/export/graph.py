@@ -17,8 +17,15 @@ from ..errors import ModelError, first_line
 from ..quant import FUSED_ARCHITECTURES
 
 
-def export_onnx(model_dir: Path, out: Path, opset: int, trust_remote_code: bool) -> Path:
-    """Optimum's ONNX export of ``model_dir`` into ``out``; returns the checked ``model.onnx``."""
+def export_onnx(
+    model_dir: Path,
+    out: Path,
+    opset: int,
+    trust_remote_code: bool,
+    task: str = "text-classification",
+) -> Path:
+    """Optimum's ONNX export of ``model_dir`` for ``task`` into ``out``; returns the checked
+    ``model.onnx``."""
     import warnings
 
     from optimum.exporters.onnx import main_export
@@ -35,7 +42,7 @@ def export_onnx(model_dir: Path, out: Path, opset: int, trust_remote_code: bool)
                 main_export(
                     str(model_dir),
                     output=str(out),
-                    task="text-classification",
+                    task=task,
                     library_name="transformers",
                     opset=opset,
                     do_validation=False,

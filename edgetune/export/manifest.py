@@ -110,6 +110,7 @@ def build_manifest(
         max_length = min(max_length, positions)  # never beyond what the model can encode
     run_cfg = src["run_config"]
     return {
+        "task": src["task"].name,
         "default_variant": default_variant,
         "variants": variants,
         "labels": labels,

@@ -219,6 +219,9 @@ def _cross_check(root: Path, m: dict[str, Any]) -> None:
     golden = read_golden(root)
     if golden["max_length"] != m["max_length"] or golden["labels"] != labels:
         raise bad(f"max_length or labels in {MANIFEST} differ from {GOLDEN}")
+    # The runtime reads the task from the manifest; golden.json (hashed) vouches for it.
+    if golden.get("task") != m.get("task"):
+        raise bad(f"the task in {MANIFEST} ({m.get('task')}) differs from {GOLDEN}'s")
     # golden.json (hashed) records every other file's hash: rewriting a hash in the manifest
     # alone is caught; rewriting both is what signing is for.
     if golden["files"] != {k: v for k, v in m["files"].items() if k != GOLDEN}:
@@ -254,12 +257,16 @@ def read_golden(root: Path) -> dict[str, Any]:
 
 
 def _golden_ok(g: Any) -> bool:
+    def numbers(x: Any) -> bool:
+        return isinstance(x, list) and all(isinstance(v, (int, float)) for v in x)
+
     def number_rows(x: Any, n: int) -> bool:
-        return (
-            isinstance(x, list)
-            and len(x) == n
-            and all(isinstance(r, list) and all(isinstance(v, (int, float)) for v in r) for r in x)
-        )
+        """n rows of logits, or for a per-token task n lists of per-token logits."""
+        if not (isinstance(x, list) and len(x) == n):
+            return False
+        if g.get("task") == "token-classification":
+            return all(isinstance(r, list) and all(numbers(t) for t in r) for r in x)
+        return all(numbers(r) for r in x)
 
     rows = g["rows"]
     ok = (

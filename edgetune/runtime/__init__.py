@@ -7,14 +7,18 @@ No torch, no transformers: ``pip install edgetune`` (without the ``train`` extra
     clf = Classifier.load("bundles/sst2")
     clf.predict(["a gorgeous film", "dull and lifeless"])
 
-classifier.py  Classifier, Prediction, SelfCheck; the session factory, the padder, softmax
+classifier.py  Classifier, Prediction, SelfCheck; the session factory (the padder and softmax
+               are edgetune.arrays, re-exported here)
 check.py       check_bundle (``edgetune check``): every variant's self-check on this device
 inputs.py      predict's inputs (lines, CSV, TSV, JSONL) as Items, and predict_items
+tagger.py      Tagger, Entity, Tagged: a token-classification bundle's entities, redaction
+tokens.py      per-token logits of whole texts (overlapping windows beyond the max length)
 
 Importing it loads the bundle format and the layers below it, never a stage (``edgetune.train``,
 ``export``, ``validate``, ``data``): ``tests/test_layout.py`` holds the list.
 """
 
+from ..arrays import pad_batch, softmax
 from .check import BundleCheck, check_bundle
 from .classifier import (
     Classifier,
@@ -22,15 +26,18 @@ from .classifier import (
     SelfCheck,
     check_predict_options,
     default_threads,
-    pad_batch,
     runtime_gap,
     session,
-    softmax,
 )
 from .inputs import Item, iter_inputs, iter_lines, iter_table, predict_items, text_item
+from .tagger import AGGREGATIONS, Entity, Tagged, Tagger
 
 __all__ = [
+    "AGGREGATIONS",
     "BundleCheck",
+    "Entity",
+    "Tagged",
+    "Tagger",
     "Classifier",
     "Item",
     "Prediction",

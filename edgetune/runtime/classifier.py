@@ -1,7 +1,7 @@
 """The classifier: a verified bundle variant in an ONNX Runtime session, its tokenizer and labels.
 
-Also the pieces training, export and validation share with it: the one padder (``pad_batch``),
-the one session factory (``session``), ``softmax`` and the thread default.
+Also the pieces training, export and validation share with it: the one session factory
+(``session``) and the thread default (the padder and softmax are ``edgetune.arrays``).
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..arrays import pad_batch, softmax
 from ..errors import BundleError, ConfigError, SelfCheckFailed, first_line
 from ..formats import bundle as bundlefmt
+from ..tasks import task_named
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Classifier:
         self.root, self.manifest, self.variant, self.golden = root, manifest, variant, golden
         self.threads = threads
         self.labels: list[str] = list(manifest["labels"])
+        self.task = task_named(manifest.get("task"))
         self.max_length = int(manifest["max_length"])
         info = manifest["variants"][variant]
         self.batching: str = golden["variants"][variant]["batching"]
@@ -107,6 +110,7 @@ class Classifier:
         self.session = session(root / info["file"], threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pad_id = _pad_id(root)
+        self._content: tuple[Any, Any] | None = None
 
     @classmethod
     def load(
@@ -172,11 +176,14 @@ class Classifier:
         t0 = time.perf_counter()
         # Small batches: the one long row is not padded against the short ones (answers are
         # batch-invariant, so export's batches need not be repeated).
-        got = self.logits(
-            [r["text"] for r in rows], pairs=bundlefmt.golden_pairs(rows), batch_size=8
-        )
+        texts = [r["text"] for r in rows]
+        if self.task.per_token:  # every content token of every text, in order
+            got = _stacked(self.token_logits(texts, batch_size=8))
+            expected = _stacked([np.asarray(x, np.float32) for x in g["logits"]])
+        else:
+            got = self.logits(texts, pairs=bundlefmt.golden_pairs(rows), batch_size=8)
+            expected = np.asarray(g["logits"], dtype=np.float32)
         ms = (time.perf_counter() - t0) * 1000
-        expected = np.asarray(g["logits"], dtype=np.float32)
         if got.shape != expected.shape:
             diff = float("inf")
         else:
@@ -198,6 +205,10 @@ class Classifier:
     ) -> np.ndarray:
         """Raw logits of ``texts`` (with ``pairs`` as second segments), in input order."""
         check_predict_options(batch_size=batch_size)
+        if self.task.per_token:
+            raise ConfigError(
+                f"{self.root} tags tokens ({self.task.name}); use Tagger (or token_logits)"
+            )
         texts = [t if isinstance(t, str) else str(t) for t in texts]
         if pairs is not None and len(pairs) != len(texts):
             raise ConfigError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
@@ -211,6 +222,30 @@ class Classifier:
             rows = order[i : i + batch_size]
             out[rows] = self._run([encs[r] for r in rows])
         return out
+
+    def token_logits(
+        self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None
+    ) -> list[np.ndarray]:
+        """A token-classification bundle's logits [content tokens, tags] per text (long texts
+        in overlapping windows; see ``runtime.tokens``)."""
+        return self.tokens_and_logits(texts, batch_size=batch_size, stride=stride)[1]
+
+    def tokens_and_logits(
+        self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None
+    ) -> tuple[list[Any], list[np.ndarray]]:
+        """Each text's content tokens (ids, character offsets, word ids) and their logits."""
+        from .tokens import content_logits, content_tokens, special_ids, untruncated
+
+        check_predict_options(batch_size=batch_size)
+        if self._content is None:  # the tokenizer without truncation, and its special tokens
+            tok = untruncated(self.tokenizer)
+            self._content = (tok, special_ids(tok))
+        tok, specials = self._content
+        tokens = content_tokens(tok, [str(t) for t in texts])
+        logits = content_logits(
+            tokens, self.run_feed, self.pad_id, self.max_length, specials, batch_size, stride
+        )
+        return tokens, logits
 
     def predict(
         self,
@@ -245,10 +280,14 @@ class Classifier:
         if self.batching == "padded" or rows == 1:
             return self.session.run(None, feed)[0]
         mask = feed.get("attention_mask")
+        width = feed["input_ids"].shape[1]
         out = []
         for j in range(rows):
-            n = int(mask[j].sum()) if mask is not None else feed["input_ids"].shape[1]
-            out.append(self.session.run(None, {k: v[j : j + 1, :n] for k, v in feed.items()})[0])
+            n = int(mask[j].sum()) if mask is not None else width
+            lg = self.session.run(None, {k: v[j : j + 1, :n] for k, v in feed.items()})[0]
+            if lg.ndim == 3:  # per-token logits: padded back to the feed's width
+                lg = np.pad(lg, ((0, 0), (0, width - n), (0, 0)))
+            out.append(lg)
         return np.concatenate(out)
 
     def _result(self, p: np.ndarray, top_k: int, all_scores: bool) -> Prediction:
@@ -261,21 +300,10 @@ class Classifier:
         )
 
 
-def pad_batch(
-    columns: Mapping[str, Sequence[Sequence[int]]], rows: Iterable[int], pad_id: int
-) -> dict[str, np.ndarray]:
-    """The token rows ``rows`` of each column, right-padded to their longest: ``input_ids``
-    with ``pad_id``, the others (attention mask, token types) with 0. The one padder of
-    training, validation and the runtime."""
-    rows = list(rows)
-    width = max(len(columns["input_ids"][r]) for r in rows)
-    out = {}
-    for key, seqs in columns.items():
-        arr = np.full((len(rows), width), pad_id if key == "input_ids" else 0, dtype=np.int64)
-        for i, r in enumerate(rows):
-            arr[i, : len(seqs[r])] = seqs[r]
-        out[key] = arr
-    return out
+def _stacked(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-text [tokens, tags] arrays as one [all tokens, tags] array."""
+    rows = [r for r in rows if r.size]
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
 
 
 def runtime_gap(info: dict[str, Any], name: str) -> str | None:
@@ -330,12 +358,6 @@ def check_predict_options(
 def default_threads() -> int:
     """Intra-op threads when not given: the cores, at most 4 (more rarely helps a small model)."""
     return min(os.cpu_count() or 1, 4)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def _pad_id(root: Path) -> int:

@@ -31,7 +31,7 @@ from ..textio import (
 )
 
 if TYPE_CHECKING:
-    from .classifier import Classifier, Prediction
+    pass
 
 
 @dataclass
@@ -180,12 +180,13 @@ def iter_inputs(
 
 
 def predict_items(
-    clf: Classifier, items: Iterable[Item], *, chunk: int = 256, **kwargs: Any
-) -> Iterator[tuple[Item, Prediction | None]]:
-    """(item, prediction) in input order; items with an error get None."""
+    clf: Any, items: Iterable[Item], *, chunk: int = 256, **kwargs: Any
+) -> Iterator[tuple[Item, Any]]:
+    """(item, prediction) in input order; items with an error get None. ``clf`` is a
+    ``Classifier`` (Predictions) or a ``Tagger`` (Tagged results): anything with ``predict``."""
     buf: list[Item] = []
 
-    def flush() -> Iterator[tuple[Item, Prediction | None]]:
+    def flush() -> Iterator[tuple[Item, Any]]:
         ok = [it for it in buf if it.text is not None]
         preds = iter(clf.predict([it.text for it in ok if it.text is not None], **kwargs))
         for it in buf:

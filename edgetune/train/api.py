@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import fsutil
 from ..console import sayer
-from ..data import Data, load_data
+from ..data import Data
 from ..errors import ConfigError, DataError, EdgetuneError
 from ..formats import rundir
 from ..modeling import load_for_training, load_saved, model_config
@@ -291,6 +291,7 @@ def _run(
     say = sayer(progress)
     source = resolve_model(config.model)
     config = _check_max_length(config, source)
+    config = _resolve_task(config)
     data, label_names = _prepare_data(config)
     config, env = _resolve(config, source)
     env["world_size"] = d.world
@@ -319,17 +320,67 @@ def _run(
         raise _interrupted(trainer, output, signals) from None
 
 
-def _prepare_data(config: TrainConfig) -> tuple[Data, list[str]]:
+def _resolve_task(config: TrainConfig) -> TrainConfig:
+    """The task (``auto``: token classification when the data holds token lists, CoNLL or
+    spans) and its metric; options the task cannot use are refused before any work."""
+    from ..tasks import TEXT, TOKENS, task_named
+
+    name = config.task
+    if name == "auto":
+        from ..data.tokens import is_token_data
+
+        name = TOKENS if is_token_data(config.data) else TEXT
+    task = task_named(name)
+    metric = task.metrics[0] if config.metric == "auto" else config.metric
+    if metric not in task.metrics:
+        raise ConfigError(
+            f"--metric {metric} is not a {name} figure; choose one of {', '.join(task.metrics)}"
+        )
+    unused = _unused_options(config, task.per_token)
+    if unused:
+        raise ConfigError(
+            f"{unused} does not apply to {name}"
+            + (" (one tag per word)" if task.per_token else "; it is for token classification")
+            + "; drop it"
+        )
+    return replace(config, task=name, metric=metric)
+
+
+def _unused_options(config: TrainConfig, per_token: bool) -> str | None:
+    """The first option set that the task has no use for."""
+    if not per_token:
+        return "--label-all-subwords" if config.label_all_subwords else None
+    checks = [
+        (config.strategy == "fewshot", "--strategy fewshot"),
+        (bool(config.template), "--template"),
+        (config.shots is not None, "--shots"),
+        (bool(config.label_prompts), "--label-prompts"),
+        (bool(config.teacher), "--teacher (token-level distillation is not built yet)"),
+        (config.augment > 0, "--augment"),
+        (config.class_weights != "none", "--class-weights"),
+        (bool(config.latency_budget), "--latency-budget"),
+        (len(config.text_columns) > 1, "a second --text-column"),
+    ]
+    return next((name for hit, name in checks if hit), None)
+
+
+def _prepare_data(config: TrainConfig) -> tuple[Any, list[str]]:
     """The splits, the label names, and --shots' rows per class."""
-    data = load_data(
+    from ..data.labelled import load_task_data
+
+    data = load_task_data(
         config.data,
+        config.task,
         text_columns=config.text_columns,
         label_column=config.label_column,
+        label_names=config.label_names,
         val_size=config.val_size,
         test_size=config.test_size,
         seed=config.seed,
         header=config.header,
     )
+    if config.task == "token-classification":
+        return data, data.label_names  # --label-names named its integer tags
     label_names = _apply_label_names(data, config.label_names)
     if config.shots is not None:
         from .fewshot import sample_shots

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..data import Split
+from ..tasks import task_named
 
 
-def encode(tokenizer: Any, split: Split, max_length: int) -> dict[str, list[list[int]]]:
-    """Tokenize without padding (batches are padded to their own longest row)."""
-    enc = tokenizer(split.texts, split.pairs, truncation=True, max_length=max_length)
-    return {k: enc[k] for k in tokenizer.model_input_names if k in enc}
+def encode(
+    tokenizer: Any, split: Any, config: Any, label_names: Sequence[str] = ()
+) -> dict[str, list[list[int]]]:
+    """Tokenize for ``config``'s task without padding (batches are padded to their own longest
+    row); a per-token task's labels, aligned to sub-words, travel as ``labels``."""
+    task = task_named(getattr(config, "task", None))
+    max_length = config.max_length or 128
+    return task.encode(tokenizer, split, max_length, label_names, config.label_all_subwords)
 
 
 def make_batches(
@@ -41,7 +47,7 @@ def collate(enc: dict[str, list[list[int]]], rows: np.ndarray, pad_id: int) -> d
     """The rows as right-padded tensors (the runtime's padder, so every stage pads alike)."""
     import torch
 
-    from ..runtime import pad_batch
+    from ..arrays import pad_batch
 
     return {k: torch.from_numpy(v) for k, v in pad_batch(enc, rows, pad_id).items()}
 
@@ -73,7 +79,7 @@ def epoch_encoding(
         if train.pairs is None
         else [augment_text(x, config.augment, rng) for x in train.pairs],
     )
-    return encode(tokenizer, aug, config.max_length or 128)
+    return encode(tokenizer, aug, config)
 
 
 def global_batches(

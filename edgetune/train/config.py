@@ -13,7 +13,8 @@ from ..formats import rundir
 STRATEGIES = ("full", "head", "lora", "fewshot")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-METRICS = ("accuracy", "macro_f1", "loss")
+METRICS = ("auto", "accuracy", "macro_f1", "f1", "loss")  # f1: entity F1 (token tasks)
+TASKS = ("auto", "text-classification", "token-classification")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -28,6 +29,7 @@ class TrainConfig:
     model: str
     data: str
     output: str
+    task: str = "auto"  # text-classification or token-classification; auto: from the data
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     header: bool | None = None  # CSV/TSV: the first row names the columns (None: detect data)
@@ -46,7 +48,7 @@ class TrainConfig:
     seed: int = 42
     class_weights: str = "none"
     eval_steps: int | None = None
-    metric: str = "accuracy"
+    metric: str = "auto"  # the task's own: accuracy (text), entity F1 (tokens)
     patience: int | None = None
     augment: float = 0.0
     ema: float | None = None
@@ -76,6 +78,7 @@ class TrainConfig:
     head_l2: float = 1.0  # fewshot: L2 weight of the logistic-regression head (sklearn's 1/C)
     template: str | None = None  # cloze (PET): "{text} It was [MASK]." around each text
     verbalizer: str | None = None  # cloze: "label=word,..." read at the mask
+    label_all_subwords: bool = False  # token task: every sub-word learns its word's tag
     gradient_checkpointing: bool = False
     fsdp: bool = False
     trust_remote_code: bool = False
@@ -100,6 +103,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}"),
+            (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
             (self.class_weights in CLASS_WEIGHTS, "--class-weights must be none or balanced"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
             (
@@ -269,13 +273,8 @@ class TrainResult:
             f"validation {c['metric']} {self.best['value']:.4f}"
             + ("  [stopped early]" if self.stopped_early else ""),
             "",
-            f"{'':12}{'accuracy':>10}{'macro P':>10}{'macro R':>10}{'macro F1':>10}",
+            *_figures(v, t),
         ]
-        for name, m in (("validation", v), ("test", t)):
-            lines.append(
-                f"{name:12}{m['accuracy'] * 100:>9.2f}%{m['macro_precision'] * 100:>9.2f}%"
-                f"{m['macro_recall'] * 100:>9.2f}%{m['macro_f1'] * 100:>9.2f}%"
-            )
         if self.qat:
             sch = self.qat["scheme"]
             lines.append(
@@ -284,12 +283,12 @@ class TrainResult:
                 f"figures above are fake-quantized; float weights alone: test "
                 f"{self.qat['test_float']['accuracy'] * 100:.2f}%"
             )
+        per, what = ("per_type", "per type") if "per_type" in t else ("per_class", "per class")
         lines += [
             "",
-            "per class (test)  "
+            f"{what} (test)  "
             + "   ".join(
-                f"{k}: F1 {p['f1'] * 100:.1f}% (n={p['support']})"
-                for k, p in t["per_class"].items()
+                f"{k}: F1 {p['f1'] * 100:.1f}% (n={p['support']})" for k, p in t[per].items()
             ),
             f"time       {self.timing['total_s']:.0f} s total, {self.timing['train_s']:.0f} s training, "
             f"{self.timing['samples_per_s']:.1f} samples/s",
@@ -302,6 +301,23 @@ class TrainResult:
                 + (f" (largest of {len(mem)} ranks)" if len(mem) > 1 else "")
             )
         return "\n".join(lines)
+
+
+def _figures(v: dict[str, Any], t: dict[str, Any]) -> list[str]:
+    """Validation and test figures: accuracy and macro P/R/F1, or for token classification
+    entity-level P/R/F1 (exact spans), token accuracy and macro F1 over entity types."""
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+    if "per_type" in t:
+        keys = ("precision", "recall", "f1", "accuracy", "macro_f1")
+        names = ("entity P", "entity R", "entity F1", "token acc", "macro F1")
+    else:
+        keys = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+        names = ("accuracy", "macro P", "macro R", "macro F1")
+    out = [f"{'':12}" + "".join(f"{n:>11}" for n in names)]
+    for name, m in (("validation", v), ("test", t)):
+        out.append(f"{name:12}" + "".join(f"{m[k] * 100:>10.2f}%" for k in keys))
+    return out
 
 
 def dropped_summary(d: dict[str, Any]) -> str:

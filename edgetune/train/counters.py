@@ -110,8 +110,9 @@ def fresh_state(metric: str) -> dict[str, Any]:
 def history_entry(
     epoch: float, state: dict[str, Any], train_loss: float, m: dict[str, Any], lr: float
 ) -> dict[str, Any]:
-    """One evaluation's record in the run's history (metrics.json)."""
-    return {
+    """One evaluation's record in the run's history (metrics.json); ``val_f1`` is the entity
+    F1 of a per-token task."""
+    entry = {
         "epoch": round(epoch, 4),
         "step": state["step"],
         "train_loss": train_loss,
@@ -121,3 +122,6 @@ def history_entry(
         "learning_rate": lr,
         "train_s": round(state["train_s"], 2),
     }
+    if "f1" in m:
+        entry["val_f1"] = m["f1"]
+    return entry

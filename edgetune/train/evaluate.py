@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Split
-from .batching import autocast, collate, encode
+from ..tasks import task_named
+from .batching import autocast, collate
 from .config import TrainConfig
 from .parallel.launch import Dist
 
@@ -28,21 +28,27 @@ class Evaluator:
         self.dist = dist or Dist()
         self.device = env["device"]
         self.precision = precision or env["precision"]
+        self.task = task_named(config.task)
         self._cache: dict[int, dict[str, list[list[int]]]] = {}
 
-    def logits(self, split: Split, bar: str | None = None) -> np.ndarray:
-        """Logits in input order; ``bar`` names a progress bar (long passes, e.g. a teacher's)."""
+    def logits(self, split: Any, bar: str | None = None) -> Any:
+        """Logits in input order: an array of one row per text, or for a per-token task a list
+        of one [tokens, tags] array per sentence; ``bar`` names a progress bar (long passes,
+        e.g. a teacher's)."""
         import torch
 
         key = id(split)
         if key not in self._cache:
-            self._cache[key] = encode(self.tokenizer, split, self.config.max_length or 128)
+            enc = self.task.encode(self.tokenizer, split, self.config.max_length or 128)
+            self._cache[key] = {k: v for k, v in enc.items() if k != "labels"}
         enc = self._cache[key]
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
         bs = max(64, self.config.batch_size * 2)
         rank, world = self.dist.rank, self.dist.world
-        out = np.zeros((len(split), self.model.config.num_labels), dtype=np.float32)
+        out: Any = np.zeros((len(split), self.model.config.num_labels), dtype=np.float32)
+        if self.task.per_token:
+            out = [None] * len(split)
         mine: list[tuple[np.ndarray, np.ndarray]] = []
         was_training = self.model.training
         self.model.eval()
@@ -67,22 +73,17 @@ class Evaluator:
                 mine.append((rows, lg[: len(rows)]))
         self.model.train(was_training)
         for rows, lg in self.dist.gather(mine):
-            out[rows] = lg
+            if self.task.per_token:  # each sentence's own tokens, padding dropped
+                for j, r in enumerate(rows):
+                    out[r] = lg[j, : len(enc["input_ids"][r])]
+            else:
+                out[rows] = lg
         return out
 
-    def metrics(self, split: Split, label_names: list[str]) -> dict[str, Any]:
-        from ..metrics import classification_metrics
-
+    def metrics(self, split: Any, label_names: list[str]) -> dict[str, Any]:
         lg = self.logits(split)
-        m = classification_metrics(split.labels, lg.argmax(-1), label_names)
-        m["loss"] = cross_entropy(lg, np.asarray(split.labels))
-        return m
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    z = logits - logits.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    return float(-logp[np.arange(len(labels)), labels].mean())
+        max_length = self.config.max_length or 128
+        return self.task.split_metrics(lg, split, label_names, self.tokenizer, max_length)
 
 
 def merged_loss(loss_sum: float, loss_n: int, device: str) -> tuple[float, int]:

@@ -191,7 +191,7 @@ class FewShotTrainer:
             p.requires_grad = False
         if c.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad = False
-        enc = encode(self.tokenizer, rows, c.max_length or 128)
+        enc = encode(self.tokenizer, rows, c)
         epochs = c.epochs or 1
         bs = max(1, c.batch_size // 2)  # --batch-size counts texts: two per pair
         steps = epochs * math.ceil(count / bs)
@@ -248,7 +248,7 @@ class FewShotTrainer:
     def embeddings(self, split: Split) -> Any:
         import torch
 
-        enc = encode(self.tokenizer, split, self.config.max_length or 128)
+        enc = encode(self.tokenizer, split, self.config)
         out = []
         self.model.eval()
         with torch.inference_mode():
@@ -320,8 +320,7 @@ class FewShotTrainer:
 
     def save_best(self, train_loss: float) -> None:
         ev = Evaluator(self.model, self.tokenizer, self.config, self.env, precision="fp32")
-        from ..metrics import classification_metrics
-        from .evaluate import cross_entropy
+        from ..metrics import classification_metrics, cross_entropy
 
         val = self.data.validation
         lg = ev.logits(val)

@@ -14,6 +14,7 @@ import numpy as np
 from ..console import progress_bar
 from ..data import Data
 from ..errors import TrainingDiverged
+from ..tasks import task_named
 from . import checkpoint, distill
 from .batching import autocast, collate, encode, epoch_encoding, global_batches
 from .config import TrainConfig
@@ -39,8 +40,9 @@ class Trainer:
         checkpointing = getattr(fsdp, "activation_checkpointing", False)
         self.model = prepare(model, config, self.device, checkpointing)
         backend.shard(self.model)
-        self.train_enc = encode(tokenizer, data.train, config.max_length or 128)
-        self.labels = torch.tensor(data.train.labels)
+        self.train_enc = encode(tokenizer, data.train, config, data.label_names)
+        # None: per-token labels travel in the encoding
+        self.labels = task_named(config.task).row_labels(data.train)
         self.loss_fn = loss_function(config, data, self.device)
         # Under DDP each global batch holds world_size x batch_size rows, one shard per rank.
         self.global_batch = config.batch_size * dist.world
@@ -151,7 +153,7 @@ class Trainer:
         rows = rows_all[self.dist.rank :: self.dist.world]  # this rank's shard
         pad = self.tokenizer.pad_token_id
         batch = {k: v.to(self.device) for k, v in collate(enc, rows, pad).items()}
-        labels = self.labels[rows].to(self.device)
+        labels = batch.pop("labels") if self.labels is None else self.labels[rows].to(self.device)
         self.backend.accumulation_boundary(last)
         with autocast(self.device, self.env["precision"]):
             logits = self.net(**batch).logits
@@ -264,11 +266,7 @@ class Trainer:
                         self.work, self.model, self.tokenizer, self.backend, self.qat, lora
                     )
             self.hook("evaluated", s["next_batch"])
-        self.say(
-            f"epoch {entry['epoch']:.2f} step {s['step']}: train loss {entry['train_loss']:.4f}, "
-            f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
-            f"val macro F1 {m['macro_f1'] * 100:.2f}%" + ("  * best" if better else "")
-        )
+        self.say(evaluation_line(entry, m, better))
         if stop:
             self.say(f"early stop: no improvement in {c.patience} evaluation(s)")
         if c.eval_steps:
@@ -276,9 +274,25 @@ class Trainer:
                 checkpoint.save(self)
 
 
+def evaluation_line(entry: dict[str, Any], m: dict[str, Any], better: bool) -> str:
+    """The status line of one evaluation."""
+    return (
+        f"epoch {entry['epoch']:.2f} step {entry['step']}: train loss {entry['train_loss']:.4f}, "
+        f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
+        f"val macro F1 {m['macro_f1'] * 100:.2f}%"
+        + (f", val entity F1 {m['f1'] * 100:.2f}%" if "f1" in m else "")
+        + ("  * best" if better else "")
+    )
+
+
 def loss_function(config: TrainConfig, data: Data, device: Any) -> Any:
-    """Cross-entropy, weighted by inverse class frequency with --class-weights balanced."""
+    """Cross-entropy, weighted by inverse class frequency with --class-weights balanced; per
+    token, over every labelled position (special tokens and padding are ignored)."""
     import torch
+
+    if task_named(config.task).per_token:
+        ce = torch.nn.CrossEntropyLoss()  # ignore_index -100: tasks.IGNORE
+        return lambda logits, labels: ce(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
     weight = None
     if config.class_weights == "balanced":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError, first_line
+from ..tasks import task_named
 from .config import TrainConfig
 
 # Attention query/value projections per architecture; others fall back to peft's own table.
@@ -48,7 +49,9 @@ def _trainable(model: Any, c: TrainConfig) -> Any:
             model = get_peft_model(
                 model,
                 LoraConfig(
-                    task_type=TaskType.SEQ_CLS,
+                    task_type=TaskType.TOKEN_CLS
+                    if task_named(c.task).per_token
+                    else TaskType.SEQ_CLS,
                     r=c.lora_r,
                     lora_alpha=c.lora_alpha,
                     lora_dropout=c.lora_dropout,

@@ -14,6 +14,7 @@ from ..formats import rundir
 from ..fsutil import clean_stale, locked
 from ..hw import keeps_torch_threads
 from ..runners import PYTORCH, RuntimeRunner, TorchRunner, pytorch_source
+from ..tasks import task_named
 from .config import ValidateConfig
 from .gates import accuracy_rows, apply_gates, batch_invariance, flipped_examples
 from .report import (
@@ -120,7 +121,13 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     latency_gate = _latency_gate(manifest, config, max_len)
     if latency_gate is not None and latency_gate["seq"] not in config.seq_lengths:
         config = replace(config, seq_lengths=(*config.seq_lengths, latency_gate["seq"]))
-    split, data_info = _load_split(manifest, config)
+    task = task_named(manifest.get("task"))
+    if config.max_f1_drop is not None and not task.per_token:
+        raise ConfigError(
+            "--max-f1-drop gates the entity F1 of token-classification bundles; this one "
+            "classifies whole texts: use --max-accuracy-drop"
+        )
+    split, data_info = _load_split(manifest, config, task.per_token)
     if not split.texts:
         raise DataError(f"the {config.split} split of {data_info['source']} is empty")
     from transformers import AutoTokenizer
@@ -138,13 +145,7 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
 
     b = config.batch_size
     say(f"predicting {len(split.texts)} {config.split} rows with {', '.join(runners)} (batch {b})")
-    logits = {name: r.logits(split.texts, split.pairs, b) for name, r in runners.items()}
-    rows = accuracy_rows(logits, split, data_info["label_names"], baseline)
-    flipped = flipped_examples(logits, split, data_info["label_names"], baseline)
-    say("checking batch invariance: every row again at batch 1")
-    for name, r in runners.items():
-        if r.kind == "onnx":
-            rows[name]["batch_invariance"] = batch_invariance(r, split, logits[name], b)
+    rows, flipped = _answers(runners, split, data_info["label_names"], baseline, b, tok, say)
 
     say(f"timing {', '.join(runners)} interleaved on {config.threads} thread(s)")
     latency = measure_latency(runners, tok, split, config, max_len)
@@ -172,6 +173,39 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     else:
         manifest = bundlefmt.update_manifest(root, metrics=manifest_metrics(report))
     return ValidationResult(report, str(out), failures, manifest, note)
+
+
+def _answers(
+    runners: dict[str, Any],
+    split: Any,
+    label_names: list[str],
+    baseline: str | None,
+    b: int,
+    tok: Any,
+    say: Any,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Each candidate's figures on the split and the rows it answers differently from the
+    baseline; each ONNX variant's batch invariance. Per token: entity figures per word."""
+    pairs = getattr(split, "pairs", None)
+    logits = {name: r.logits(split.texts, pairs, b) for name, r in runners.items()}
+    per_token = isinstance(next(iter(logits.values())), list)
+    if per_token:
+        from .tokens import data_tokens, flipped_sentences, token_batch_invariance, token_rows
+
+        rows, tags = token_rows(
+            logits, data_tokens(tok.backend_tokenizer, split), split, label_names, baseline
+        )
+        flipped = flipped_sentences(tags, split, label_names, baseline)
+        invariance: Any = token_batch_invariance
+    else:
+        rows = accuracy_rows(logits, split, label_names, baseline)
+        flipped = flipped_examples(logits, split, label_names, baseline)
+        invariance = batch_invariance
+    say("checking batch invariance: every row again at batch 1")
+    for name, r in runners.items():
+        if r.kind == "onnx":
+            rows[name]["batch_invariance"] = invariance(r, split, logits[name], b)
+    return rows, flipped
 
 
 def _report(
@@ -274,10 +308,20 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _load_split(manifest: dict[str, Any], config: ValidateConfig):
-    """The labelled split, with labels mapped onto the bundle's label ids."""
-    from ..data.labelled import labelled_split
+def _load_split(manifest: dict[str, Any], config: ValidateConfig, per_token: bool):
+    """The labelled split, with labels (or tags) mapped onto the bundle's label ids."""
+    from ..data.labelled import labelled_split, labelled_token_split
 
+    if per_token:
+        return labelled_token_split(
+            list(manifest.get("labels") or []),
+            _run_config(manifest),
+            data=config.data,
+            split=config.split,
+            text_columns=config.text_columns,
+            label_column=config.label_column,
+            max_samples=config.max_samples,
+        )
     return labelled_split(
         list(manifest.get("labels") or []),
         _run_config(manifest),

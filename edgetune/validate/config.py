@@ -37,6 +37,7 @@ class ValidateConfig:
     max_samples: int | None = None
     memory: bool = True
     max_accuracy_drop: float | None = None
+    max_f1_drop: float | None = None  # token classification: entity F1 points the default may lose
     min_agreement: float | None = None
     min_speedup: tuple[tuple[int | None, float], ...] = ()
     max_batch_diff: float | None = 1e-5
@@ -68,6 +69,10 @@ class ValidateConfig:
             (
                 self.max_accuracy_drop is None or self.max_accuracy_drop >= 0,
                 "--max-accuracy-drop is in points and must be 0 or more",
+            ),
+            (
+                self.max_f1_drop is None or self.max_f1_drop >= 0,
+                "--max-f1-drop is in points and must be 0 or more",
             ),
             (
                 self.min_agreement is None or 0 <= self.min_agreement <= 1,

@@ -12,6 +12,7 @@ from ..gates import (
     accuracy_drop_gate,
     agreement_gate,
     batch_invariance_gates,
+    f1_drop_gate,
     latency_gate_of,
     speedup_gates,
 )
@@ -109,6 +110,7 @@ def apply_gates(
         gates += batch_invariance_gates(rows, config.max_batch_diff)
     wanted = (
         config.max_accuracy_drop is not None
+        or config.max_f1_drop is not None
         or config.min_agreement is not None
         or config.min_speedup
         or latency_gate is not None
@@ -134,7 +136,11 @@ def _default_gates(
             "drop --variants or include it"
         )
     row = rows[default]
-    accuracy = config.max_accuracy_drop is not None or config.min_agreement is not None
+    accuracy = (
+        config.max_accuracy_drop is not None
+        or config.max_f1_drop is not None
+        or config.min_agreement is not None
+    )
     if accuracy and baseline is None:
         raise ConfigError(
             "accuracy gates need a baseline: keep the PyTorch original (--source) "
@@ -143,6 +149,8 @@ def _default_gates(
     gates: list[Gate] = []
     if config.max_accuracy_drop is not None:
         gates.append(accuracy_drop_gate(row, default, str(baseline), config.max_accuracy_drop))
+    if config.max_f1_drop is not None:
+        gates.append(f1_drop_gate(row, default, str(baseline), config.max_f1_drop))
     if config.min_agreement is not None:
         gates.append(agreement_gate(row, default, str(baseline), config.min_agreement))
     for seq, ratio in config.min_speedup:

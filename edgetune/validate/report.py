@@ -53,7 +53,10 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     seqs = [f"seq{s}" for s in report["settings"]["seq_lengths"]]
     any_row = next(iter(report["variants"].values()))
     seqs = [s for s in seqs if s in any_row.get("latency", {})]
+    per_token = "per_type" in any_row  # entity figures lead; agreement is per sentence
     head = ["variant", "accuracy", "Δ points", "agreement", "macro F1"]
+    if per_token:
+        head = ["variant", "entity F1", "Δ points", "agreement", "token acc"]
     head += [f"p50 ms @{s[3:]}" for s in seqs] + [f"speed-up @{s[3:]}" for s in seqs]
     bcase = f"batch{report['settings']['batch_size']}"
     head += ["p50 ms data", f"rows/s b{report['settings']['batch_size']}", "size MB", "peak MB"]
@@ -62,12 +65,17 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, r in report["variants"].items():
         lat = r.get("latency", {})
         mark = "*" if name == report["default_variant"] else ""
+        lead, delta, last = (
+            ("f1", "f1_delta_points", "accuracy")
+            if per_token
+            else ("accuracy", "accuracy_delta_points", "macro_f1")
+        )
         cells = [
             name + mark,
-            f"{r['accuracy'] * 100:.2f}",
-            _fmt(r.get("accuracy_delta_points"), "+.2f"),
+            f"{r[lead] * 100:.2f}",
+            _fmt(r.get(delta), "+.2f"),
             _fmt(r["agreement"] * 100 if "agreement" in r else None, ".2f"),
-            f"{r['macro_f1'] * 100:.2f}",
+            f"{r[last] * 100:.2f}",
         ]
         cells += [_fmt(lat.get(s, {}).get("p50_ms"), ".2f") for s in seqs]
         cells += [
@@ -126,12 +134,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"- {'PASS' if g['passed'] else '**FAIL**'}: {g['message']}" for g in report["gates"]
         ]
         md.append("")
-    labels = report["data"]["label_names"]
+    first = next(iter(report["variants"].values()))
+    key, title = (
+        ("per_type", "Per entity type") if "per_type" in first else ("per_class", "Per class")
+    )
+    labels = list(first[key]) if key == "per_type" else report["data"]["label_names"]
     per_class = [
-        [name, *(f"{r['per_class'][c]['f1'] * 100:.2f}" for c in labels)]
+        [name, *(f"{r[key][c]['f1'] * 100:.2f}" for c in labels)]
         for name, r in report["variants"].items()
     ]
-    md += ["## Per class (F1)", "", *markdown_table(["variant", *labels], per_class, align="l")]
+    md += [f"## {title} (F1)", "", *markdown_table(["variant", *labels], per_class, align="l")]
     md.append("")
     for name, ex in report["flipped_examples"].items():
         n = report["variants"][name].get("flipped", 0)
@@ -176,10 +188,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         if x is None:
             continue
         size = (r.get("size_bytes") or 0) / 1e6
-        ax.scatter([x], [r["accuracy"] * 100], s=max(size, 1) * 6, alpha=0.6)
+        ax.scatter([x], [r.get("f1", r["accuracy"]) * 100], s=max(size, 1) * 6, alpha=0.6)
         ax.annotate(
             f"{name}\n{size:.1f} MB",
-            (x, r["accuracy"] * 100),
+            (x, r.get("f1", r["accuracy"]) * 100),
             fontsize=8,
             xytext=(6, 4),
             textcoords="offset points",
@@ -187,7 +199,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel(
         f"batch-1 p50 latency at the longest measured length (ms), {report['settings']['threads']} threads"
     )
-    ax.set_ylabel(f"{report['data']['split']} accuracy (%)")
+    figure = "entity F1" if "f1" in next(iter(report["variants"].values())) else "accuracy"
+    ax.set_ylabel(f"{report['data']['split']} {figure} (%)")
     ax.set_title("Accuracy vs latency (marker area ∝ file size)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -213,7 +226,15 @@ def manifest_metrics(report: dict[str, Any]) -> dict[str, Any]:
     for name, r in report["variants"].items():
         entry = {
             k: r[k]
-            for k in ("accuracy", "macro_f1", "agreement", "accuracy_delta_points")
+            for k in (
+                "accuracy",
+                "macro_f1",
+                "agreement",
+                "accuracy_delta_points",
+                "f1",
+                "f1_delta_points",
+                "token_agreement",
+            )
             if k in r
         }
         entry["p50_ms"] = {c: v["p50_ms"] for c, v in r.get("latency", {}).items()}

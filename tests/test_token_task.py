@@ -1,0 +1,219 @@
+"""Token classification through every stage on the tiny model: train, export, the runtime's
+entities and windows, predict's outputs and redaction, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgetune.cli import main
+
+from .conftest import train_kwargs
+
+PEOPLE = [["john"], ["mary"], ["anna", "smith"], ["paul"], ["john", "brown"], ["sarah"]]
+PLACES = [["paris"], ["london"], ["berlin"], ["new", "york"], ["rome"]]
+FILLER = ["the", "a", "good", "day", "was", "and", "then", "it", "is", "very"]
+
+
+def _sentence(rng: random.Random) -> list[tuple[str, str]]:
+    """Words and IOB2 tags: a person visited a place, with filler around."""
+    out: list[tuple[str, str]] = []
+
+    def entity(words: list[str], kind: str) -> None:
+        out.extend((w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(words))
+
+    out += [(w, "O") for w in rng.sample(FILLER, 2)]
+    entity(rng.choice(PEOPLE), "PER")
+    out += [("visited", "O")]
+    entity(rng.choice(PLACES), "LOC")
+    out += [(w, "O") for w in rng.sample(FILLER, rng.randint(0, 3))]
+    return out
+
+
+def write_conll(folder: Path, counts=(120, 24, 24), seed: int = 0) -> Path:
+    """A CoNLL folder (train/dev/test), -DOCSTART- lines included."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in zip(("train", "dev", "test"), counts):
+        lines = ["-DOCSTART- -X- -X- O", ""]
+        for _ in range(n):
+            lines += [f"{w} X X {t}" for w, t in _sentence(rng)] + [""]
+        (folder / f"{name}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def token_run(tmp_path_factory):
+    import edgetune
+
+    root = tmp_path_factory.mktemp("tokens")
+    data = write_conll(root / "conll")
+    out = root / "run"
+    result = edgetune.train(
+        data=str(data),
+        output=str(out),
+        progress=False,
+        **train_kwargs(epochs=6, learning_rate=1e-2, max_length=32),
+    )
+    return out, result, data
+
+
+@pytest.fixture(scope="module")
+def token_bundle(token_run, tmp_path_factory):
+    from edgetune.export import export
+
+    out = tmp_path_factory.mktemp("token-bundle") / "b"
+    export(source=str(token_run[0]), output=str(out), variants=("fp32",), progress=False)
+    return out
+
+
+def test_token_data_is_detected_and_trained_to_entity_f1(token_run):
+    out, result, _ = token_run
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["task"] == "token-classification" and config["metric"] == "f1"
+    assert result.label_names[0] == "O" and {"B-PER", "I-PER", "B-LOC", "I-LOC"} <= set(
+        result.label_names
+    )
+    # Entity-level figures (exact spans), the best checkpoint chosen by them.
+    assert result.best["metric"] == "f1"
+    assert result.test["f1"] > 0.8, result.test
+    assert set(result.test["per_type"]) == {"PER", "LOC"}
+    assert "val_f1" in result.history[-1]
+    assert "entity F1" in result.summary()
+
+
+def test_export_records_the_task_and_per_token_golden_answers(token_bundle):
+    from edgetune.formats import bundle as bundlefmt
+
+    manifest = bundlefmt.verify(token_bundle)
+    assert manifest["task"] == "token-classification"
+    golden = bundlefmt.read_golden(token_bundle)
+    first = golden["variants"]["int8-dynamic"]["logits"][0]
+    assert np.asarray(first).ndim == 2 and np.asarray(first).shape[1] == len(manifest["labels"])
+    kinds = [r["kind"] for r in golden["rows"]]
+    assert "beyond max length" in kinds
+
+
+def test_runtime_logits_equal_pytorch_and_cover_long_texts(token_run, token_bundle):
+    from edgetune.runners import TorchRunner
+    from edgetune.runtime import Tagger
+
+    tagger = Tagger.load(token_bundle, variant="fp32")
+    long_text = " ".join(["john visited paris and then it was a good day"] * 12)
+    texts = ["anna smith visited new york", long_text, "Zoë visited Zürich"]
+    got = tagger.token_logits(texts)
+    torch_runner = TorchRunner(token_run[0] / "best", 1, tagger.clf.max_length)
+    expected = torch_runner.token_logits(texts, 8)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, atol=1e-4)
+    # The long text is beyond the 32-token window: every one of its tokens still has logits.
+    tokens, _ = tagger.clf.tokens_and_logits([long_text])
+    n_tokens = len(tokens[0].ids)
+    assert n_tokens > 32 and got[1].shape[0] == n_tokens
+
+
+def test_entities_carry_offsets_into_the_original_text(token_bundle):
+    from edgetune.runtime import Tagger
+
+    tagger = Tagger.load(token_bundle)
+    text = "the day john brown visited london"
+    ents = tagger.tag([text], aggregation="first")[0]
+    assert [(e.label, e.text) for e in ents] == [("PER", "john brown"), ("LOC", "london")]
+    assert all(text[e.start : e.end] == e.text for e in ents)
+    assert tagger.redact([text], aggregation="first") == ["the day [PER] visited [LOC]"]
+
+
+def test_predict_prints_entities_and_redacts(token_bundle):
+    run = CliRunner()
+    text = "the day mary visited rome"
+    r = run.invoke(main, ["predict", str(token_bundle), text, "--format", "jsonl"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output.splitlines()[0])
+    assert [e["label"] for e in row["entities"]] == ["PER", "LOC"]
+    r = run.invoke(main, ["predict", str(token_bundle), text, "--redact"])
+    assert r.exit_code == 0 and r.output.strip() == "the day [PER] visited [LOC]"
+    r = run.invoke(main, ["predict", str(token_bundle), text, "--format", "csv"])
+    assert r.output.splitlines()[1].startswith("0,PER,mary,8,12,")
+
+
+def test_options_a_token_task_cannot_use_are_refused(tmp_path):
+    data = write_conll(tmp_path / "conll", counts=(10, 4, 4))
+    run = CliRunner()
+    cases = [
+        (["--teacher", str(tmp_path)], "--teacher"),
+        (["--strategy", "fewshot"], "--strategy fewshot"),
+    ]
+    for extra, needle in cases:
+        r = run.invoke(
+            main,
+            ["train", "--model", "tiny-distilbert", "--data", str(data)]
+            + ["--output", str(tmp_path / "r"), "--quiet", *extra],
+        )
+        assert r.exit_code == 2, r.output
+        assert needle in r.output and "token-classification" in r.output
+        assert "Traceback" not in r.output and not (tmp_path / "r").exists()
+
+
+def test_text_bundles_refuse_token_options(bundle):
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--redact"])
+    assert r.exit_code == 2 and "token-classification bundles" in r.output
+
+
+FAST = dict(threads=1, rounds=3, warmup=0, memory=False, seq_lengths=(16,), pause_s=0.0)
+
+
+def test_validate_measures_entity_f1_through_the_runtime(token_bundle, tmp_path):
+    from edgetune.validate import validate
+
+    r = validate(bundle=str(token_bundle), max_f1_drop=5.0, min_agreement=0.5, **FAST)
+    rows = r.report["variants"]
+    assert set(rows) == {"pytorch-fp32", "fp32", "int8-dynamic"}
+    assert rows["pytorch-fp32"]["f1"] > 0.8 and set(rows["fp32"]["per_type"]) == {"PER", "LOC"}
+    # fp32 through the runtime (its tokenizer and windows) answers as PyTorch does.
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["f1_delta_points"] == 0.0
+    assert rows["int8-dynamic"]["batch_invariance"]["flips"] == 0
+    gates = {g["gate"]: g for g in r.report["gates"]}
+    assert gates["max_f1_drop"]["passed"] and r.passed
+    report_md = (token_bundle / "validation" / "report.md").read_text()
+    assert "Per entity type (F1)" in report_md and "entity F1" in r.summary()
+
+
+def test_max_f1_drop_is_for_token_bundles(bundle):
+    from edgetune.errors import ConfigError
+    from edgetune.validate import validate
+
+    with pytest.raises(ConfigError, match="--max-accuracy-drop"):
+        validate(bundle=str(bundle), max_f1_drop=1.0, **FAST)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"strategy": "lora"},
+        {"strategy": "head", "label_all_subwords": True},
+        {"qat": "dynamic"},
+        {"layers": 1},
+    ],
+    ids=["lora", "head-all-subwords", "qat", "layers"],
+)
+def test_token_runs_under_each_strategy_and_export(extra, tmp_path):
+    import edgetune
+    from edgetune.export import export
+    from edgetune.runtime import Tagger
+
+    data = write_conll(tmp_path / "conll", counts=(40, 10, 10))
+    run = tmp_path / "run"
+    kwargs = train_kwargs(epochs=1, max_length=32, **extra)
+    result = edgetune.train(data=str(data), output=str(run), progress=False, **kwargs)
+    assert result.config["task"] == "token-classification"
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert cfg["architectures"][0].endswith("ForTokenClassification")
+    export(source=str(run), output=str(tmp_path / "b"), progress=False)
+    tagged = Tagger.load(tmp_path / "b").tag(["the day paul visited rome"])
+    assert isinstance(tagged[0], list)  # the self-check passed on load
