@@ -217,3 +217,75 @@ def test_token_runs_under_each_strategy_and_export(extra, tmp_path):
     export(source=str(run), output=str(tmp_path / "b"), progress=False)
     tagged = Tagger.load(tmp_path / "b").tag(["the day paul visited rome"])
     assert isinstance(tagged[0], list)  # the self-check passed on load
+
+
+TAG_TEXTS = [
+    "the day john brown visited london",
+    "a good day mary visited new york and then it was very good",
+    "Zoë visited Zürich",
+    "sarah visited rome",
+    "",
+]
+
+
+def test_transformers_js_tags_as_the_python_runtime(token_run, tmp_path):
+    """transformers.js's stock token-classification pipeline (Node) on the bundle's
+    transformers.js layout: the same tokens, per-token logits and entities as the runtime."""
+    import shutil
+    import subprocess
+
+    from edgetune.export import export
+    from edgetune.runtime import Tagger
+
+    js = Path(__file__).parent / "js"
+    node = shutil.which("node")
+    if node is None or not (js / "node_modules" / "@huggingface" / "transformers").is_dir():
+        pytest.skip("Node and tests/js/node_modules run the transformers.js test")
+    out = tmp_path / "bundle"
+    layout = {"layout": "transformers.js", "variants": ("fp32",), "progress": False}
+    export(source=str(token_run[0]), output=str(out), **layout)
+    for dtype, variant in (("fp32", "fp32"), ("q8", "int8-dynamic")):
+        r = subprocess.run(
+            [node, str(js / "tag.mjs"), str(out), dtype],
+            input=json.dumps(TAG_TEXTS),
+            capture_output=True,
+            text=True,
+            cwd=js,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        got = [json.loads(x) for x in r.stdout.splitlines()]
+        tagger = Tagger.load(out, variant=variant)
+        tokens, logits = tagger.clf.tokens_and_logits(TAG_TEXTS, batch_size=1)
+        for g, tok, lg, text in zip(got, tokens, logits, TAG_TEXTS):
+            assert g["ids"][1:-1] == tok.ids  # the same tokens, [CLS]/[SEP] around them
+            js_logits = np.asarray(g["logits"], np.float32)[1:-1].reshape(lg.shape)
+            np.testing.assert_allclose(js_logits, lg, atol=1e-3)
+            ours = tagger.tag([text], aggregation="none")[0]
+            theirs = [(e["entity"], e["index"] - 1) for e in g["pipeline"]]
+            assert [(e.label, e.index) for e in ours] == theirs
+
+
+def test_stock_optimum_and_transformers_pipeline_give_the_same_entities(token_bundle):
+    """The bundle's fp32 graph in Optimum's ORTModelForTokenClassification with transformers'
+    own pipeline: the entities the runtime returns, offsets and scores included."""
+    from optimum.onnxruntime import ORTModelForTokenClassification
+    from transformers import AutoTokenizer, pipeline
+
+    from edgetune.runtime import Tagger
+
+    model = ORTModelForTokenClassification.from_pretrained(
+        token_bundle, file_name="model_fp32.onnx"
+    )
+    tok = AutoTokenizer.from_pretrained(token_bundle)
+    tagger = Tagger.load(token_bundle, variant="fp32")
+    for strategy in ("simple", "first", "average", "max"):
+        pipe = pipeline(
+            "token-classification", model=model, tokenizer=tok, aggregation_strategy=strategy
+        )
+        for text in TAG_TEXTS[:4]:
+            theirs = [(e["entity_group"], e["start"], e["end"]) for e in pipe(text)]
+            ours = tagger.tag([text], aggregation=strategy)[0]
+            assert [(e.label, e.start, e.end) for e in ours] == theirs, (strategy, text)
+            scores = [float(e["score"]) for e in pipe(text)]
+            np.testing.assert_allclose([e.score for e in ours], scores, atol=1e-4)

@@ -26,15 +26,17 @@ class Entity:
     start: int
     end: int
     text: str
+    index: int | None = None  # aggregation "none": the token's position among the text's tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "label": self.label,
             "text": self.text,
             "start": self.start,
             "end": self.end,
             "score": round(self.score, 6),
         }
+        return d if self.index is None else {**d, "index": self.index}
 
 
 @dataclass
@@ -110,7 +112,14 @@ class Tagger:
             found = aggregate(text, lg, tok.offsets, tok.word_ids, id2label, aggregation)
             out.append(
                 [
-                    Entity(e["label"], float(e["score"]), e["start"], e["end"], e["text"])
+                    Entity(
+                        e["label"],
+                        float(e["score"]),
+                        e["start"],
+                        e["end"],
+                        e["text"],
+                        e.get("index"),
+                    )
                     for e in found
                 ]
             )
