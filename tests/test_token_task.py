@@ -289,3 +289,48 @@ def test_stock_optimum_and_transformers_pipeline_give_the_same_entities(token_bu
             assert [(e.label, e.start, e.end) for e in ours] == theirs, (strategy, text)
             scores = [float(e["score"]) for e in pipe(text)]
             np.testing.assert_allclose([e.score for e in ours], scores, atol=1e-4)
+
+
+def test_word_teacher_lays_word_logits_on_the_students_subwords():
+    from transformers import AutoTokenizer
+
+    from edgetune.data.tokens import TokenSplit
+    from edgetune.presets import resolve_model
+    from edgetune.train.config import TrainConfig
+    from edgetune.train.word_teacher import TokenTeacher
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny-distilbert").location)
+    split = TokenSplit([["john", "visited", "berlin"], ["rome"]], [[1, 0, 3], [3]])
+    words = np.arange(4 * 5, dtype=np.float32).reshape(4, 5)  # 4 words, 5 tags
+    config = TrainConfig(model="m", data="d", output="o", max_length=32)
+    teacher = TokenTeacher(words, split, tok, config, "cpu")
+    got = teacher[[0, 1]].numpy()
+    ids = tok(split.tokens[0], is_split_into_words=True).word_ids()
+    assert got.shape[:2] == (2, len(ids))
+    for p, w in enumerate(ids):  # every sub-word of word w carries w's logits; specials zeros
+        np.testing.assert_array_equal(got[0, p], words[w] if w is not None else 0)
+    np.testing.assert_array_equal(got[1, 1], words[3])
+
+
+def test_a_token_student_learns_from_a_teacher_on_words(token_run, tmp_path):
+    import edgetune
+
+    out = tmp_path / "student"
+    result = edgetune.train(
+        data=str(token_run[2]),
+        output=str(out),
+        teacher=str(token_run[0]),
+        distill_alpha=0.7,
+        progress=False,
+        **train_kwargs(epochs=4, learning_rate=1e-2, max_length=32),
+    )
+    words = sum(
+        len(s)
+        for s in edgetune.data.labelled.load_run_data(
+            json.loads((out / "config.json").read_text())
+        ).train.tokens
+    )
+    logits = np.load(out / "teacher_logits.npy")
+    assert logits.shape == (words, len(result.label_names))
+    assert result.teacher["test"]["f1"] > 0.8  # the teacher's own figures, on words
+    assert result.test["f1"] > 0.8, result.test

@@ -80,6 +80,16 @@ def run_teacher(
     order = label_order(model.config.id2label, data.label_names, config.teacher)
     model.to(env["device"])
     ev = Evaluator(model, tokenizer, config, env)
+    info: dict[str, Any] = {"teacher": config.teacher, "location": where, "kind": kind}
+    if ev.task.per_token:
+        from . import word_teacher
+
+        say(f"teacher {config.teacher}: logits on the words of {len(data.train)} sentences")
+        for name in ("validation", "test"):
+            split = getattr(data, name)
+            held_out = word_teacher.word_logits(ev, tokenizer, split, order)
+            info[name] = word_teacher.figures(held_out, split, data.label_names)
+        return word_teacher.word_logits(ev, tokenizer, data.train, order), info
     cache = _LogitCache(Path(where), config, env)
     # Labelled rows and texts without labels apart: runs with other extra texts share the first.
     n = sum(1 for y in data.train.labels if y != IGNORE)
@@ -87,7 +97,6 @@ def run_teacher(
     say(f"teacher {config.teacher}: logits on {len(data.train)} training rows (once)")
     bar = "teacher" if progress else None
     logits = np.concatenate([cache.logits(ev, p, bar) for p in parts if len(p)])[:, order]
-    info: dict[str, Any] = {"teacher": config.teacher, "location": where, "kind": kind}
     for name in ("validation", "test"):
         split = getattr(data, name)
         m = classification_metrics(
@@ -147,6 +156,18 @@ def label_order(id2label: dict[Any, str], names: list[str], spec: str) -> list[i
     return [teacher.index(n) for n in names]
 
 
+def on_device(logits: np.ndarray, train: Any, tokenizer: Any, config: Any, device: Any) -> Any:
+    """The teacher's logits as the loop indexes them by row: a tensor, or for a per-token task
+    its word logits laid out on the student's sub-words (``word_teacher.TokenTeacher``)."""
+    import torch
+
+    if getattr(train, "tokens", None) is not None:
+        from .word_teacher import TokenTeacher
+
+        return TokenTeacher(logits, train, tokenizer, config, device)
+    return torch.from_numpy(np.asarray(logits, np.float32)).to(device)
+
+
 def load_or_compute(
     config: TrainConfig, data: Data, env: dict[str, Any], work: Path, say: Any, progress: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -154,7 +175,11 @@ def load_or_compute(
     path, info = work / rundir.TEACHER_LOGITS, work / rundir.TEACHER
     if path.is_file() and info.is_file():
         logits = np.load(path)
-        if logits.shape == (len(data.train), data.num_labels):
+        rows = len(data.train)
+        words = getattr(data.train, "tokens", None)
+        if words is not None:  # per token: one row per word
+            rows = sum(len(w) for w in words)
+        if logits.shape == (rows, data.num_labels):
             return logits, rundir.read_json(info)
     logits, figures = run_teacher(config, data, env, say, progress)
     bad = int((~np.isfinite(logits)).any(axis=1).sum())
@@ -315,6 +340,10 @@ def loss(
 
     if teacher is None:
         return loss_fn(student, labels)
+    if student.ndim == 3:  # per token: aligned on words (``word_teacher``)
+        from .word_teacher import loss as word_loss
+
+        return word_loss(loss_fn, student, labels, teacher, alpha, temperature)
     labelled = labels != IGNORE
     if bool(labelled.all()):
         ce = loss_fn(student, labels)

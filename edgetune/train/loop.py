@@ -65,10 +65,10 @@ class Trainer:
         self.teacher_logits: Any = None
 
     def learn_from(self, logits: np.ndarray) -> None:
-        """Distil: the teacher's logits on the training rows join the loss (``distill.loss``)."""
-        import torch
-
-        self.teacher_logits = torch.from_numpy(np.asarray(logits, np.float32)).to(self.device)
+        """Distil: the teacher's logits on the training rows (per token: on their words) join
+        the loss (``distill.loss``)."""
+        c, train = self.config, self.data.train
+        self.teacher_logits = distill.on_device(logits, train, self.tokenizer, c, self.device)
 
     def state_mb(self) -> float:
         """MB of weights and optimizer state this rank holds (its shard when sharded)."""
