@@ -146,7 +146,7 @@ def test_options_a_token_task_cannot_use_are_refused(tmp_path):
     data = write_conll(tmp_path / "conll", counts=(10, 4, 4))
     run = CliRunner()
     cases = [
-        (["--teacher", str(tmp_path)], "--teacher"),
+        (["--teacher", str(tmp_path), "--unlabeled", str(tmp_path)], "--unlabeled"),
         (["--strategy", "fewshot"], "--strategy fewshot"),
     ]
     for extra, needle in cases:
