@@ -68,9 +68,6 @@ class Task:
 
         return torch.tensor(split.labels)
 
-    def loss(self, loss_fn: Any, logits: Any, labels: Any) -> Any:
-        return loss_fn(logits, labels)
-
     def split_metrics(
         self,
         logits: Any,
@@ -116,9 +113,6 @@ class TokenTask(Task):
 
     def row_labels(self, split: Any) -> Any:
         return None
-
-    def loss(self, loss_fn: Any, logits: Any, labels: Any) -> Any:
-        return loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
     def split_metrics(
         self,

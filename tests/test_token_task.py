@@ -334,3 +334,42 @@ def test_a_token_student_learns_from_a_teacher_on_words(token_run, tmp_path):
     assert logits.shape == (words, len(result.label_names))
     assert result.teacher["test"]["f1"] > 0.8  # the teacher's own figures, on words
     assert result.test["f1"] > 0.8, result.test
+
+
+def test_onnxruntime_web_wasm_gives_the_same_token_logits(token_bundle):
+    """Every CPU variant of the token bundle in onnxruntime-web (WASM, Node): per-token logits
+    within the tolerances the text bundles meet, and the same tags where they are clear."""
+    import shutil
+    import subprocess
+
+    from edgetune.runtime import Tagger
+    from edgetune.runtime.tokens import special_ids, untruncated
+
+    js = Path(__file__).parent / "js"
+    node = shutil.which("node")
+    if node is None or not (js / "node_modules" / "onnxruntime-web").is_dir():
+        pytest.skip("Node and tests/js/node_modules run the WASM test")
+    manifest = json.loads((token_bundle / "edgetune.json").read_text())
+    texts = TAG_TEXTS[:4]
+    for variant, tol in (("fp32", 1e-4), ("int8-dynamic", 0.02)):
+        tagger = Tagger.load(token_bundle, variant=variant)
+        tokens, want = tagger.clf.tokens_and_logits(texts, batch_size=1)
+        head, tail = special_ids(untruncated(tagger.clf.tokenizer))  # [CLS] / [SEP]
+        feeds = [{"input_ids": head + t.ids + tail} for t in tokens]
+        model = token_bundle / manifest["variants"][variant]["file"]
+        r = subprocess.run(
+            [node, str(js / "ortweb.mjs"), str(model)],
+            input=json.dumps(feeds),
+            capture_output=True,
+            text=True,
+            cwd=js,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout.splitlines()[0])["logits"]
+        for g, w in zip(got, want):
+            g = np.asarray(g, np.float32).reshape(-1, w.shape[1])[1:-1]
+            assert float(np.abs(g - w).max()) <= tol, variant
+            top2 = np.sort(w, axis=1)[:, -2:]
+            clear = top2[:, 1] - top2[:, 0] > 2 * tol
+            assert (g.argmax(1) == w.argmax(1))[clear].all()

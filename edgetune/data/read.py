@@ -32,7 +32,14 @@ def read_splits(spec: str, header: bool | None) -> tuple[dict[str, Any], list[st
 
 
 def _read_folder(path: Path, header: bool | None) -> dict[str, Any]:
-    files = [f for f in sorted(path.iterdir()) if f.is_file() and f.suffix.lower() in SUFFIXES]
+    found = split_files(path, SUFFIXES, "train.csv/.tsv/.json/.jsonl/.parquet")
+    return {split: _read_file(f, header) for split, f in found.items()}
+
+
+def split_files(path: Path, suffixes: Any, expected: str) -> dict[str, Path]:
+    """A folder's train file and optional validation and test files, by split name
+    (``expected`` names the train file in the message when there is none)."""
+    files = [f for f in sorted(path.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
     found: dict[str, Path] = {}
     for split, names in SPLIT_NAMES.items():
         matches = [f for f in files if f.stem.lower() in names]
@@ -44,10 +51,10 @@ def _read_folder(path: Path, header: bool | None) -> dict[str, Any]:
             found[split] = matches[0]
     if "train" not in found:
         raise DataError(
-            f"folder {path} has no train file; expected train.csv/.tsv/.json/.jsonl/.parquet "
+            f"folder {path} has no train file; expected {expected} "
             "(plus optional validation/dev and test files)"
         )
-    return {split: _read_file(f, header) for split, f in found.items()}
+    return found
 
 
 def _read_file(path: Path, header: bool | None = None) -> Any:

@@ -395,23 +395,10 @@ def _inside(words: list[tuple[str, tuple[int, int]]], ends: list[int], pos: int)
 
 def _split_files(path: Path) -> dict[str, Path]:
     """A folder's train and optional validation and test files, by split name."""
-    suffixes = CONLL_SUFFIXES + RECORD_SUFFIXES
-    files = [f for f in sorted(path.iterdir()) if f.is_file() and f.suffix.lower() in suffixes]
-    found: dict[str, Path] = {}
-    for split, names in SPLIT_NAMES.items():
-        matches = [f for f in files if f.stem.lower() in names]
-        if len(matches) > 1:
-            raise DataError(
-                f"{path} has several {split} files ({', '.join(f.name for f in matches)}); keep one"
-            )
-        if matches:
-            found[split] = matches[0]
-    if "train" not in found:
-        raise DataError(
-            f"folder {path} has no train file; expected train.conll (or .txt, .iob, .bio, .json, "
-            ".jsonl, .parquet), plus optional dev (or validation) and test files"
-        )
-    return found
+    from .read import split_files
+
+    expected = "train.conll (or .txt, .iob, .bio, .json, .jsonl, .parquet)"
+    return split_files(path, CONLL_SUFFIXES + RECORD_SUFFIXES, expected)
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -312,23 +312,14 @@ def _load_split(manifest: dict[str, Any], config: ValidateConfig, per_token: boo
     """The labelled split, with labels (or tags) mapped onto the bundle's label ids."""
     from ..data.labelled import labelled_split, labelled_token_split
 
+    labels, rc = list(manifest.get("labels") or []), _run_config(manifest)
+    kw: dict[str, Any] = {
+        "data": config.data,
+        "split": config.split,
+        "text_columns": config.text_columns,
+        "label_column": config.label_column,
+        "max_samples": config.max_samples,
+    }
     if per_token:
-        return labelled_token_split(
-            list(manifest.get("labels") or []),
-            _run_config(manifest),
-            data=config.data,
-            split=config.split,
-            text_columns=config.text_columns,
-            label_column=config.label_column,
-            max_samples=config.max_samples,
-        )
-    return labelled_split(
-        list(manifest.get("labels") or []),
-        _run_config(manifest),
-        data=config.data,
-        split=config.split,
-        text_columns=config.text_columns,
-        label_column=config.label_column,
-        header=config.header,
-        max_samples=config.max_samples,
-    )
+        return labelled_token_split(labels, rc, **kw)
+    return labelled_split(labels, rc, header=config.header, **kw)

@@ -18,21 +18,10 @@
 // app would call it, with transformers.js's own truncation.
 import fs from 'node:fs';
 import path from 'node:path';
-import { env, pipeline, Tensor } from '@huggingface/transformers';
+import { Tensor } from '@huggingface/transformers';
+import { localPipeline } from './local.mjs';
 
-const [bundleArg, dtype = 'fp32'] = process.argv.slice(2);
-if (!bundleArg) {
-  console.error('usage: node classify.mjs BUNDLE_DIR [fp32|q8|int8|...] < texts.json');
-  process.exit(2);
-}
-const bundle = path.resolve(bundleArg);
-
-env.allowRemoteModels = false; // never reach the hub
-env.allowLocalModels = true;
-env.localModelPath = path.dirname(bundle) + path.sep;
-env.useBrowserCache = false;
-env.useFSCache = false;
-
+const [clf, , bundle] = await localPipeline('text-classification', 'classify.mjs', 'texts.json');
 const rows = JSON.parse(fs.readFileSync(0, 'utf8'));
 let maxLength;
 try {
@@ -41,11 +30,6 @@ try {
   maxLength = undefined; // the tokenizer's model_max_length
 }
 
-const clf = await pipeline('text-classification', path.basename(bundle), {
-  dtype,
-  device: 'cpu',
-  session_options: { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
-});
 const id2label = clf.model.config.id2label;
 
 // Tokens of text (and pair), truncated to maxLength like the Rust tokenizers' LongestFirst.

@@ -11,28 +11,10 @@
 // entry per token whose tag is not O (edgetune's aggregation "none"), indexed in the full
 // sequence ([CLS] is 0).
 import fs from 'node:fs';
-import path from 'node:path';
-import { env, pipeline } from '@huggingface/transformers';
+import { localPipeline } from './local.mjs';
 
-const [bundleArg, dtype = 'fp32'] = process.argv.slice(2);
-if (!bundleArg) {
-  console.error('usage: node tag.mjs BUNDLE_DIR [fp32|q8|int8|...] < texts.json');
-  process.exit(2);
-}
-const bundle = path.resolve(bundleArg);
-
-env.allowRemoteModels = false; // never reach the hub
-env.allowLocalModels = true;
-env.localModelPath = path.dirname(bundle) + path.sep;
-env.useBrowserCache = false;
-env.useFSCache = false;
-
+const [tagger] = await localPipeline('token-classification', 'tag.mjs', 'texts.json');
 const texts = JSON.parse(fs.readFileSync(0, 'utf8'));
-const tagger = await pipeline('token-classification', path.basename(bundle), {
-  dtype,
-  device: 'cpu',
-  session_options: { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
-});
 
 const out = [];
 for (let i = 0; i < texts.length; i++) {
