@@ -373,3 +373,32 @@ def test_onnxruntime_web_wasm_gives_the_same_token_logits(token_bundle):
             top2 = np.sort(w, axis=1)[:, -2:]
             clear = top2[:, 1] - top2[:, 0] > 2 * tol
             assert (g.argmax(1) == w.argmax(1))[clear].all()
+
+
+def test_bad_token_data_is_one_line_and_exit_2(tmp_path):
+    cases = {
+        "train.conll": ("john B-PER\nvisited O\nparis X-LOC\n", "X-LOC"),
+        "spans.jsonl": (
+            '{"text": "ann in rome", "entities": [{"start": 7, "end": 40, "label": "LOC"}]}\n',
+            "outside",
+        ),
+    }
+    for name, (content, needle) in cases.items():
+        data = tmp_path / name
+        data.write_text(content, encoding="utf-8")
+        out = tmp_path / f"run-{name}"
+        r = CliRunner().invoke(
+            main,
+            ["train", "--model", "tiny-distilbert", "--data", str(data), "--output", str(out)],
+        )
+        assert r.exit_code == 2, r.output
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert len(lines) == 1 and needle in lines[0] and name in lines[0], r.output
+        assert "Traceback" not in r.output and not out.exists()
+        assert not rundir_partial(out).exists()
+
+
+def rundir_partial(path: Path) -> Path:
+    from edgetune.formats import rundir
+
+    return rundir.partial_path(path)
