@@ -3,8 +3,8 @@
 Takes a folder with CoNLL-2003's train/dev/test files (e.g. kyzhouhzau/BERT-NER's ``data/``,
 read out of git; the data itself is never committed) and records where it came from
 (``--source``, e.g. the repository and commit). Trains RUN when it does not exist yet
-(``edgetune train --model MODEL --data DIR``; MiniLM-L6, 3 epochs: about 15 minutes on 2
-cores), exports it with extra variants in its own process, and validates every variant
+(``edgetune train --model MODEL --data DIR``; MiniLM-L6, 3 epochs: about 25 minutes on 2
+cores; a RUN.partial left by a stopped run is resumed), exports it with extra variants in its own process, and validates every variant
 against the PyTorch original on the test split with the issue's gates (entity F1 drop <= 0.5
 points, speed-up >= 2.5x at 128 tokens). Writes test entity F1 per variant, per-type F1,
 speed-ups at 16/32/128 tokens and rows/s. Duration beyond training: about 5 minutes.
@@ -34,6 +34,10 @@ def _train(a: argparse.Namespace) -> float | None:
     if Path(a.run).exists():
         return None
     t0 = time.perf_counter()
+    if Path(a.run + ".partial").exists():  # stopped earlier: continue where it was
+        cmd = [sys.executable, "-m", "edgetune.cli", "train", "--resume", "--output", a.run]
+        subprocess.run(cmd + ["--quiet"], check=True)
+        return time.perf_counter() - t0
     cmd = [sys.executable, "-m", "edgetune.cli", "train", "--model", a.model, "--data", a.data]
     cmd += ["--output", a.run, "--epochs", str(a.epochs), "--quiet"]
     cmd += [x for x in (a.train_args or "").split() if x]

@@ -816,13 +816,20 @@ def _parquet_has_tokens(path: Path) -> bool:
 
 def _hub_has_tokens(spec: str) -> bool:
     """Whether a Hub dataset's declared features hold a list of strings named tokens/words."""
-    try:
-        import datasets
+    import logging
 
+    import datasets  # first: importing it sets the hub's log level
+
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # offline, its retries would print a line each
+    try:
         name, _, config = spec.partition(":")
         features = datasets.load_dataset_builder(name, config or None).info.features or {}
     except Exception:  # unknown, private or offline: not taken for token data
         return False
+    finally:
+        hub_log.setLevel(level)
     return any(
         key.lower() in TOKEN_NAMES
         and getattr(getattr(feat, "feature", None), "dtype", None) == "string"
