@@ -402,3 +402,23 @@ def rundir_partial(path: Path) -> Path:
     from edgetune.formats import rundir
 
     return rundir.partial_path(path)
+
+
+def test_static_and_portable_int8_calibrate_on_the_runs_sentences(token_run, tmp_path):
+    from edgetune.export import export
+    from edgetune.runtime import Tagger
+    from edgetune.validate import validate
+
+    out = tmp_path / "b"
+    r = export(
+        source=str(token_run[0]),
+        output=str(out),
+        variants=("int8-static", "int8-portable"),
+        data=str(token_run[2]),  # checked as token data before the export starts
+        validator=validate,
+        progress=False,
+    )
+    assert {"int8-static", "int8-portable"} <= set(r.variants)
+    assert r.validation is not None and "int8-static" in r.validation.report["variants"]
+    for variant in ("int8-static", "int8-portable"):
+        assert Tagger.load(out, variant=variant).tag(["the day paul visited rome"])[0]

@@ -403,12 +403,13 @@ def _golden(
 
 def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
     """Refuse --data the validation could not use (missing, unreadable, other labels)."""
-    from ..data.labelled import labelled_split
+    from ..data.labelled import labelled_split, labelled_token_split
 
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
     id2label = cfg.get("id2label") or {}
     labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    labelled_split(labels, src["run_config"], data=config.data)
+    measured_on = labelled_token_split if src["task"].per_token else labelled_split
+    measured_on(labels, src["run_config"], data=config.data)
 
 
 def _resolve_source(path: Path) -> dict[str, Any]:
@@ -486,6 +487,10 @@ def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
 
     if config.calibration_data:
         texts = load_texts(config.calibration_data)
+    elif src["run_config"] and src["task"].per_token:
+        from ..data.labelled import load_run_data
+
+        texts = load_run_data(src["run_config"]).train.texts  # the sentences' words, joined
     elif src["run_config"]:
         spec, kw = rundir.data_spec(src["run_config"])
         texts = load_texts(spec, text_columns=kw["text_columns"])
