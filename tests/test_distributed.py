@@ -280,3 +280,24 @@ def test_two_processes_distil_like_one(trained_run, tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
     assert ddp["test"]["confusion_matrix"] == single.test["confusion_matrix"]
+
+
+def test_two_processes_train_a_token_classifier(tmp_path):
+    """Per-token labels travel in the encoding and are sharded with their rows; the evaluator
+    gathers each sentence's own tokens from both ranks."""
+    from .test_token_task import write_conll
+
+    data = write_conll(tmp_path / "conll", counts=(32, 8, 8))
+    out = tmp_path / "ddp" / "run"
+    cmd = _launch("torchrun", tmp_path) + ["-m", "edgetune.cli", "train", "--data", str(data)]
+    cmd += ["--output", str(out), "--batch-size", "4", "--max-length", "32", "--quiet"]
+    for k, v in ARGS.items():
+        if k not in ("val_size", "test_size"):
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["environment"]["world_size"] == 2 and m["config"]["task"] == "token-classification"
+    assert m["test"]["n_sentences"] == 8 and 0.0 <= m["test"]["f1"] <= 1.0
+    assert len(m["history"]) == 3 and all(h["train_loss"] > 0 for h in m["history"])
