@@ -159,10 +159,26 @@ def _presets_help() -> str:
     help="Text column (twice for sentence pairs; the token-list column for token "
     "classification). Detected if omitted.",
 )
-@click.option("--label-column", help="Label (or tag-list) column. Detected if omitted.")
+@click.option(
+    "--label-column",
+    "label_column",
+    multiple=True,
+    help="Label (or tag-list) column; several 0/1 columns (repeat it) for multi-label. "
+    "Detected if omitted.",
+)
 @_header_option
 @click.option(
     "--label-names", help="Comma-separated names for integer labels 0..k-1, e.g. negative,positive."
+)
+@_train_option(
+    "--label-sep",
+    show_default=True,
+    help="Multi-label: the separator of labels in one cell, e.g. sports,politics.",
+)
+@_train_option(
+    "--threshold",
+    show_default=True,
+    help="Multi-label decision rule: a probability, or tuned (each label's best F1 on validation).",
 )
 @_train_option(
     "--val-size",
@@ -385,6 +401,12 @@ def train(
     _require_training_extra()
     from .train import TrainConfig
     from .train import train as run_train
+
+    columns = options.pop("label_column") or ()
+    if len(columns) > 1:  # multi-label: one 0/1 column per label
+        options["label_columns"] = tuple(columns)
+    else:
+        options["label_column"] = columns[0] if columns else None
 
     if resume:
         # Options typed beside --resume must match the run's own (the library checks them).
@@ -814,7 +836,7 @@ def _write_predictions(results: Any, fmt: str) -> None:
         else:
             text = (item.text or "").replace("\n", " ")
             text = text if len(text) <= 60 else text[:57] + "..."
-            label = pred.label if pred else "-"
+            label = (pred.label or "-") if pred else "-"  # multi-label: the empty set
             score = f"{pred.score:.4f}" if pred else "-"
             extra = f"  [{note}]" if note else ""
             if pred and len(pred.top_k) > 1:

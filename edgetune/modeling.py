@@ -78,7 +78,8 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
 
     from .tasks import task_named
 
-    auto = task_named(config.task).auto_class()
+    task = task_named(config.task)
+    auto = task.auto_class()
 
     _unwrap_without_deepspeed()  # every model a run saves is loaded here first
     id2label = dict(enumerate(label_names))
@@ -103,6 +104,8 @@ def load_for_training(source: ModelSource, config: Any, label_names: list[str]):
                 cfg = AutoConfig.from_pretrained(where, trust_remote_code=trust)
             cfg.num_labels = len(label_names)
             cfg.id2label, cfg.label2id = id2label, label2id
+            if task.multi_label:  # stock loaders (pipelines, Optimum) apply a sigmoid per label
+                cfg.problem_type = "multi_label_classification"
             if config.dropout is not None:
                 _set_dropout(cfg, config.dropout)
             if config.strategy == "fewshot" or config.template:
@@ -227,7 +230,11 @@ def saved_task(path: Path) -> Any:
     """The task of a saved transformers model, from its config's architectures."""
     import json
 
-    from .tasks import TOKEN_TASK, task_named
+    from .tasks import MULTI_TASK, TOKEN_TASK, task_named
 
     cfg = json.loads((Path(path) / "config.json").read_text())
-    return TOKEN_TASK if TOKEN_TASK.fits(cfg.get("architectures") or []) else task_named(None)
+    if TOKEN_TASK.fits(cfg.get("architectures") or []):
+        return TOKEN_TASK
+    if cfg.get("problem_type") == "multi_label_classification":
+        return MULTI_TASK
+    return task_named(None)

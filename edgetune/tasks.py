@@ -20,7 +20,8 @@ from .errors import ConfigError
 
 TEXT = "text-classification"
 TOKENS = "token-classification"
-TASKS = (TEXT, TOKENS)
+MULTI = "multi-label"
+TASKS = (TEXT, TOKENS, MULTI)
 IGNORE = -100  # a position no loss or metric reads (special tokens, later sub-words, padding)
 
 
@@ -39,6 +40,10 @@ class Task:
 
     @property
     def per_token(self) -> bool:
+        return False
+
+    @property
+    def multi_label(self) -> bool:
         return False
 
     def auto_class(self) -> Any:
@@ -62,7 +67,7 @@ class Task:
         enc = tokenizer(split.texts, split.pairs, truncation=True, max_length=max_length)
         return {k: enc[k] for k in tokenizer.model_input_names if k in enc}
 
-    def row_labels(self, split: Any) -> Any:
+    def row_labels(self, split: Any, num_labels: int) -> Any:
         """The labels a batch takes by row index (None: they travel in the encoding)."""
         import torch
 
@@ -111,7 +116,7 @@ class TokenTask(Task):
         ]
         return out
 
-    def row_labels(self, split: Any) -> Any:
+    def row_labels(self, split: Any, num_labels: int) -> Any:
         return None
 
     def split_metrics(
@@ -145,13 +150,54 @@ class TokenTask(Task):
         return m
 
 
+@dataclass(frozen=True)
+class MultiLabelTask(Task):
+    """Any number of labels per text: a sigmoid per label, decided by thresholds."""
+
+    @property
+    def optimum_task(self) -> str:
+        return TEXT  # the same graph; config.json's problem_type tells loaders to use sigmoids
+
+    @property
+    def multi_label(self) -> bool:
+        return True
+
+    def row_labels(self, split: Any, num_labels: int) -> Any:
+        import torch
+
+        return torch.from_numpy(split.targets(num_labels))  # [rows, labels] 0/1 floats
+
+    def split_metrics(
+        self,
+        logits: Any,
+        split: Any,
+        label_names: list[str],
+        tokenizer: Any = None,
+        max_length: int = 128,
+    ) -> dict[str, Any]:
+        """Micro and macro F1/P/R, subset accuracy, Hamming loss and per label, every label
+        decided at 0.5 (thresholds are tuned once training is done); the loss is BCE."""
+        from .labelsets import bce, decisions, multilabel_metrics, sigmoid
+
+        targets = split.targets(len(label_names))
+        m = multilabel_metrics(targets, decisions(sigmoid(logits), 0.5), label_names)
+        m["loss"] = bce(logits, targets)
+        return m
+
+
 TEXT_TASK = Task(
     TEXT, "ForSequenceClassification", ("accuracy", "macro_f1", "loss"), ("accuracy", "accuracy")
 )
 TOKEN_TASK = TokenTask(
     TOKENS, "ForTokenClassification", ("f1", "accuracy", "macro_f1", "loss"), ("f1", "entity F1")
 )
-_BY_NAME: dict[str, Task] = {t.name: t for t in (TEXT_TASK, TOKEN_TASK)}
+MULTI_TASK = MultiLabelTask(
+    MULTI,
+    "ForSequenceClassification",
+    ("micro_f1", "macro_f1", "loss"),
+    ("micro_f1", "micro F1"),
+)
+_BY_NAME: dict[str, Task] = {t.name: t for t in (TEXT_TASK, TOKEN_TASK, MULTI_TASK)}
 
 
 def task_named(name: str | None) -> Task:

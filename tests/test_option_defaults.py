@@ -45,6 +45,8 @@ def _ints(value: str) -> tuple[int, ...]:
 # Options spelled otherwise than their field, turned into the field's value as the command does.
 SPELLED: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("train", "label_names"): _names,
+    # Repeatable: one --label-column is the field label_column; several are label_columns.
+    ("train", "label_column"): lambda columns: columns[0] if len(columns) == 1 else None,
     ("export", "variants"): _names,
     ("validate", "variants"): _names,
     ("validate", "seq_lengths"): _ints,

@@ -24,10 +24,14 @@ def load_task_data(
     test_size: float = 0.1,
     seed: int = 42,
     header: bool | None = None,
+    label_columns: tuple[str, ...] | list[str] = (),
+    label_sep: str = ",",
 ) -> Any:
-    """A task's data through its reader: ``Data`` (texts and labels) or, for token
-    classification, ``TokenData`` (words and tags; the text column names the tokens, the
-    label column the tags, and ``label_names`` names integer tags)."""
+    """A task's data through its reader: ``Data`` (texts and labels); for token
+    classification ``TokenData`` (words and tags; the text column names the tokens, the label
+    column the tags, and ``label_names`` names integer tags); for multi-label
+    ``MultiLabelData`` (texts and label sets: a column of lists or ``label_sep``-delimited
+    labels, or several 0/1 ``label_columns``)."""
     if task == "token-classification":
         from .tokens import load_token_data
 
@@ -39,6 +43,20 @@ def load_task_data(
             val_size=val_size,
             test_size=test_size,
             seed=seed,
+        )
+    if task == "multi-label":
+        from .multilabel import load_multilabel_data
+
+        return load_multilabel_data(
+            spec,
+            text_columns=text_columns,
+            label_columns=tuple(label_columns) or ((label_column,) if label_column else ()),
+            label_names=tuple(label_names),
+            label_sep=label_sep,
+            val_size=val_size,
+            test_size=test_size,
+            seed=seed,
+            header=header,
         )
     return load_data(
         spec,
@@ -54,9 +72,16 @@ def load_task_data(
 def load_run_data(rc: dict[str, Any]) -> Any:
     """A run's data, split exactly as it was for training (its task, its settings)."""
     spec, kwargs = rundir.data_spec(rc)
-    task = rc["config"].get("task")
-    names = tuple(rc["config"].get("label_names") or ()) if task == "token-classification" else ()
-    return load_task_data(spec, task, label_names=names, **kwargs)
+    c = rc["config"]
+    task = c.get("task")
+    names = tuple(c.get("label_names") or ()) if task != "text-classification" else ()
+    multi = {
+        "label_columns": tuple(c.get("label_columns") or ()),
+        "label_sep": c.get("label_sep", ","),
+    }
+    return load_task_data(
+        spec, task, label_names=names, **kwargs, **(multi if task == "multi-label" else {})
+    )
 
 
 def labelled_split(
@@ -142,6 +167,51 @@ def labelled_token_split(
     part = getattr(loaded, split)
     ids = [labels.index(n) for n in loaded.label_names]
     part = type(part)(part.tokens, [[ids[t] for t in tags] for tags in part.tags])
+    if max_samples and len(part) > max_samples:
+        idx = np.random.default_rng(0).choice(len(part), max_samples, replace=False)
+        part = part.subset(np.sort(idx))
+    return part, {"source": str(spec), "split": split, "label_names": labels}
+
+
+def labelled_label_sets(
+    labels: list[str],
+    rc: dict[str, Any] | None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    text_columns: tuple[str, ...] = (),
+    label_column: str | None = None,
+    header: bool | None = None,
+    max_samples: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A multi-label split to measure a model on, its labels mapped onto the model's by name
+    (a label the model does not know is refused)."""
+    if data is None and rc is None:
+        raise ConfigError(
+            "no labelled data to validate on: pass --data FILE_OR_FOLDER "
+            "(the bundle's source is not an edgetune run with training data)"
+        )
+    if data is None:
+        assert rc is not None
+        loaded, spec = load_run_data(rc), rundir.data_spec(rc)[0]
+    else:
+        spec = data
+        loaded = load_task_data(
+            data,
+            "multi-label",
+            text_columns=text_columns,
+            label_column=label_column,
+            header=header,
+        )
+    unknown = [n for n in loaded.label_names if n not in labels]
+    if unknown:
+        raise DataError(
+            f"the labels in {spec} ({', '.join(unknown[:5])}) are not the model's "
+            f"({', '.join(labels[:7])}); validate on data with the same labels"
+        )
+    part = getattr(loaded, split)
+    ids = [labels.index(n) for n in loaded.label_names]
+    part = type(part)(part.texts, [sorted(ids[i] for i in row) for row in part.labels], part.pairs)
     if max_samples and len(part) > max_samples:
         idx = np.random.default_rng(0).choice(len(part), max_samples, replace=False)
         part = part.subset(np.sort(idx))

@@ -271,7 +271,7 @@ def _export(
             work / "onnx",
             config.opset,
             config.trust_remote_code,
-            src["task"].name,
+            src["task"].optimum_task,
         )
         bundle_dir.mkdir()
         for f in (work / "onnx").iterdir():
@@ -435,9 +435,10 @@ def _resolve_source(path: Path) -> dict[str, Any]:
     cfg = json.loads((model_dir / "config.json").read_text())
     archs = cfg.get("architectures") or []
     from ..heads import is_head_model  # torch: imported only when exporting
-    from ..tasks import TASKS, TEXT_TASK, TOKEN_TASK
+    from ..modeling import saved_task
+    from ..tasks import TASKS
 
-    task = TOKEN_TASK if TOKEN_TASK.fits(archs) else TEXT_TASK
+    task = saved_task(model_dir)
     if not is_head_model(model_dir) and not task.fits(archs):
         raise ModelError(
             f"{model_dir} holds {', '.join(archs) or 'an unknown architecture'}, not a model for "

@@ -108,6 +108,7 @@ def build(
         "format": bundlefmt.GOLDEN_FORMAT,
         "version": 1,
         "task": manifest.get("task"),
+        "thresholds": manifest.get("thresholds"),  # multi-label: the decision rule, vouched for
         "labels": manifest["labels"],
         "max_length": manifest["max_length"],
         "rows": golden_rows,

@@ -109,8 +109,15 @@ def build_manifest(
     if positions is not None:
         max_length = min(max_length, positions)  # never beyond what the model can encode
     run_cfg = src["run_config"]
+    thresholds = None
+    if src["task"].multi_label:  # the decision rule travels with the logits
+        from ..formats import rundir
+
+        saved = rundir.read_thresholds(src["model_dir"])
+        thresholds = saved["thresholds"] if saved else {n: 0.5 for n in labels}
     return {
         "task": src["task"].name,
+        "thresholds": thresholds,
         "default_variant": default_variant,
         "variants": variants,
         "labels": labels,

@@ -222,6 +222,8 @@ def _cross_check(root: Path, m: dict[str, Any]) -> None:
     # The runtime reads the task from the manifest; golden.json (hashed) vouches for it.
     if golden.get("task") != m.get("task"):
         raise bad(f"the task in {MANIFEST} ({m.get('task')}) differs from {GOLDEN}'s")
+    if golden.get("thresholds") != m.get("thresholds"):
+        raise bad(f"the decision thresholds in {MANIFEST} differ from {GOLDEN}'s")
     # golden.json (hashed) records every other file's hash: rewriting a hash in the manifest
     # alone is caught; rewriting both is what signing is for.
     if golden["files"] != {k: v for k, v in m["files"].items() if k != GOLDEN}:

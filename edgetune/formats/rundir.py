@@ -36,6 +36,7 @@ STATE = "trainer_state.json"
 TEACHER_LOGITS = "teacher_logits.npy"  # --teacher: its logits over the training rows, once
 TEACHER = "teacher.json"  # --teacher: where it is, its validation and test figures
 UNLABELED = "unlabeled.jsonl"  # --unlabeled / --distill-augment: texts the teacher labels
+THRESHOLDS = "thresholds.json"  # in best/, multi-label: each label's decision threshold
 
 
 def data_spec(run_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -174,3 +175,14 @@ def finalize(work: Path, output: Path) -> None:
     if ckpt.exists():
         shutil.rmtree(ckpt)
     replace_dir(work, output)
+
+
+def write_thresholds(model_dir: Path, thresholds: dict[str, float], rule: str) -> None:
+    """A multi-label model's decision rule beside its weights (export carries it on)."""
+    write_json(model_dir / THRESHOLDS, {"rule": rule, "thresholds": thresholds})
+
+
+def read_thresholds(model_dir: Path) -> dict[str, Any] | None:
+    """``{"rule", "thresholds": {label: probability}}``, or None for a model without one."""
+    path = Path(model_dir) / THRESHOLDS
+    return read_json(path) if path.is_file() else None

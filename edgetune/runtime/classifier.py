@@ -30,9 +30,12 @@ class Prediction:
     score: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
     scores: dict[str, float] | None = None
+    labels: list[str] | None = None  # multi-label: every label over its threshold, likeliest first
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"label": self.label, "score": round(self.score, 6)}
+        if self.labels is not None:
+            d = {"labels": self.labels, **d}
         if len(self.top_k) > 1:
             d["top_k"] = [{"label": lb, "score": round(s, 6)} for lb, s in self.top_k]
         if self.scores is not None:
@@ -101,6 +104,11 @@ class Classifier:
         self.threads = threads
         self.labels: list[str] = list(manifest["labels"])
         self.task = task_named(manifest.get("task"))
+        self.thresholds = (
+            np.asarray([manifest["thresholds"][n] for n in self.labels], np.float32)
+            if self.task.multi_label
+            else None
+        )
         self.max_length = int(manifest["max_length"])
         info = manifest["variants"][variant]
         self.batching: str = golden["variants"][variant]["batching"]
@@ -190,9 +198,7 @@ class Classifier:
             diff = (
                 float(np.max(np.abs(got - expected))) if np.all(np.isfinite(got)) else float("inf")
             )
-        flips = (
-            int(np.sum(got.argmax(-1) != expected.argmax(-1))) if np.isfinite(diff) else len(rows)
-        )
+        flips = self._flips(got, expected) if np.isfinite(diff) else len(rows)
         tol = float(g["tolerance"])
         return SelfCheck(self.variant, diff <= tol, diff, tol, flips, len(rows), ms)
 
@@ -262,8 +268,22 @@ class Classifier:
         max length. A text's result does not depend on ``batch_size`` or its batch-mates.
         """
         check_predict_options(top_k=top_k)
-        probs = softmax(self.logits(texts, pairs=pairs, batch_size=batch_size))
-        return [self._result(p, top_k, all_scores) for p in probs]
+        logits = self.logits(texts, pairs=pairs, batch_size=batch_size)
+        if self.thresholds is not None:  # multi-label: a sigmoid per label, then the thresholds
+            from ..labelsets import sigmoid
+
+            probs = sigmoid(logits)
+            return [self._result(p, top_k, all_scores, p >= self.thresholds) for p in probs]
+        return [self._result(p, top_k, all_scores) for p in softmax(logits)]
+
+    def _flips(self, got: np.ndarray, expected: np.ndarray) -> int:
+        """Rows whose answer differs: the top label, or (multi-label) the set of labels."""
+        if self.thresholds is None:
+            return int(np.sum(got.argmax(-1) != expected.argmax(-1)))
+        from ..labelsets import sigmoid
+
+        a, b = sigmoid(got) >= self.thresholds, sigmoid(expected) >= self.thresholds
+        return int(np.sum((a != b).any(-1)))
 
     def _run(self, encs: list[Any]) -> np.ndarray:
         columns = {
@@ -290,13 +310,18 @@ class Classifier:
             out.append(lg)
         return np.concatenate(out)
 
-    def _result(self, p: np.ndarray, top_k: int, all_scores: bool) -> Prediction:
-        best = np.argsort(-p, kind="stable")[: max(top_k, 1)]
+    def _result(
+        self, p: np.ndarray, top_k: int, all_scores: bool, decided: np.ndarray | None = None
+    ) -> Prediction:
+        order = np.argsort(-p, kind="stable")
+        best = order[: max(top_k, 1)]
+        chosen = None if decided is None else [self.labels[int(i)] for i in order if decided[i]]
         return Prediction(
-            label=self.labels[int(best[0])],
+            label=self.labels[int(best[0])] if chosen is None else ";".join(chosen),
             score=float(p[best[0]]),
             top_k=[(self.labels[int(i)], float(p[i])) for i in best],
             scores={lb: float(s) for lb, s in zip(self.labels, p)} if all_scores else None,
+            labels=chosen,
         )
 
 

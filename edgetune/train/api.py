@@ -322,46 +322,62 @@ def _run(
 
 def _resolve_task(config: TrainConfig) -> TrainConfig:
     """The task (``auto``: token classification when the data holds token lists, CoNLL or
-    spans) and its metric; options the task cannot use are refused before any work."""
-    from ..tasks import TEXT, TOKENS, task_named
+    spans; multi-label when its label column holds lists or delimited labels, or several
+    label columns are given) and its metric; options the task cannot use are refused before
+    any work."""
+    from ..tasks import task_named
 
-    name = config.task
-    if name == "auto":
-        from ..data.tokens import is_token_data
-
-        name = TOKENS if is_token_data(config.data) else TEXT
+    name = config.task if config.task != "auto" else _detect_task(config)
     task = task_named(name)
     metric = task.metrics[0] if config.metric == "auto" else config.metric
     if metric not in task.metrics:
         raise ConfigError(
             f"--metric {metric} is not a {name} figure; choose one of {', '.join(task.metrics)}"
         )
-    unused = _unused_options(config, task.per_token)
+    unused = _unused_options(config, name)
     if unused:
-        raise ConfigError(
-            f"{unused} does not apply to {name}"
-            + (" (one tag per word)" if task.per_token else "; it is for token classification")
-            + "; drop it"
-        )
+        raise ConfigError(f"{unused} does not apply to {name}; drop it")
     return replace(config, task=name, metric=metric)
 
 
-def _unused_options(config: TrainConfig, per_token: bool) -> str | None:
+def _detect_task(config: TrainConfig) -> str:
+    from ..data.multilabel import is_multilabel_data
+    from ..data.tokens import is_token_data
+    from ..tasks import MULTI, TEXT, TOKENS
+
+    if is_token_data(config.data):
+        return TOKENS
+    columns = config.label_columns or ((config.label_column,) if config.label_column else ())
+    return MULTI if is_multilabel_data(config.data, columns, config.label_sep) else TEXT
+
+
+def _unused_options(config: TrainConfig, task: str) -> str | None:
     """The first option set that the task has no use for."""
-    if not per_token:
-        return "--label-all-subwords" if config.label_all_subwords else None
+    tokens, multi = task == "token-classification", task == "multi-label"
     checks = [
-        (config.strategy == "fewshot", "--strategy fewshot"),
-        (bool(config.template), "--template"),
-        (config.shots is not None, "--shots"),
-        (bool(config.label_prompts), "--label-prompts"),
-        (bool(config.unlabeled), "--unlabeled"),
-        (config.distill_augment > 0, "--distill-augment"),
-        (config.augment > 0, "--augment"),
-        (config.class_weights != "none", "--class-weights"),
-        (bool(config.latency_budget), "--latency-budget"),
-        (len(config.text_columns) > 1, "a second --text-column"),
+        (not tokens and config.label_all_subwords, "--label-all-subwords"),
+        (not multi and config.threshold != "0.5", "--threshold"),
+        (not multi and bool(config.label_columns), "several --label-column"),
+        (not multi and config.label_sep != ",", "--label-sep"),
     ]
+    if tokens or multi:
+        checks += [
+            (config.strategy == "fewshot", "--strategy fewshot"),
+            (bool(config.template), "--template"),
+            (config.shots is not None, "--shots"),
+            (bool(config.label_prompts), "--label-prompts"),
+            (bool(config.unlabeled), "--unlabeled"),
+            (config.distill_augment > 0, "--distill-augment"),
+            (bool(config.latency_budget), "--latency-budget"),
+        ]
+    if multi:
+        checks.append((bool(config.teacher), "--teacher (not yet for multi-label)"))
+    if tokens:
+        checks += [
+            (config.augment > 0, "--augment"),
+            (config.class_weights != "none", "--class-weights"),
+            (len(config.text_columns) > 1, "a second --text-column"),
+        ]
     return next((name for hit, name in checks if hit), None)
 
 
@@ -374,14 +390,16 @@ def _prepare_data(config: TrainConfig) -> tuple[Any, list[str]]:
         config.task,
         text_columns=config.text_columns,
         label_column=config.label_column,
+        label_columns=config.label_columns,
+        label_sep=config.label_sep,
         label_names=config.label_names,
         val_size=config.val_size,
         test_size=config.test_size,
         seed=config.seed,
         header=config.header,
     )
-    if config.task == "token-classification":
-        return data, data.label_names  # --label-names named its integer tags
+    if config.task != "text-classification":
+        return data, data.label_names  # --label-names named its integer tags (or labels)
     label_names = _apply_label_names(data, config.label_names)
     if config.shots is not None:
         from .fewshot import sample_shots
@@ -570,6 +588,8 @@ def _finish(
         qat_info = {"scheme": scheme.to_dict(), "test_float": float_test}
     val = ev.metrics(data.validation, label_names)
     test = ev.metrics(data.test, label_names)
+    if ev.task.multi_label:  # the decision rule, then the figures it gives
+        val, test = _thresholds(ev, data, config, work / rundir.BEST, val, test)
     state = trainer.state
     timing = {
         "total_s": time.perf_counter() - t_start,
@@ -598,6 +618,29 @@ def _finish(
         rundir.finalize(work, output)
     d.barrier()
     return result
+
+
+def _thresholds(
+    ev: Evaluator, data: Any, config: TrainConfig, best: Path, val: dict, test: dict
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each label's threshold (``--threshold tuned``: the one maximising its F1 on validation;
+    else the one given), kept in ``best/``; validation and test figures decided by it, with
+    those at 0.5 beside them."""
+    from ..labelsets import decisions, multilabel_metrics, sigmoid, tune_thresholds
+
+    names, k = data.label_names, data.num_labels
+    probs = {s: sigmoid(ev.logits(getattr(data, s))) for s in ("validation", "test")}
+    if config.threshold == "tuned":
+        values = tune_thresholds(probs["validation"], data.validation.targets(k))
+    else:
+        values = np.full(k, float(config.threshold), np.float32)
+    rundir.write_thresholds(best, {n: float(v) for n, v in zip(names, values)}, config.threshold)
+    out = []
+    for name, at_half in (("validation", val), ("test", test)):
+        split = getattr(data, name)
+        m = multilabel_metrics(split.targets(k), decisions(probs[name], values), names)
+        out.append({**m, "loss": at_half["loss"], "at_0.5": at_half})
+    return out[0], out[1]
 
 
 def _on_main(d: Any, fn: Any) -> Any:
@@ -757,6 +800,10 @@ def _plot(history: list[dict[str, Any]], metric: str, path: Path) -> None:
     a.grid(alpha=0.3)
     b.plot(steps, [h["val_accuracy"] * 100 for h in history], "o-", label="validation accuracy")
     b.plot(steps, [h["val_macro_f1"] * 100 for h in history], "s-", label="validation macro F1")
+    if history and f"val_{metric}" in history[0] and metric not in ("accuracy", "macro_f1"):
+        b.plot(
+            steps, [h[f"val_{metric}"] * 100 for h in history], "^-", label=f"validation {metric}"
+        )
     b.set_xlabel("optimizer step")
     b.set_ylabel("%")
     b.legend()

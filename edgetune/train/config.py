@@ -13,8 +13,8 @@ from ..formats import rundir
 STRATEGIES = ("full", "head", "lora", "fewshot")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-METRICS = ("auto", "accuracy", "macro_f1", "f1", "loss")  # f1: entity F1 (token tasks)
-TASKS = ("auto", "text-classification", "token-classification")
+METRICS = ("auto", "accuracy", "macro_f1", "f1", "micro_f1", "loss")  # f1: entity F1 (tokens)
+TASKS = ("auto", "text-classification", "token-classification", "multi-label")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -32,6 +32,9 @@ class TrainConfig:
     task: str = "auto"  # text-classification or token-classification; auto: from the data
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
+    label_columns: tuple[str, ...] = ()  # multi-label: several 0/1 columns, one per label
+    label_sep: str = ","  # multi-label: the separator of labels in one string ("sports,politics")
+    threshold: str = "0.5"  # multi-label decision rule: a probability, or "tuned" (per label)
     header: bool | None = None  # CSV/TSV: the first row names the columns (None: detect data)
     label_names: tuple[str, ...] = ()
     val_size: float = 0.1
@@ -85,6 +88,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.text_columns = tuple(self.text_columns)
+        self.label_columns = tuple(self.label_columns)
+        self.threshold = str(self.threshold)
         self.label_names = tuple(self.label_names)
         for f in fields(self):
             value = getattr(self, f.name)
@@ -104,6 +109,8 @@ class TrainConfig:
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}"),
             (self.task in TASKS, f"--task must be one of {', '.join(TASKS)}"),
+            (_threshold_ok(self.threshold), "--threshold is a probability in (0, 1) or tuned"),
+            (bool(self.label_sep), "--label-sep must not be empty"),
             (self.class_weights in CLASS_WEIGHTS, "--class-weights must be none or balanced"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
             (
@@ -220,6 +227,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["text_columns"] = list(self.text_columns)
+        d["label_columns"] = list(self.label_columns)
         d["label_names"] = list(self.label_names)
         return d
 
@@ -284,6 +292,13 @@ class TrainResult:
                 f"{self.qat['test_float']['accuracy'] * 100:.2f}%"
             )
         per, what = ("per_type", "per type") if "per_type" in t else ("per_class", "per class")
+        if "per_label" in t:
+            per, what = "per_label", "per label"
+            half = t["at_0.5"]
+            lines.append(
+                f"thresholds {c.get('threshold', '0.5')} (in best/thresholds.json); every label at "
+                f"0.5: test micro F1 {half['micro_f1'] * 100:.2f}%, macro F1 {half['macro_f1'] * 100:.2f}%"
+            )
         lines += [
             "",
             f"{what} (test)  "
@@ -303,6 +318,15 @@ class TrainResult:
         return "\n".join(lines)
 
 
+def _threshold_ok(spec: str) -> bool:
+    if spec == "tuned":
+        return True
+    try:
+        return 0 < float(spec) < 1
+    except ValueError:
+        return False
+
+
 def _figures(v: dict[str, Any], t: dict[str, Any]) -> list[str]:
     """Validation and test figures: accuracy and macro P/R/F1, or for token classification
     entity-level P/R/F1 (exact spans), token accuracy and macro F1 over entity types."""
@@ -311,6 +335,9 @@ def _figures(v: dict[str, Any], t: dict[str, Any]) -> list[str]:
     if "per_type" in t:
         keys = ("precision", "recall", "f1", "accuracy", "macro_f1")
         names = ("entity P", "entity R", "entity F1", "token acc", "macro F1")
+    elif "micro_f1" in t:
+        keys = ("micro_precision", "micro_recall", "micro_f1", "macro_f1", "subset_accuracy")
+        names = ("micro P", "micro R", "micro F1", "macro F1", "exact set")
     else:
         keys = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
         names = ("accuracy", "macro P", "macro R", "macro F1")

@@ -122,6 +122,7 @@ def history_entry(
         "learning_rate": lr,
         "train_s": round(state["train_s"], 2),
     }
-    if "f1" in m:
-        entry["val_f1"] = m["f1"]
+    for key in ("f1", "micro_f1"):  # entity F1 (tokens), micro F1 (multi-label)
+        if key in m:
+            entry[f"val_{key}"] = m[key]
     return entry

@@ -42,7 +42,7 @@ class Trainer:
         backend.shard(self.model)
         self.train_enc = encode(tokenizer, data.train, config, data.label_names)
         # None: per-token labels travel in the encoding
-        self.labels = task_named(config.task).row_labels(data.train)
+        self.labels = task_named(config.task).row_labels(data.train, data.num_labels)
         self.loss_fn = loss_function(config, data, self.device)
         # Under DDP each global batch holds world_size x batch_size rows, one shard per rank.
         self.global_batch = config.batch_size * dist.world
@@ -281,6 +281,7 @@ def evaluation_line(entry: dict[str, Any], m: dict[str, Any], better: bool) -> s
         f"val loss {m['loss']:.4f}, val acc {m['accuracy'] * 100:.2f}%, "
         f"val macro F1 {m['macro_f1'] * 100:.2f}%"
         + (f", val entity F1 {m['f1'] * 100:.2f}%" if "f1" in m else "")
+        + (f", val micro F1 {m['micro_f1'] * 100:.2f}%" if "micro_f1" in m else "")
         + ("  * best" if better else "")
     )
 
@@ -290,9 +291,12 @@ def loss_function(config: TrainConfig, data: Data, device: Any) -> Any:
     token, over every labelled position (special tokens and padding are ignored)."""
     import torch
 
-    if task_named(config.task).per_token:
+    task = task_named(config.task)
+    if task.per_token:
         ce = torch.nn.CrossEntropyLoss()  # ignore_index -100: tasks.IGNORE
         return lambda logits, labels: ce(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    if task.multi_label:
+        return multi_label_loss(config, data, device)
 
     weight = None
     if config.class_weights == "balanced":
@@ -302,6 +306,21 @@ def loss_function(config: TrainConfig, data: Data, device: Any) -> Any:
         w = len(labelled) / (data.num_labels * np.maximum(counts, 1))
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def multi_label_loss(config: TrainConfig, data: Any, device: Any) -> Any:
+    """Binary cross-entropy per label; with --class-weights balanced, each label's positives
+    weigh (negatives / positives) in the train split (PyTorch's pos_weight)."""
+    import torch
+
+    pos_weight = None
+    if config.class_weights == "balanced":
+        t = data.train.targets(data.num_labels)
+        pos = t.sum(0)
+        pos_weight = torch.tensor(
+            (len(t) - pos) / np.maximum(pos, 1), dtype=torch.float32, device=device
+        )
+    return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
 
 def diverged(state: dict[str, Any], value: float, cause: str) -> TrainingDiverged:

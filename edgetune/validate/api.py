@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..envinfo import environment
 from ..errors import ConfigError, DataError, GateFailed
 from ..formats import bundle as bundlefmt
@@ -122,12 +124,12 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     if latency_gate is not None and latency_gate["seq"] not in config.seq_lengths:
         config = replace(config, seq_lengths=(*config.seq_lengths, latency_gate["seq"]))
     task = task_named(manifest.get("task"))
-    if config.max_f1_drop is not None and not task.per_token:
+    if config.max_f1_drop is not None and not (task.per_token or task.multi_label):
         raise ConfigError(
-            "--max-f1-drop gates the entity F1 of token-classification bundles; this one "
-            "classifies whole texts: use --max-accuracy-drop"
+            "--max-f1-drop gates the entity F1 of token-classification bundles and the macro F1 "
+            "of multi-label ones; this one classifies whole texts: use --max-accuracy-drop"
         )
-    split, data_info = _load_split(manifest, config, task.per_token)
+    split, data_info = _load_split(manifest, config, task.name)
     if not split.texts:
         raise DataError(f"the {config.split} split of {data_info['source']} is empty")
     from transformers import AutoTokenizer
@@ -145,7 +147,12 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
 
     b = config.batch_size
     say(f"predicting {len(split.texts)} {config.split} rows with {', '.join(runners)} (batch {b})")
-    rows, flipped = _answers(runners, split, data_info["label_names"], baseline, b, tok, say)
+    names = data_info["label_names"]
+    if task.multi_label:
+        thresholds = np.asarray([manifest["thresholds"][n] for n in names], np.float32)
+        rows, flipped = _label_sets(runners, split, names, baseline, b, thresholds, say)
+    else:
+        rows, flipped = _answers(runners, split, names, baseline, b, tok, say)
 
     say(f"timing {', '.join(runners)} interleaved on {config.threads} thread(s)")
     latency = measure_latency(runners, tok, split, config, max_len)
@@ -173,6 +180,29 @@ def _validate(config: ValidateConfig, root: Path, out: Path, progress: bool) -> 
     else:
         manifest = bundlefmt.update_manifest(root, metrics=manifest_metrics(report))
     return ValidationResult(report, str(out), failures, manifest, note)
+
+
+def _label_sets(
+    runners: dict[str, Any],
+    split: Any,
+    label_names: list[str],
+    baseline: str | None,
+    b: int,
+    thresholds: np.ndarray,
+    say: Any,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """A multi-label bundle's answers: label sets by its thresholds (``validate.labelsets``)."""
+    from .labelsets import flipped_sets, label_set_rows, set_batch_invariance
+
+    logits = {name: r.logits(split.texts, split.pairs, b) for name, r in runners.items()}
+    rows, decided = label_set_rows(logits, split, label_names, baseline, thresholds)
+    flipped = flipped_sets(decided, split, label_names, baseline)
+    say("checking batch invariance: every row again at batch 1")
+    for name, r in runners.items():
+        if r.kind == "onnx":
+            inv = set_batch_invariance(r, split, logits[name], b, thresholds)
+            rows[name]["batch_invariance"] = inv
+    return rows, flipped
 
 
 def _answers(
@@ -308,9 +338,9 @@ def _run_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _load_split(manifest: dict[str, Any], config: ValidateConfig, per_token: bool):
+def _load_split(manifest: dict[str, Any], config: ValidateConfig, task: str):
     """The labelled split, with labels (or tags) mapped onto the bundle's label ids."""
-    from ..data.labelled import labelled_split, labelled_token_split
+    from ..data.labelled import labelled_label_sets, labelled_split, labelled_token_split
 
     labels, rc = list(manifest.get("labels") or []), _run_config(manifest)
     kw: dict[str, Any] = {
@@ -320,6 +350,8 @@ def _load_split(manifest: dict[str, Any], config: ValidateConfig, per_token: boo
         "label_column": config.label_column,
         "max_samples": config.max_samples,
     }
-    if per_token:
+    if task == "token-classification":
         return labelled_token_split(labels, rc, **kw)
+    if task == "multi-label":
+        return labelled_label_sets(labels, rc, header=config.header, **kw)
     return labelled_split(labels, rc, header=config.header, **kw)

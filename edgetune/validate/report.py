@@ -54,9 +54,12 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     any_row = next(iter(report["variants"].values()))
     seqs = [s for s in seqs if s in any_row.get("latency", {})]
     per_token = "per_type" in any_row  # entity figures lead; agreement is per sentence
+    sets = "per_label" in any_row  # multi-label: macro F1 leads; agreement is per label set
     head = ["variant", "accuracy", "Δ points", "agreement", "macro F1"]
     if per_token:
         head = ["variant", "entity F1", "Δ points", "agreement", "token acc"]
+    elif sets:
+        head = ["variant", "macro F1", "Δ points", "agreement", "micro F1"]
     head += [f"p50 ms @{s[3:]}" for s in seqs] + [f"speed-up @{s[3:]}" for s in seqs]
     bcase = f"batch{report['settings']['batch_size']}"
     head += ["p50 ms data", f"rows/s b{report['settings']['batch_size']}", "size MB", "peak MB"]
@@ -65,11 +68,11 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, r in report["variants"].items():
         lat = r.get("latency", {})
         mark = "*" if name == report["default_variant"] else ""
-        lead, delta, last = (
-            ("f1", "f1_delta_points", "accuracy")
-            if per_token
-            else ("accuracy", "accuracy_delta_points", "macro_f1")
-        )
+        lead, delta, last = ("accuracy", "accuracy_delta_points", "macro_f1")
+        if per_token:
+            lead, delta, last = ("f1", "f1_delta_points", "accuracy")
+        elif sets:
+            lead, delta, last = ("macro_f1", "f1_delta_points", "micro_f1")
         cells = [
             name + mark,
             f"{r[lead] * 100:.2f}",
@@ -138,6 +141,8 @@ def markdown(report: dict[str, Any]) -> str:
     key, title = (
         ("per_type", "Per entity type") if "per_type" in first else ("per_class", "Per class")
     )
+    if "per_label" in first:
+        key, title = "per_label", "Per label"
     labels = list(first[key]) if key == "per_type" else report["data"]["label_names"]
     per_class = [
         [name, *(f"{r[key][c]['f1'] * 100:.2f}" for c in labels)]
@@ -234,6 +239,8 @@ def manifest_metrics(report: dict[str, Any]) -> dict[str, Any]:
                 "f1",
                 "f1_delta_points",
                 "token_agreement",
+                "micro_f1",
+                "label_agreement",
             )
             if k in r
         }

@@ -1,0 +1,217 @@
+"""Multi-label classification through every stage on the tiny model: train with BCE and tuned
+thresholds, export with the decision rule, the runtime's label sets, validate, predict, and
+the stock loaders."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgetune.cli import main
+
+from .conftest import train_kwargs
+
+TOPICS = {
+    "sport": ["goal", "match", "team", "score"],
+    "money": ["price", "bank", "cash", "market"],
+    "food": ["bread", "cook", "dinner", "soup"],
+}
+FILLER = ["the", "a", "was", "and", "it", "very", "day", "good"]
+
+
+def write_jsonl(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """Texts mentioning zero to three topics, each labelled with the topics it mentions."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        topics = [t for t in TOPICS if rng.random() < 0.4]
+        words = rng.sample(FILLER, 3) + [w for t in topics for w in rng.sample(TOPICS[t], 2)]
+        rng.shuffle(words)
+        lines.append(json.dumps({"text": " ".join(words), "labels": topics}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def multi_run(tmp_path_factory):
+    import edgetune
+
+    root = tmp_path_factory.mktemp("multi")
+    data = write_jsonl(root / "topics.jsonl")
+    out = root / "run"
+    result = edgetune.train(
+        data=str(data),
+        output=str(out),
+        threshold="tuned",
+        progress=False,
+        **train_kwargs(epochs=10, learning_rate=3e-3, max_length=32),
+    )
+    return out, result, data
+
+
+@pytest.fixture(scope="module")
+def multi_bundle(multi_run, tmp_path_factory):
+    from edgetune.export import export
+
+    out = tmp_path_factory.mktemp("multi-bundle") / "b"
+    export(source=str(multi_run[0]), output=str(out), variants=("fp32",), progress=False)
+    return out
+
+
+def test_lists_are_detected_trained_with_bce_and_thresholds_tuned(multi_run):
+    out, result, _ = multi_run
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["task"] == "multi-label" and config["metric"] == "micro_f1"
+    assert result.label_names == ["food", "money", "sport"]
+    model_cfg = json.loads((out / "best" / "config.json").read_text())
+    assert model_cfg["problem_type"] == "multi_label_classification"
+    saved = json.loads((out / "best" / "thresholds.json").read_text())
+    assert saved["rule"] == "tuned" and set(saved["thresholds"]) == set(result.label_names)
+    assert all(0 < t < 1 for t in saved["thresholds"].values())
+    assert result.test["micro_f1"] > 0.7 and result.test["macro_f1"] > 0.6, result.test
+    assert "at_0.5" in result.test and "micro F1" in result.summary()
+
+
+def test_the_bundle_carries_its_thresholds_and_decides_as_pytorch(multi_run, multi_bundle):
+    import torch
+
+    from edgetune.formats import bundle as bundlefmt
+    from edgetune.modeling import load_saved
+    from edgetune.runtime import Classifier
+
+    manifest = bundlefmt.verify(multi_bundle)
+    saved = json.loads((multi_run[0] / "best" / "thresholds.json").read_text())
+    assert manifest["task"] == "multi-label" and manifest["thresholds"] == saved["thresholds"]
+    texts = ["goal and bread", "the bank price was good", "a very good day", "soup cash team"]
+    clf = Classifier.load(multi_bundle, variant="fp32")
+    preds = clf.predict(texts, all_scores=True)
+    model = load_saved(multi_run[0] / "best").eval()
+    tok = clf.tokenizer
+    thr = np.asarray([saved["thresholds"][n] for n in clf.labels])
+    for text, p in zip(texts, preds):
+        ids = torch.tensor([tok.encode(text).ids])
+        with torch.inference_mode():
+            probs = torch.sigmoid(model(input_ids=ids).logits)[0].numpy()
+        expected = {clf.labels[i] for i in np.flatnonzero(probs >= thr)}
+        assert set(p.labels) == expected
+        np.testing.assert_allclose([p.scores[n] for n in clf.labels], probs, atol=1e-5)
+
+
+def test_tampered_thresholds_are_refused(multi_bundle, tmp_path):
+    import shutil
+
+    from edgetune.errors import BundleError
+    from edgetune.formats import bundle as bundlefmt
+
+    copy = tmp_path / "b"
+    shutil.copytree(multi_bundle, copy)
+    m = json.loads((copy / "edgetune.json").read_text())
+    m["thresholds"] = {k: 0.01 for k in m["thresholds"]}
+    (copy / "edgetune.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="thresholds"):
+        bundlefmt.verify(copy)
+
+
+def test_validate_measures_label_sets_through_the_runtime(multi_bundle):
+    from edgetune.validate import validate
+
+    fast = dict(threads=1, rounds=3, warmup=0, memory=False, seq_lengths=(16,), pause_s=0.0)
+    r = validate(bundle=str(multi_bundle), max_f1_drop=5.0, progress=False, **fast)
+    rows = r.report["variants"]
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["label_agreement"] == 1.0
+    assert rows["int8-dynamic"]["batch_invariance"]["flips"] == 0
+    assert set(rows["pytorch-fp32"]["per_label"]) == {"food", "money", "sport"}
+    assert {g["gate"] for g in r.report["gates"]} >= {"max_f1_drop"} and r.passed
+
+
+def test_predict_prints_label_sets(multi_bundle):
+    from edgetune.runtime import Classifier
+
+    texts = ["goal team and bread soup", "the bank price was good", "a very good day"]
+    expected = [p.labels for p in Classifier.load(multi_bundle).predict(texts)]
+    run = CliRunner()
+    r = run.invoke(main, ["predict", str(multi_bundle), *texts, "--format", "jsonl"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.output.splitlines()]
+    assert [row["labels"] for row in rows] == expected
+    assert [row["label"] for row in rows] == [";".join(e) for e in expected]
+    r = run.invoke(main, ["predict", str(multi_bundle), *texts, "--format", "csv"])
+    cells = [line.split(",")[1] for line in r.output.splitlines()[1:]]
+    assert r.exit_code == 0 and cells == [";".join(e) for e in expected]
+    r = run.invoke(main, ["predict", str(multi_bundle), *texts])
+    shown = [line.split()[1] for line in r.output.splitlines()[1:]]
+    assert shown == [";".join(e) or "-" for e in expected]
+
+
+def test_stock_optimum_pipeline_gives_the_same_label_sets(multi_run, multi_bundle):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, pipeline
+
+    from edgetune.runtime import Classifier
+
+    model = ORTModelForSequenceClassification.from_pretrained(
+        multi_bundle, file_name="model_fp32.onnx"
+    )
+    tok = AutoTokenizer.from_pretrained(multi_bundle)
+    pipe = pipeline("text-classification", model=model, tokenizer=tok, top_k=None)
+    clf = Classifier.load(multi_bundle, variant="fp32")
+    thresholds = json.loads((multi_bundle / "edgetune.json").read_text())["thresholds"]
+    texts = ["goal and bread", "the bank price was good", "soup cash team"]
+    for text, p in zip(texts, clf.predict(texts, all_scores=True)):
+        scores = {e["label"]: e["score"] for e in pipe([text])[0]}  # sigmoid: problem_type
+        assert {n for n, s in scores.items() if s >= thresholds[n]} == set(p.labels)
+        np.testing.assert_allclose(
+            [scores[n] for n in clf.labels], [p.scores[n] for n in clf.labels], atol=1e-5
+        )
+
+
+def test_multi_label_options_are_refused_elsewhere(tmp_path):
+    data = write_jsonl(tmp_path / "t.jsonl", n=20)
+    run = CliRunner()
+    r = run.invoke(
+        main,
+        [
+            "train",
+            "--model",
+            "tiny-distilbert",
+            "--data",
+            str(data),
+            "--output",
+            str(tmp_path / "r"),
+        ]
+        + ["--strategy", "fewshot", "--quiet"],
+    )
+    assert r.exit_code == 2 and "does not apply to multi-label" in r.output
+    csv = tmp_path / "one.csv"
+    csv.write_text("text,label\n" + "\n".join(f"row {i},{'ab'[i % 2]}" for i in range(20)))
+    r = run.invoke(
+        main,
+        ["train", "--model", "tiny-distilbert", "--data", str(csv), "--output", str(tmp_path / "s")]
+        + ["--threshold", "tuned", "--quiet"],
+    )
+    assert r.exit_code == 2 and "--threshold does not apply to text-classification" in r.output
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"strategy": "lora"}, {"strategy": "head"}, {"qat": "dynamic"}, {"class_weights": "balanced"}],
+    ids=["lora", "head", "qat", "balanced"],
+)
+def test_multi_label_runs_under_each_strategy_and_export(extra, tmp_path):
+    import edgetune
+    from edgetune.export import export
+    from edgetune.runtime import Classifier
+
+    data = write_jsonl(tmp_path / "t.jsonl", n=60)
+    run = tmp_path / "run"
+    kwargs = train_kwargs(epochs=1, max_length=32, **extra)
+    result = edgetune.train(data=str(data), output=str(run), progress=False, **kwargs)
+    assert result.config["task"] == "multi-label" and (run / "best" / "thresholds.json").is_file()
+    export(source=str(run), output=str(tmp_path / "b"), progress=False)
+    (pred,) = Classifier.load(tmp_path / "b").predict(["goal and bread"])  # self-checked
+    assert isinstance(pred.labels, list)
