@@ -215,3 +215,65 @@ def test_multi_label_runs_under_each_strategy_and_export(extra, tmp_path):
     export(source=str(run), output=str(tmp_path / "b"), progress=False)
     (pred,) = Classifier.load(tmp_path / "b").predict(["goal and bread"])  # self-checked
     assert isinstance(pred.labels, list)
+
+
+def test_bad_multi_label_data_is_one_line_and_exit_2(tmp_path):
+    cases = {
+        "ids.jsonl": ('{"text": "a b", "labels": [0, 7]}\n' * 4, "--label-names", "a,b"),
+        "empty.jsonl": ('{"text": "a b", "labels": []}\n' * 4, None, None),
+        "sep.jsonl": ('{"text": "a b", "labels": ["x,y", "z"]}\n' * 4, None, None),
+    }
+    for name, (content, option, value) in cases.items():
+        data = tmp_path / name
+        data.write_text(content, encoding="utf-8")
+        out = tmp_path / f"run-{name}"
+        args = ["train", "--model", "tiny-distilbert", "--data", str(data), "--output", str(out)]
+        args += ["--task", "multi-label", "--quiet"] + ([option, value] if option else [])
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2, (name, r.output)
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.output, r.output
+        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_transformers_js_reads_the_sigmoid_from_the_config(multi_run, tmp_path):
+    """transformers.js's text-classification pipeline applies the sigmoid that
+    ``problem_type`` asks for: its scores are the runtime's per-label probabilities."""
+    import shutil
+    import subprocess
+
+    from edgetune.export import export
+    from edgetune.runtime import Classifier
+
+    js = Path(__file__).parent / "js"
+    node = shutil.which("node")
+    if node is None or not (js / "node_modules" / "@huggingface" / "transformers").is_dir():
+        pytest.skip("Node and tests/js/node_modules run the transformers.js test")
+    out = tmp_path / "bundle"
+    export(
+        source=str(multi_run[0]),
+        output=str(out),
+        layout="transformers.js",
+        variants=("fp32",),
+        progress=False,
+    )
+    texts = ["goal and bread", "the bank price was good", "soup cash team"]
+    for dtype, variant in (("fp32", "fp32"), ("q8", "int8-dynamic")):
+        r = subprocess.run(
+            [node, str(js / "classify.mjs"), str(out), dtype],
+            input=json.dumps(texts),
+            capture_output=True,
+            text=True,
+            cwd=js,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        got = [json.loads(x) for x in r.stdout.splitlines()]
+        clf = Classifier.load(out, variant=variant)
+        np.testing.assert_allclose(
+            [g["logits"] for g in got], clf.logits(texts, batch_size=1), atol=1e-3
+        )
+        for g, p in zip(got, clf.predict(texts, all_scores=True)):
+            assert g["pipeline"]["score"] == pytest.approx(
+                p.scores[g["pipeline"]["label"]], abs=1e-3
+            )
