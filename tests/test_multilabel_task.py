@@ -277,3 +277,21 @@ def test_transformers_js_reads_the_sigmoid_from_the_config(multi_run, tmp_path):
             assert g["pipeline"]["score"] == pytest.approx(
                 p.scores[g["pipeline"]["label"]], abs=1e-3
             )
+
+
+def test_a_multi_label_student_learns_each_labels_sigmoid_from_a_teacher(multi_run, tmp_path):
+    import edgetune
+
+    out = tmp_path / "student"
+    result = edgetune.train(
+        data=str(multi_run[2]),
+        output=str(out),
+        teacher=str(multi_run[0]),
+        distill_alpha=0.5,
+        progress=False,
+        **train_kwargs(epochs=4, learning_rate=3e-3, max_length=32),
+    )
+    logits = np.load(out / "teacher_logits.npy")
+    assert logits.shape == (result.data["train"]["rows"], 3)
+    assert set(result.teacher["test"]) == {"micro_f1", "macro_f1"}
+    assert result.teacher["test"]["micro_f1"] > 0.5 and result.test["micro_f1"] > 0.5

@@ -370,8 +370,6 @@ def _unused_options(config: TrainConfig, task: str) -> str | None:
             (config.distill_augment > 0, "--distill-augment"),
             (bool(config.latency_budget), "--latency-budget"),
         ]
-    if multi:
-        checks.append((bool(config.teacher), "--teacher (not yet for multi-label)"))
     if tokens:
         checks += [
             (config.augment > 0, "--augment"),

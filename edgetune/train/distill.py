@@ -21,7 +21,6 @@ import numpy as np
 from ..data import Data, Split
 from ..errors import ConfigError, ModelError, first_line
 from ..formats import rundir
-from ..metrics import classification_metrics
 from .config import TrainConfig
 
 
@@ -99,10 +98,8 @@ def run_teacher(
     logits = np.concatenate([cache.logits(ev, p, bar) for p in parts if len(p)])[:, order]
     for name in ("validation", "test"):
         split = getattr(data, name)
-        m = classification_metrics(
-            split.labels, cache.logits(ev, split)[:, order].argmax(-1), data.label_names
-        )
-        info[name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        m = ev.task.split_metrics(cache.logits(ev, split)[:, order], split, data.label_names)
+        info[name] = {ev.task.headline[0]: m[ev.task.headline[0]], "macro_f1": m["macro_f1"]}
     return logits, info
 
 
@@ -336,6 +333,7 @@ def loss(
     """(1 - alpha) CE + alpha T^2 KL(teacher_T || student_T) over labelled rows; rows labelled
     ``IGNORE`` learn T^2 KL alone; each row weighs the same. alpha 0, or no teacher, is plain
     training."""
+    import torch
     import torch.nn.functional as F
 
     if teacher is None:
@@ -344,6 +342,13 @@ def loss(
         from .word_teacher import loss as word_loss
 
         return word_loss(loss_fn, student, labels, teacher, alpha, temperature)
+    if labels.is_floating_point():  # multi-label: each label's sigmoid is its own soft target
+        ce = loss_fn(student, labels)
+        if alpha == 0:
+            return ce
+        t = temperature
+        soft = F.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
+        return (1 - alpha) * ce + alpha * t * t * soft
     labelled = labels != IGNORE
     if bool(labelled.all()):
         ce = loss_fn(student, labels)
