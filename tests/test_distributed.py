@@ -301,3 +301,22 @@ def test_two_processes_train_a_token_classifier(tmp_path):
     assert m["environment"]["world_size"] == 2 and m["config"]["task"] == "token-classification"
     assert m["test"]["n_sentences"] == 8 and 0.0 <= m["test"]["f1"] <= 1.0
     assert len(m["history"]) == 3 and all(h["train_loss"] > 0 for h in m["history"])
+
+
+def test_two_processes_train_a_multi_label_classifier(tmp_path):
+    """Label sets travel as float targets sharded with their rows; thresholds are tuned once,
+    by rank 0, on the gathered validation logits."""
+    from .test_multilabel_task import write_jsonl
+
+    data = write_jsonl(tmp_path / "t.jsonl", n=48)
+    out = tmp_path / "ddp" / "run"
+    cmd = _launch("torchrun", tmp_path) + ["-m", "edgetune.cli", "train", "--data", str(data)]
+    cmd += ["--output", str(out), "--batch-size", "4", "--threshold", "tuned", "--quiet"]
+    for k, v in ARGS.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["environment"]["world_size"] == 2 and m["config"]["task"] == "multi-label"
+    assert (out / "best" / "thresholds.json").is_file() and "micro_f1" in m["test"]
