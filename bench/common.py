@@ -99,3 +99,18 @@ def bundle_accuracy(
         "agreement": rows[default]["agreement"],
         "rows": rep["data"]["rows"],
     }
+
+
+def train_or_resume(run: str, options: list[str]) -> float | None:
+    """Train RUN with ``edgetune train OPTIONS --output RUN --quiet`` unless it exists; a
+    RUN.partial left by a stopped run is resumed instead. Seconds it took (None: it existed)."""
+    import time
+    from pathlib import Path
+
+    if Path(run).exists():
+        return None
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "edgetune.cli", "train", "--output", run, "--quiet"]
+    partial = Path(run + ".partial").exists()  # stopped earlier: continue where it was
+    subprocess.run(cmd + (["--resume"] if partial else options), check=True)
+    return time.perf_counter() - t0

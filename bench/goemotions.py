@@ -21,29 +21,19 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_results  # noqa: E402
+from common import train_or_resume, write_results  # noqa: E402
 
 
 def _train(a: argparse.Namespace) -> float | None:
-    if Path(a.run).exists():
-        return None
-    t0 = time.perf_counter()
-    cli = [sys.executable, "-m", "edgetune.cli", "train"]
-    if Path(a.run + ".partial").exists():  # stopped earlier: continue where it was
-        subprocess.run(cli + ["--resume", "--output", a.run, "--quiet"], check=True)
-        return time.perf_counter() - t0
-    cmd = cli + ["--model", a.model, "--data", a.data, "--output", a.run, "--quiet"]
-    cmd += ["--task", "multi-label", "--no-header", "--text-column", "0", "--label-column", "1"]
-    cmd += ["--label-names", str(Path(a.data) / "labels.txt"), "--threshold", "tuned"]
-    cmd += ["--epochs", str(a.epochs)]
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+    options = ["--model", a.model, "--data", a.data, "--epochs", str(a.epochs)]
+    options += ["--task", "multi-label", "--no-header", "--text-column", "0"]
+    options += ["--label-column", "1", "--label-names", str(Path(a.data) / "labels.txt")]
+    return train_or_resume(a.run, options + ["--threshold", "tuned"])
 
 
 def _at_half(bundle: Path, variants: list[str], split) -> dict[str, dict]:

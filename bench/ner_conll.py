@@ -27,22 +27,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_results  # noqa: E402
+from common import train_or_resume, write_results  # noqa: E402
 
 
 def _train(a: argparse.Namespace) -> float | None:
-    if Path(a.run).exists():
-        return None
-    t0 = time.perf_counter()
-    if Path(a.run + ".partial").exists():  # stopped earlier: continue where it was
-        cmd = [sys.executable, "-m", "edgetune.cli", "train", "--resume", "--output", a.run]
-        subprocess.run(cmd + ["--quiet"], check=True)
-        return time.perf_counter() - t0
-    cmd = [sys.executable, "-m", "edgetune.cli", "train", "--model", a.model, "--data", a.data]
-    cmd += ["--output", a.run, "--epochs", str(a.epochs), "--quiet"]
-    cmd += [x for x in (a.train_args or "").split() if x]
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+    options = ["--model", a.model, "--data", a.data, "--epochs", str(a.epochs)]
+    return train_or_resume(a.run, options + [x for x in (a.train_args or "").split() if x])
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import codecs
 import csv
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 # Columns (or JSON fields) taken for the text when none is given, in order of preference.
@@ -115,3 +116,25 @@ def first_row_may_be_data(
     return all(
         _numeric(n) == all(_numeric(v) for v in _present(vals)) for n, vals in zip(names, columns)
     )
+
+
+def first_json_values(path: Path, limit: int, max_bytes: int = 32 * SNIFF_BYTES) -> list[Any]:
+    """The first ``limit`` values of a JSON array or JSON Lines file, read from its start (at
+    most ``max_bytes``; a value cut there is left out): what detection looks at."""
+    import json
+
+    with open(path, "rb") as f:
+        head = f.read(max_bytes)
+    text = text_sample(head, text_encoding(head)).lstrip()
+    text = text[1:] if text.startswith("[") else text
+    decoder, pos = json.JSONDecoder(), 0
+    out: list[Any] = []
+    while len(out) < limit:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        out.append(value)
+    return out

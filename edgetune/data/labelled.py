@@ -121,10 +121,7 @@ def labelled_split(
     part = getattr(loaded, split)
     mapping = _label_mapping(loaded.label_names, labels, spec)
     part = Split(part.texts, [mapping[i] for i in part.labels], part.pairs)
-    if max_samples and len(part.texts) > max_samples:
-        idx = np.random.default_rng(0).choice(len(part.texts), max_samples, replace=False)
-        part = part.subset(np.sort(idx))
-    return part, {"source": str(spec), "split": split, "label_names": labels}
+    return _at_most(part, max_samples), {"source": str(spec), "split": split, "label_names": labels}
 
 
 def labelled_token_split(
@@ -139,38 +136,12 @@ def labelled_token_split(
 ) -> tuple[Any, dict[str, Any]]:
     """A token-classification split to measure a model on, its tags mapped onto the model's
     tag ids by name (a tag the model does not know is refused)."""
-    if data is None and rc is None:
-        raise ConfigError(
-            "no labelled data to validate on: pass --data FILE_OR_FOLDER "
-            "(the bundle's source is not an edgetune run with training data)"
-        )
-    if data is None:
-        assert rc is not None
-        loaded = load_run_data(rc)
-        spec = rundir.data_spec(rc)[0]
-    else:
-        spec = data
-        names = tuple(n for n in labels if n)  # integer tags are read by the model's names
-        loaded = load_task_data(
-            data,
-            "token-classification",
-            text_columns=text_columns,
-            label_column=label_column,
-            label_names=names if _integer_tags(data) else (),
-        )
-    unknown = [n for n in loaded.label_names if n not in labels]
-    if unknown:
-        raise DataError(
-            f"the tags in {spec} ({', '.join(unknown[:5])}) are not the model's "
-            f"({', '.join(labels[:7])}); validate on data with the same entity types"
-        )
-    part = getattr(loaded, split)
-    ids = [labels.index(n) for n in loaded.label_names]
+    # Integer tags are read by the model's names (CoNLL tags are text).
+    names = tuple(n for n in labels if n) if data and _integer_tags(data) else ()
+    read = {"text_columns": text_columns, "label_column": label_column, "label_names": names}
+    part, ids, info = _measured("token-classification", labels, rc, data, split, read)
     part = type(part)(part.tokens, [[ids[t] for t in tags] for tags in part.tags])
-    if max_samples and len(part) > max_samples:
-        idx = np.random.default_rng(0).choice(len(part), max_samples, replace=False)
-        part = part.subset(np.sort(idx))
-    return part, {"source": str(spec), "split": split, "label_names": labels}
+    return _at_most(part, max_samples), info
 
 
 def labelled_label_sets(
@@ -186,6 +157,22 @@ def labelled_label_sets(
 ) -> tuple[Any, dict[str, Any]]:
     """A multi-label split to measure a model on, its labels mapped onto the model's by name
     (a label the model does not know is refused)."""
+    read = {"text_columns": text_columns, "label_column": label_column, "header": header}
+    part, ids, info = _measured("multi-label", labels, rc, data, split, read)
+    rows = [sorted(ids[i] for i in row) for row in part.labels]
+    return _at_most(type(part)(part.texts, rows, part.pairs), max_samples), info
+
+
+def _measured(
+    task: str,
+    labels: list[str],
+    rc: dict[str, Any] | None,
+    data: str | None,
+    split: str,
+    read: dict[str, Any],
+) -> tuple[Any, list[int], dict[str, Any]]:
+    """``split`` of ``data`` (else of the run's data, split as it was), the model's id of each
+    of the data's label names, and where the split came from."""
     if data is None and rc is None:
         raise ConfigError(
             "no labelled data to validate on: pass --data FILE_OR_FOLDER "
@@ -195,27 +182,24 @@ def labelled_label_sets(
         assert rc is not None
         loaded, spec = load_run_data(rc), rundir.data_spec(rc)[0]
     else:
-        spec = data
-        loaded = load_task_data(
-            data,
-            "multi-label",
-            text_columns=text_columns,
-            label_column=label_column,
-            header=header,
-        )
+        loaded, spec = load_task_data(data, task, **read), data
     unknown = [n for n in loaded.label_names if n not in labels]
     if unknown:
         raise DataError(
             f"the labels in {spec} ({', '.join(unknown[:5])}) are not the model's "
             f"({', '.join(labels[:7])}); validate on data with the same labels"
         )
-    part = getattr(loaded, split)
     ids = [labels.index(n) for n in loaded.label_names]
-    part = type(part)(part.texts, [sorted(ids[i] for i in row) for row in part.labels], part.pairs)
+    info = {"source": str(spec), "split": split, "label_names": labels}
+    return getattr(loaded, split), ids, info
+
+
+def _at_most(part: Any, max_samples: int | None) -> Any:
+    """At most ``max_samples`` rows (a seeded random choice, in the split's order)."""
     if max_samples and len(part) > max_samples:
         idx = np.random.default_rng(0).choice(len(part), max_samples, replace=False)
         part = part.subset(np.sort(idx))
-    return part, {"source": str(spec), "split": split, "label_names": labels}
+    return part
 
 
 def _integer_tags(spec: str) -> bool:

@@ -25,6 +25,7 @@ from ..textio import (
     cell_text,
     codec_name,
     column_name,
+    first_json_values,
     is_missing,
     sniff_delimiter,
     text_encoding,
@@ -814,22 +815,8 @@ def _sample(path: Path, header: bool | None) -> Any:
 
 
 def _first_records(path: Path) -> list[Any]:
-    """The first values of a JSON array or JSON Lines file, from its start."""
-    with open(path, "rb") as f:
-        head = f.read(32 * SNIFF_BYTES)
-    text = text_sample(head, text_encoding(head)).lstrip()
-    text = text[1:] if text.startswith("[") else text
-    decoder, pos = json.JSONDecoder(), 0
-    out: list[Any] = []
-    while len(out) < SAMPLE_ROWS:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except ValueError:
-            break
-        out.append(value)
-    return out
+    """The first JSON values of a JSON array or JSON Lines file."""
+    return first_json_values(path, SAMPLE_ROWS, 32 * SNIFF_BYTES)
 
 
 def _looks_multilabel(values: list[Any], sep: str) -> bool:

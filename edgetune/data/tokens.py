@@ -23,7 +23,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import DataError, first_line
-from ..textio import SNIFF_BYTES, TEXT_NAMES, codec_name, text_encoding, text_sample
+from ..textio import (
+    SNIFF_BYTES,
+    TEXT_NAMES,
+    codec_name,
+    first_json_values,
+    text_encoding,
+    text_sample,
+)
 from .read import SPLIT_NAMES
 from .split import Split, carve
 
@@ -765,19 +772,7 @@ def _looks_like_conll(path: Path) -> bool:
 
 def _first_records(path: Path) -> list[Any]:
     """The first JSON values of a JSON array or JSON Lines file."""
-    text = _head(path, 8 * SNIFF_BYTES).lstrip()
-    text = text[1:] if text.startswith("[") else text
-    decoder, pos = json.JSONDecoder(), 0
-    out: list[Any] = []
-    while len(out) < SAMPLE_RECORDS:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except ValueError:
-            break
-        out.append(value)
-    return out
+    return first_json_values(path, SAMPLE_RECORDS, 8 * SNIFF_BYTES)
 
 
 def _token_record(r: Any) -> bool:
