@@ -295,3 +295,8 @@ def test_a_multi_label_student_learns_each_labels_sigmoid_from_a_teacher(multi_r
     assert logits.shape == (result.data["train"]["rows"], 3)
     assert set(result.teacher["test"]) == {"micro_f1", "macro_f1"}
     assert result.teacher["test"]["micro_f1"] > 0.5 and result.test["micro_f1"] > 0.5
+
+
+def test_check_proves_a_multi_label_bundle_on_this_device(multi_bundle):
+    r = CliRunner().invoke(main, ["check", str(multi_bundle)])
+    assert r.exit_code == 0 and r.output.count("PASS") == 2, r.output

@@ -422,3 +422,12 @@ def test_static_and_portable_int8_calibrate_on_the_runs_sentences(token_run, tmp
     assert r.validation is not None and "int8-static" in r.validation.report["variants"]
     for variant in ("int8-static", "int8-portable"):
         assert Tagger.load(out, variant=variant).tag(["the day paul visited rome"])[0]
+
+
+def test_check_and_bench_run_token_bundles(token_bundle):
+    run = CliRunner()
+    r = run.invoke(main, ["check", str(token_bundle)])
+    assert r.exit_code == 0 and r.output.count("PASS") == 2, r.output
+    args = ["bench", str(token_bundle), "--seq-lengths", "16", "--batch-sizes", "1,4"]
+    r = run.invoke(main, args + ["--rounds", "3", "--warmup", "0", "--threads", "1"])
+    assert r.exit_code == 0 and "rows/s" in r.output, r.output
