@@ -1,8 +1,10 @@
-"""The task seam: what differs between one label per text and one tag per word.
+"""The task seam: what differs between one label per text, a set of labels per text and one
+tag per word.
 
 A ``Task`` is the one object the data reader, the trainer, the evaluator, the exporter, the
 validator, the runtime and ``predict`` consult, instead of ``if task == ...`` spread over the
-stages. ``text-classification`` is one label per text (or sentence pair);
+stages. ``text-classification`` is one label per text (or sentence pair); ``multi-label`` is
+any number of labels per text (a sigmoid each, decided by thresholds);
 ``token-classification`` is one IOB2 tag per word (named entities, personal data).
 
 Importable without torch or transformers (the runtime reads a bundle's task through it).
