@@ -300,3 +300,26 @@ def test_a_multi_label_student_learns_each_labels_sigmoid_from_a_teacher(multi_r
 def test_check_proves_a_multi_label_bundle_on_this_device(multi_bundle):
     r = CliRunner().invoke(main, ["check", str(multi_bundle)])
     assert r.exit_code == 0 and r.output.count("PASS") == 2, r.output
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [["--label-column", "l_sport", "--label-column", "l_food"], ["--label-column", "l_*"]],
+)
+def test_zero_one_columns_from_the_command_line(columns, tmp_path):
+    rng = random.Random(1)
+    rows = ["text,l_sport,l_food,other"]
+    for _ in range(40):
+        s, f = rng.random() < 0.5, rng.random() < 0.5
+        words = (["goal", "team"] if s else []) + (["soup", "bread"] if f else []) + ["day"]
+        rows.append(f"{' '.join(words)},{int(s)},{int(f)},x")
+    data = tmp_path / "flags.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--model", "tiny-distilbert", "--data", str(data), "--output", str(out)]
+    args += ["--epochs", "1", "--device", "cpu", "--precision", "fp32", "--quiet", *columns]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["task"] == "multi-label"
+    assert sorted(m["label_names"]) == ["l_food", "l_sport"]
