@@ -323,3 +323,14 @@ def test_zero_one_columns_from_the_command_line(columns, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["task"] == "multi-label"
     assert sorted(m["label_names"]) == ["l_food", "l_sport"]
+
+
+def test_static_int8_calibrates_on_the_runs_own_texts(multi_run, tmp_path):
+    from edgetune.export import export
+    from edgetune.runtime import Classifier
+
+    out = tmp_path / "b"
+    r = export(source=str(multi_run[0]), output=str(out), variants=("int8-static",), progress=False)
+    assert "int8-static" in r.variants
+    (pred,) = Classifier.load(out, variant="int8-static").predict(["goal and bread"])
+    assert isinstance(pred.labels, list)

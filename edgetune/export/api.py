@@ -488,10 +488,11 @@ def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
 
     if config.calibration_data:
         texts = load_texts(config.calibration_data)
-    elif src["run_config"] and src["task"].per_token:
+    elif src["run_config"] and src["task"].name != "text-classification":
         from ..data.labelled import load_run_data
 
-        texts = load_run_data(src["run_config"]).train.texts  # the sentences' words, joined
+        # The run's own reader and settings (a token run's sentences, its words joined).
+        texts = load_run_data(src["run_config"]).train.texts
     elif src["run_config"]:
         spec, kw = rundir.data_spec(src["run_config"])
         texts = load_texts(spec, text_columns=kw["text_columns"])
