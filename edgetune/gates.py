@@ -63,14 +63,16 @@ def accuracy_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: 
 
 
 def f1_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: float) -> Gate:
+    """The F1 a task leads with: entity F1 per token, macro F1 over label sets."""
     drop = -row["f1_delta_points"]
+    what = "entity F1" if "per_type" in row else "macro F1"
     return Gate(
         "max_f1_drop",
         default,
         drop,
         limit,
         drop <= limit + 1e-9,
-        f"entity F1 drop of {default} vs {baseline}: {drop:.2f} points (limit {limit:g})",
+        f"{what} drop of {default} vs {baseline}: {drop:.2f} points (limit {limit:g})",
     )
 
 

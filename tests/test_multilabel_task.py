@@ -334,3 +334,12 @@ def test_static_int8_calibrates_on_the_runs_own_texts(multi_run, tmp_path):
     assert "int8-static" in r.variants
     (pred,) = Classifier.load(out, variant="int8-static").predict(["goal and bread"])
     assert isinstance(pred.labels, list)
+
+
+def test_the_f1_gate_names_the_macro_f1(multi_bundle):
+    from edgetune.validate import validate
+
+    fast = dict(threads=1, rounds=3, warmup=0, memory=False, seq_lengths=(16,), pause_s=0.0)
+    r = validate(bundle=str(multi_bundle), max_f1_drop=5.0, progress=False, **fast)
+    (gate,) = [g for g in r.report["gates"] if g["gate"] == "max_f1_drop"]
+    assert gate["message"].startswith("macro F1 drop of int8-dynamic")
