@@ -160,3 +160,12 @@ def runtime_venv(tmp_path: Path, packages=RUNTIME_PACKAGES, first: Path | None =
     site = next(env_dir.glob("lib/python3*/site-packages"))
     (site / "runtime.pth").write_text("".join(f"{d}\n" for d in (first, pkgs) if d))
     return env_dir / "bin" / "python"
+
+
+def fp32_bundle(run: Path, tmp_path_factory, name: str) -> Path:
+    """``run`` exported with its default variant and fp32 beside it (no validator)."""
+    from edgetune.export import export
+
+    out = tmp_path_factory.mktemp(name) / "b"
+    export(source=str(run), output=str(out), variants=("fp32",), progress=False)
+    return out

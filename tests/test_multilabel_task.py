@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgetune.cli import main
 
-from .conftest import train_kwargs
+from .conftest import fp32_bundle, train_kwargs
 
 TOPICS = {
     "sport": ["goal", "match", "team", "score"],
@@ -56,11 +56,7 @@ def multi_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def multi_bundle(multi_run, tmp_path_factory):
-    from edgetune.export import export
-
-    out = tmp_path_factory.mktemp("multi-bundle") / "b"
-    export(source=str(multi_run[0]), output=str(out), variants=("fp32",), progress=False)
-    return out
+    return fp32_bundle(multi_run[0], tmp_path_factory, "multi-bundle")
 
 
 def test_lists_are_detected_trained_with_bce_and_thresholds_tuned(multi_run):

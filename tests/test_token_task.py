@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edgetune.cli import main
 
-from .conftest import train_kwargs
+from .conftest import fp32_bundle, train_kwargs
 
 PEOPLE = [["john"], ["mary"], ["anna", "smith"], ["paul"], ["john", "brown"], ["sarah"]]
 PLACES = [["paris"], ["london"], ["berlin"], ["new", "york"], ["rome"]]
@@ -65,11 +65,7 @@ def token_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_bundle(token_run, tmp_path_factory):
-    from edgetune.export import export
-
-    out = tmp_path_factory.mktemp("token-bundle") / "b"
-    export(source=str(token_run[0]), output=str(out), variants=("fp32",), progress=False)
-    return out
+    return fp32_bundle(token_run[0], tmp_path_factory, "token-bundle")
 
 
 def test_token_data_is_detected_and_trained_to_entity_f1(token_run):
