@@ -339,3 +339,26 @@ def test_the_f1_gate_names_the_macro_f1(multi_bundle):
     r = validate(bundle=str(multi_bundle), max_f1_drop=5.0, progress=False, **fast)
     (gate,) = [g for g in r.report["gates"] if g["gate"] == "max_f1_drop"]
     assert gate["message"].startswith("macro F1 drop of int8-dynamic")
+
+
+def test_validate_and_export_read_other_multi_label_data(multi_run, multi_bundle, tmp_path):
+    """--data in the same shape as the run's (names), and as integer ids of the model's labels."""
+    from edgetune.export import export
+    from edgetune.validate import validate
+
+    ids = tmp_path / "ids.jsonl"
+    names = ["food", "money", "sport"]
+    rows = [json.loads(x) for x in multi_run[2].read_text().splitlines()]
+    ids.write_text(
+        "".join(
+            json.dumps({"text": r["text"], "labels": [names.index(n) for n in r["labels"]]}) + "\n"
+            for r in rows
+        )
+    )
+    fast = dict(threads=1, rounds=3, warmup=0, memory=False, seq_lengths=(16,), pause_s=0.0)
+    by_names = validate(bundle=str(multi_bundle), data=str(multi_run[2]), progress=False, **fast)
+    by_ids = validate(bundle=str(multi_bundle), data=str(ids), progress=False, **fast)
+    for key in ("micro_f1", "macro_f1"):
+        assert by_ids.report["variants"]["fp32"][key] == by_names.report["variants"]["fp32"][key]
+    r = export(source=str(multi_run[0]), output=str(tmp_path / "b"), data=str(ids), progress=False)
+    assert "int8-dynamic" in r.variants

@@ -157,7 +157,9 @@ def labelled_label_sets(
 ) -> tuple[Any, dict[str, Any]]:
     """A multi-label split to measure a model on, its labels mapped onto the model's by name
     (a label the model does not know is refused)."""
+    # The model's names also name integer label ids (a name it does not know is refused).
     read = {"text_columns": text_columns, "label_column": label_column, "header": header}
+    read["label_names"] = tuple(labels)
     part, ids, info = _measured("multi-label", labels, rc, data, split, read)
     rows = [sorted(ids[i] for i in row) for row in part.labels]
     return _at_most(type(part)(part.texts, rows, part.pairs), max_samples), info

@@ -403,12 +403,17 @@ def _golden(
 
 def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
     """Refuse --data the validation could not use (missing, unreadable, other labels)."""
-    from ..data.labelled import labelled_split, labelled_token_split
+    from ..data.labelled import labelled_label_sets, labelled_split, labelled_token_split
 
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
     id2label = cfg.get("id2label") or {}
     labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    measured_on = labelled_token_split if src["task"].per_token else labelled_split
+    task = src["task"]
+    measured_on: Any = labelled_split
+    if task.per_token:
+        measured_on = labelled_token_split
+    elif task.multi_label:
+        measured_on = labelled_label_sets
     measured_on(labels, src["run_config"], data=config.data)
 
 
