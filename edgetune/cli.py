@@ -149,8 +149,9 @@ def _presets_help() -> str:
     "--task",
     type=click.Choice(TASKS),
     show_default=True,
-    help="One label per text, or one tag per word (NER, PII); auto: token classification when "
-    "the data is CoNLL, token and tag lists, or text with character spans.",
+    help="One label per text, any number of labels per text, or one tag per word (NER, PII); "
+    "auto: token classification for CoNLL, token and tag lists or character spans, "
+    "multi-label for label lists, delimited labels or several label columns.",
 )
 @click.option(
     "--text-column",
