@@ -389,12 +389,14 @@ def _presets_help() -> str:
 def train(
     resume: bool, overwrite: bool, quiet: bool, label_names: str | None, **options: Any
 ) -> None:
-    """Fine-tune a compact transformer for text or token classification.
+    """Fine-tune a compact transformer for text classification (one label or any number of
+    labels per text) or token classification.
 
     \b
     Example:
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/sst2
       edgetune train --model minilm-l6 --data data/conll2003 --output runs/ner
+      edgetune train --model minilm-l6 --data tickets.jsonl --output runs/tags --threshold tuned
       edgetune train --model minilm-l6 --data examples/sst2-sample --output runs/fs16 \
           --strategy fewshot --shots 16 --label-names negative,positive \
           --label-prompts "negative=This review is negative.,positive=This review is positive."
