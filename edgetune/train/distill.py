@@ -88,7 +88,8 @@ def run_teacher(
             split = getattr(data, name)
             held_out = word_teacher.word_logits(ev, tokenizer, split, order)
             info[name] = word_teacher.figures(held_out, split, data.label_names)
-        return word_teacher.word_logits(ev, tokenizer, data.train, order), info
+        bar = "teacher" if progress else None
+        return word_teacher.word_logits(ev, tokenizer, data.train, order, bar), info
     cache = _LogitCache(Path(where), config, env)
     # Labelled rows and texts without labels apart: runs with other extra texts share the first.
     n = sum(1 for y in data.train.labels if y != IGNORE)

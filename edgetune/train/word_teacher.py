@@ -17,10 +17,13 @@ import numpy as np
 from ..tasks import IGNORE, first_subwords
 
 
-def word_logits(ev: Any, tokenizer: Any, split: Any, order: list[int]) -> np.ndarray:
+def word_logits(
+    ev: Any, tokenizer: Any, split: Any, order: list[int], bar: str | None = None
+) -> np.ndarray:
     """The teacher's logits [all words of ``split``, tags] in the data's tag order; a word
-    past the teacher's max length gets zeros (no preference: the student keeps its label)."""
-    per_row = ev.logits(split, "teacher")
+    past the teacher's max length gets zeros (no preference: the student keeps its label).
+    ``bar`` names a progress bar (None: none, as under --quiet)."""
+    per_row = ev.logits(split, bar)
     max_length = ev.config.max_length or 128
     enc = tokenizer(split.tokens, is_split_into_words=True, truncation=True, max_length=max_length)
     k = len(order)
