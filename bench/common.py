@@ -114,3 +114,16 @@ def train_or_resume(run: str, options: list[str]) -> float | None:
     partial = Path(run + ".partial").exists()  # stopped earlier: continue where it was
     subprocess.run(cmd + (["--resume"] if partial else options), check=True)
     return time.perf_counter() - t0
+
+
+def export_in_own_process(run: str, out: Path, variants: str) -> tuple[float, float]:
+    """``edgetune export RUN --output OUT --variants V --no-validate`` in its own process, so
+    its time and peak memory are its own: (seconds, peak RSS MB of the children so far)."""
+    import resource
+    import time
+
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "edgetune.cli", "export", run, "--output", str(out)]
+    subprocess.run(cmd + ["--variants", variants, "--no-validate", "--quiet"], check=True)
+    seconds = time.perf_counter() - t0
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -13,7 +13,6 @@ speed-up >= 4x at sequence 32 and >= 3x at 128 (batch 1, --threads). Duration: a
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_results  # noqa: E402
+from common import export_in_own_process, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -64,11 +63,7 @@ def main() -> None:
         train_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / Path(a.run).name
-        t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "edgetune.cli", "export", a.run, "--output", str(out)]
-        subprocess.run(cmd + ["--variants", a.variants, "--no-validate", "--quiet"], check=True)
-        export_s = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        export_s, peak_mb = export_in_own_process(a.run, out, a.variants)
         result = validate(
             bundle=str(out),
             threads=a.threads,

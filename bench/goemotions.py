@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import train_or_resume, write_results  # noqa: E402
+from common import export_in_own_process, train_or_resume, write_results  # noqa: E402
 
 
 def _train(a: argparse.Namespace) -> float | None:
@@ -76,8 +75,7 @@ def main() -> None:
     test_split = load_run_data(json.loads((run / "config.json").read_text())).test
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / run.name
-        cmd = [sys.executable, "-m", "edgetune.cli", "export", a.run, "--output", str(out)]
-        subprocess.run(cmd + ["--variants", a.variants, "--no-validate", "--quiet"], check=True)
+        export_in_own_process(a.run, out, a.variants)
         result = validate(
             bundle=str(out), threads=a.threads, max_f1_drop=1.0, raise_on_failure=False
         )

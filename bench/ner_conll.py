@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import train_or_resume, write_results  # noqa: E402
+from common import export_in_own_process, train_or_resume, write_results  # noqa: E402
 
 
 def _train(a: argparse.Namespace) -> float | None:
@@ -56,11 +53,7 @@ def main() -> None:
     metrics = json.loads((Path(a.run) / "metrics.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / Path(a.run).name
-        t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "edgetune.cli", "export", a.run, "--output", str(out)]
-        subprocess.run(cmd + ["--variants", a.variants, "--no-validate", "--quiet"], check=True)
-        export_s = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        export_s, peak_mb = export_in_own_process(a.run, out, a.variants)
         result = validate(
             bundle=str(out),
             threads=a.threads,
