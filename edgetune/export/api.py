@@ -383,7 +383,7 @@ def _golden(
             test = load_run_data(src["run_config"]).test  # held out from training
         else:
             test = load_task_data(str(config.data), task.name).test
-        texts, pairs = test.texts, getattr(test, "pairs", None)
+        texts, pairs = test.texts, test.pairs
     elif config.calibration_data:
         texts = load_texts(config.calibration_data)
     tok = AutoTokenizer.from_pretrained(bundle_dir)

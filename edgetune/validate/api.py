@@ -216,7 +216,7 @@ def _answers(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Each candidate's figures on the split and the rows it answers differently from the
     baseline; each ONNX variant's batch invariance. Per token: entity figures per word."""
-    pairs = getattr(split, "pairs", None)
+    pairs = split.pairs  # every split kind has one (None: single texts)
     logits = {name: r.logits(split.texts, pairs, b) for name, r in runners.items()}
     per_token = isinstance(next(iter(logits.values())), list)
     if per_token:
