@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +33,7 @@ def _train(a: argparse.Namespace) -> float | None:
     options = ["--model", a.model, "--data", a.data, "--epochs", str(a.epochs)]
     options += ["--task", "multi-label", "--no-header", "--text-column", "0"]
     options += ["--label-column", "1", "--label-names", str(Path(a.data) / "labels.txt")]
-    return train_or_resume(a.run, options + ["--threshold", "tuned"])
+    return train_or_resume(a.run, options + ["--threshold", "tuned", *shlex.split(a.train_args)])
 
 
 def _at_half(bundle: Path, variants: list[str], split) -> dict[str, dict]:
@@ -60,6 +61,9 @@ def main() -> None:
     ap.add_argument("--source", default="", help="where the data came from (repository@commit)")
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument(
+        "--train-args", default="", help="more edgetune train options, e.g. '--learning-rate 2e-4'"
+    )
     ap.add_argument("--variants", default="fp32,int8-static,int8-portable")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="goemotions")
@@ -95,7 +99,8 @@ def main() -> None:
     body += [
         "",
         f"Data: `{a.data}` ({a.source or 'source not given'}). Model {a.model}, "
-        f"{metrics['config']['epochs']} epoch(s), thresholds tuned on dev; the run's test "
+        f"{metrics['config']['epochs']} epoch(s) at learning rate "
+        f"{metrics['config']['learning_rate']:g}, thresholds tuned on dev; the run's test "
         f"(PyTorch): micro F1 {test['micro_f1'] * 100:.2f}, macro F1 {test['macro_f1'] * 100:.2f} "
         f"(at 0.5: {test['at_0.5']['micro_f1'] * 100:.2f} / {test['at_0.5']['macro_f1'] * 100:.2f}).",
     ]

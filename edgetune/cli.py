@@ -199,7 +199,8 @@ def _presets_help() -> str:
     type=click.Choice(STRATEGIES),
     show_default=True,
     help="Train all weights, only the head, LoRA adapters (merged at the end), or fewshot: "
-    "contrastive pairs tune a sentence encoder, then a head is fitted (8-64 rows per class).",
+    "contrastive pairs tune a sentence encoder, then a head is fitted (8-64 rows per class; "
+    "one-vs-rest for label sets).",
 )
 @click.option("--epochs", type=int, help="Epochs [preset, else 3].")
 @click.option("--learning-rate", type=float, help="Peak learning rate [preset, else 5e-5].")
@@ -339,8 +340,8 @@ def _presets_help() -> str:
 @click.option(
     "--shots",
     type=int,
-    help="Train on K rows per class of the training split (stratified, seeded by --seed); "
-    "0 with --label-prompts: zero-shot.",
+    help="Train on K rows per class of the training split (stratified, seeded by --seed; "
+    "multi-label: at least K rows per label); 0 with --label-prompts: zero-shot.",
 )
 @click.option(
     "--label-prompts",

@@ -62,10 +62,18 @@ def accuracy_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: 
     )
 
 
+def lead_figure(row: dict[str, Any]) -> str:
+    """The name of a validation row's leading figure: entity F1 per token, macro F1 over label
+    sets (both stored as ``f1``), else accuracy."""
+    if "f1" not in row:
+        return "accuracy"
+    return "entity F1" if "per_type" in row else "macro F1"
+
+
 def f1_drop_gate(row: dict[str, Any], default: str, baseline: str, limit: float) -> Gate:
     """The F1 a task leads with: entity F1 per token, macro F1 over label sets."""
     drop = -row["f1_delta_points"]
-    what = "entity F1" if "per_type" in row else "macro F1"
+    what = lead_figure(row)
     return Gate(
         "max_f1_drop",
         default,

@@ -180,9 +180,10 @@ def test_multi_label_options_are_refused_elsewhere(tmp_path):
             "--output",
             str(tmp_path / "r"),
         ]
-        + ["--strategy", "fewshot", "--quiet"],
+        + ["--strategy", "fewshot", "--shots", "0", "--label-prompts", "sport=a", "--quiet"],
     )
-    assert r.exit_code == 2 and "does not apply to multi-label" in r.output
+    assert r.exit_code == 2 and "--shots 0 (zero-shot) does not apply to multi-label" in r.output
+    assert not (tmp_path / "r").exists()
     csv = tmp_path / "one.csv"
     csv.write_text("text,label\n" + "\n".join(f"row {i},{'ab'[i % 2]}" for i in range(20)))
     r = run.invoke(
@@ -362,3 +363,64 @@ def test_validate_and_export_read_other_multi_label_data(multi_run, multi_bundle
         assert by_ids.report["variants"]["fp32"][key] == by_names.report["variants"]["fp32"][key]
     r = export(source=str(multi_run[0]), output=str(tmp_path / "b"), data=str(ids), progress=False)
     assert "int8-dynamic" in r.variants
+
+
+def test_a_new_head_starts_at_each_labels_rate():
+    """The bias of a new multi-label head is the log-odds of each label's train rate (a label
+    never or always present is clipped, not infinite); a model without such a head is left."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from edgetune.train.trainable import start_at_label_rates
+
+    cfg = DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=3)
+    model = DistilBertForSequenceClassification(cfg)
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
+    assert start_at_label_rates(model, targets)
+    bias = model.classifier.bias.detach().numpy()
+    assert bias[0] == pytest.approx(np.log(3), abs=1e-6)  # 3 of 4: log(0.75 / 0.25)
+    assert bias[1] == pytest.approx(-np.log(3), abs=1e-6)
+    assert np.isfinite(bias[2]) and bias[2] == pytest.approx(np.log(1 / 5), abs=1e-6)
+    probs = torch.sigmoid(model.classifier.bias).detach().numpy()
+    assert probs[0] == pytest.approx(0.75, abs=1e-6)
+    assert not start_at_label_rates(model, np.zeros((4, 5)))  # 5 labels, a 3-output head
+
+
+def test_few_shot_learns_label_sets_with_a_one_vs_rest_head(tmp_path):
+    """--strategy fewshot --shots k on label sets: at least k rows per label, pairs alike when
+    their sets share a label, one logistic regression per label; exported and decided alike."""
+    import edgetune
+    from edgetune.export import export
+    from edgetune.runtime import Classifier
+    from edgetune.train.fewshot import make_pairs, sample_shots
+
+    data = write_jsonl(tmp_path / "t.jsonl", n=160)
+    run = tmp_path / "run"
+    kwargs = train_kwargs(strategy="fewshot", shots=6, learning_rate=1e-3, max_length=32)
+    result = edgetune.train(
+        data=str(data), output=str(run), threshold="tuned", progress=False, **kwargs
+    )
+    assert result.config["task"] == "multi-label" and result.data["shots"] == 6
+    assert 6 <= result.data["train"]["rows"] <= 18  # rows carry several labels
+    assert result.test["micro_f1"] > 0.6, result.test  # the words name the topics
+    assert set(result.history[0]) >= {"val_micro_f1", "val_macro_f1", "val_loss"}
+    export(source=str(run), output=str(tmp_path / "b"), progress=False)
+    clf = Classifier.load(tmp_path / "b")
+    assert clf.task.multi_label and clf.thresholds is not None
+    (pred,) = clf.predict(["goal match bank price"])
+    assert set(pred.labels) == {"money", "sport"}
+
+    sets = [[0], [0, 1], [2], [], []]
+    pairs = make_pairs(sets, 40, seed=0)
+    for i, j, same in pairs:
+        alike = bool(set(sets[i]) & set(sets[j])) or sets[i] == sets[j] == []
+        assert alike == bool(same)
+    assert pairs[:, 2].sum() == 20
+    from edgetune.data.multilabel import MultiLabelSplit
+
+    split = MultiLabelSplit([f"t{i}" for i in range(6)], [[0], [0, 1], [1], [1], [2], [2]])
+    picked = sample_shots(split, 2, seed=0)
+    t = picked.targets(3)
+    assert (t.sum(0) >= 2).all() and len(picked) <= 6
+    with pytest.raises(edgetune.errors.ConfigError, match="--shots 3: label 0 has only 2"):
+        sample_shots(split, 3, seed=0)

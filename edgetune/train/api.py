@@ -21,6 +21,7 @@ from ..errors import ConfigError, DataError, EdgetuneError
 from ..formats import rundir
 from ..modeling import load_for_training, load_saved, model_config
 from ..presets import ModelSource, resolve_model
+from ..tasks import MULTI
 from . import checkpoint, distill
 from .config import TrainConfig, TrainResult, dropped_summary, parse_qat_start
 from .evaluate import Evaluator
@@ -301,7 +302,7 @@ def _run(
         f"{data.num_labels} classes; dropped {dropped_summary(data.report)}"
     )
     data, teacher, extra = _prepare_teacher(config, data, env, d, work, say, progress)
-    config, tokenizer, model = _build_model(config, source, label_names, env, say)
+    config, tokenizer, model = _build_model(config, source, label_names, env, say, data)
     if not resume and d.main:
         _start_work(config, source, env, work, teacher, extra)
     d.barrier()
@@ -360,12 +361,17 @@ def _unused_options(config: TrainConfig, task: str) -> str | None:
         (not multi and bool(config.label_columns), "several --label-column"),
         (not multi and config.label_sep != ",", "--label-sep"),
     ]
-    if tokens or multi:
+    if multi:  # few-shot learns label sets (one-vs-rest head) from labelled rows only
+        checks += [(config.shots == 0, "--shots 0 (zero-shot)")]
+    if tokens:
         checks += [
             (config.strategy == "fewshot", "--strategy fewshot"),
-            (bool(config.template), "--template"),
             (config.shots is not None, "--shots"),
             (bool(config.label_prompts), "--label-prompts"),
+        ]
+    if tokens or multi:
+        checks += [
+            (bool(config.template), "--template"),
             (bool(config.unlabeled), "--unlabeled"),
             (config.distill_augment > 0, "--distill-augment"),
             (bool(config.latency_budget), "--latency-budget"),
@@ -396,9 +402,9 @@ def _prepare_data(config: TrainConfig) -> tuple[Any, list[str]]:
         seed=config.seed,
         header=config.header,
     )
-    if config.task != "text-classification":
-        return data, data.label_names  # --label-names named its integer tags (or labels)
-    label_names = _apply_label_names(data, config.label_names)
+    label_names = data.label_names  # --label-names named the integer tags (or labels)
+    if config.task == "text-classification":
+        label_names = _apply_label_names(data, config.label_names)
     if config.shots is not None:
         from .fewshot import sample_shots
 
@@ -465,10 +471,16 @@ def _build_model(
     label_names: list[str],
     env: dict[str, Any],
     say: Any,
+    data: Any,
 ) -> tuple[TrainConfig, Any, Any]:
-    """Seeded weights and tokenizer; the student's depth (--layers, or the latency budget's)."""
+    """Seeded weights and tokenizer (a new multi-label head starting at the label rates); the
+    student's depth (--layers, or the latency budget's)."""
     _seed_everything(config.seed)
     tokenizer, model, new_weights = load_for_training(source, config, label_names)
+    if new_weights and config.task == MULTI:
+        from .trainable import start_at_label_rates
+
+        start_at_label_rates(model, data.train.targets(data.num_labels))
     if config.qat_distill and new_weights and parse_qat_start(config.qat_start)[0] == 0:
         raise ConfigError(
             f"--qat-distill learns from the model as QAT starts, and {config.model} has an "

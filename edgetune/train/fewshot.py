@@ -22,6 +22,7 @@ from ..data import Split
 from ..errors import ConfigError
 from ..formats import rundir
 from ..heads import PROMPT_SCALE, parse_label_prompts
+from ..tasks import task_named
 from .batching import autocast, collate, encode
 from .evaluate import Evaluator
 from .parts import TrainerParts
@@ -33,21 +34,26 @@ LEARNING_RATE = 2e-5  # SetFit's body learning rate
 _ENUMERATE_UP_TO = 2048  # rows up to which every pair is listed (2.1M pairs)
 
 
-def make_pairs(labels: list[int] | np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` pairs ``[i, j, same]`` of row indices, half with equal labels and half not.
+def make_pairs(labels: list[Any] | np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` pairs ``[i, j, same]`` of row indices, half alike and half not.
 
+    Two rows are alike when their labels are equal; with label sets (multi-label: a list of
+    label ids per row, as SetFit pairs them) when the sets share a label or are both empty.
     Pairs are drawn without repeats until each kind runs out, then again in a new order (so
     tiny sets oversample rather than skew the balance); seeded, so a run is reproducible.
     """
-    y = np.asarray(labels)
+    sets = len(labels) > 0 and isinstance(labels[0], (list, tuple))
+    y = _set_matrix(labels) if sets else np.asarray(labels)
     rng = np.random.default_rng(seed)
     n = len(y)
     half = (count + 1) // 2
     if n <= _ENUMERATE_UP_TO:
         i, j = np.triu_indices(n, 1)
-        same = y[i] == y[j]
+        same = _alike(y[i], y[j]) if sets else y[i] == y[j]
         kinds = [np.stack([i[s], j[s]], 1) for s in (same, ~same)]
         chosen = [_cycle(k, half, rng) for k in kinds]
+    elif sets:
+        chosen = [_sample_sets(y, half, rng, want_same) for want_same in (True, False)]
     else:
         chosen = [_sample(y, half, rng, want_same) for want_same in (True, False)]
     if any(len(c) == 0 for c in chosen):
@@ -60,6 +66,33 @@ def make_pairs(labels: list[int] | np.ndarray, count: int, seed: int) -> np.ndar
         [np.column_stack([pos, np.ones(half, int)]), np.column_stack([neg, np.zeros(half, int)])]
     )
     return out[rng.permutation(len(out))]
+
+
+def _set_matrix(labels: Any) -> np.ndarray:
+    """Label-id lists as an ``[n, k]`` bool matrix."""
+    k = 1 + max((max(ids) for ids in labels if len(ids)), default=0)
+    out = np.zeros((len(labels), k), dtype=bool)
+    for r, ids in enumerate(labels):
+        out[r, list(ids)] = True
+    return out
+
+
+def _alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of two label-set matrices that share a label, or are both empty."""
+    return (a & b).any(-1) | (~a.any(-1) & ~b.any(-1))
+
+
+def _sample_sets(y: np.ndarray, k: int, rng: np.random.Generator, same: bool) -> np.ndarray:
+    """``k`` random pairs of the wanted kind among many label sets (tries bounded: none of a
+    kind in 50 tries per pair means there are practically none)."""
+    out: list[tuple[int, int]] = []
+    tries = 0
+    while len(out) < k and tries < 50 * k:
+        a, b = (int(x) for x in rng.integers(len(y), size=2))
+        tries += 1
+        if a != b and bool(_alike(y[a], y[b])) == same:
+            out.append((a, b))
+    return np.array(out, dtype=int).reshape(-1, 2)
 
 
 def _cycle(pool: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,10 +119,16 @@ def _sample(y: np.ndarray, k: int, rng: np.random.Generator, same: bool) -> np.n
     return np.array(out)
 
 
-def sample_shots(split: Split, k: int, seed: int) -> Split:
-    """``k`` rows of each class, stratified and seeded; refuses a ``k`` larger than a class."""
-    y = np.asarray(split.labels)
+def sample_shots(split: Any, k: int, seed: int) -> Any:
+    """``k`` rows of each class, stratified and seeded; refuses a ``k`` larger than a class.
+
+    With label sets (multi-label) each label gets at least ``k`` rows that carry it: labels
+    in turn, rarest first, take rows not yet picked until they have ``k``.
+    """
     rng = np.random.default_rng(seed)
+    if len(split) and isinstance(split.labels[0], list):
+        return split.subset(_shots_per_label(_set_matrix(split.labels), k, rng))
+    y = np.asarray(split.labels)
     picked = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
@@ -100,6 +139,21 @@ def sample_shots(split: Split, k: int, seed: int) -> Split:
             )
         picked.append(rng.permutation(idx)[:k])
     return split.subset(np.sort(np.concatenate(picked)) if picked else np.array([], int))
+
+
+def _shots_per_label(y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    picked = np.zeros(len(y), dtype=bool)
+    for c in np.argsort(y.sum(0), kind="stable"):
+        idx = np.flatnonzero(y[:, c])
+        if len(idx) < k:
+            raise ConfigError(
+                f"--shots {k}: label {c} has only {len(idx)} training rows; "
+                f"pass --shots {len(idx)} or less"
+            )
+        need = k - int(picked[idx].sum())
+        if need > 0:
+            picked[rng.permutation(idx[~picked[idx]])[:need]] = True
+    return np.flatnonzero(picked)
 
 
 class FewShotTrainer:
@@ -116,6 +170,7 @@ class FewShotTrainer:
         )
         self.backend, self.signals, self.on_step = parts.backend, parts.signals, parts.on_step
         self.device = env["device"]
+        self.task = task_named(config.task)
         # bf16 autocast where the device has it; fp16 would need a loss scaler for a short
         # phase of a small model, so it trains in fp32 (recorded in the run)
         if env["precision"] == "fp16":
@@ -143,18 +198,19 @@ class FewShotTrainer:
         tensors = self.backend.state_tensors(self.model, self.optimizer)
         return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
-    def rows(self) -> Split:
+    def rows(self) -> Any:
         """The labelled rows the encoder and head learn from: training rows and prompts."""
         train = self.data.train
         names = self.data.label_names
+        multi = self.task.multi_label
         texts = list(train.texts) + [p for n in names for p in self.prompts.get(n, [])]
-        labels = list(train.labels) + [
-            i for i, n in enumerate(names) for _ in self.prompts.get(n, [])
+        labels: list[Any] = list(train.labels) + [
+            [i] if multi else i for i, n in enumerate(names) for _ in self.prompts.get(n, [])
         ]
         pairs = None
         if train.pairs is not None:
             pairs = list(train.pairs) + [""] * (len(texts) - len(train))
-        return Split(texts, labels, pairs)
+        return type(train)(texts, labels, pairs)
 
     def fit(self) -> None:
         c = self.config
@@ -288,14 +344,22 @@ class FewShotTrainer:
             self.model.head.weight.copy_(w)
             self.model.head.bias.zero_()
 
-    def fit_head(self, rows: Split) -> None:
+    def fit_head(self, rows: Any) -> None:
         """Multinomial logistic regression (L-BFGS, as sklearn's default solver) on the
-        embeddings; the L2 penalty pulls toward the prompts' weights where there are any."""
+        embeddings, or for label sets one binary logistic regression per label (one-vs-rest,
+        SetFit's multi-label head); the L2 penalty pulls toward the prompts' weights where there
+        are any."""
         import torch
 
         x = self.embeddings(rows)
-        y = torch.tensor(rows.labels)
         k = self.data.num_labels
+        fit: Any
+        if self.task.multi_label:
+            y = torch.from_numpy(rows.targets(k))
+            fit = torch.nn.functional.binary_cross_entropy_with_logits
+        else:
+            y = torch.tensor(rows.labels)
+            fit = torch.nn.functional.cross_entropy
         prior = self.prompt_weights()
         w0 = prior if prior is not None else torch.zeros(k, x.shape[1])
         w = w0.clone().requires_grad_(True)
@@ -305,7 +369,7 @@ class FewShotTrainer:
 
         def closure() -> Any:
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(x @ w.T + b, y, reduction="sum")
+            loss = fit(x @ w.T + b, y, reduction="sum")
             loss = loss + 0.5 * l2 * ((w - w0) ** 2).sum()
             loss.backward()
             return loss
@@ -320,24 +384,12 @@ class FewShotTrainer:
 
     def save_best(self, train_loss: float) -> None:
         ev = Evaluator(self.model, self.tokenizer, self.config, self.env, precision="fp32")
-        from ..metrics import classification_metrics, cross_entropy
-
-        val = self.data.validation
-        lg = ev.logits(val)
-        m = classification_metrics(val.labels, lg.argmax(-1), self.data.label_names)
-        val_loss = cross_entropy(lg, np.asarray(val.labels))
-        value = val_loss if self.config.metric == "loss" else m[self.config.metric]
+        m = ev.metrics(self.data.validation, self.data.label_names)
         s = self.state
-        s["best"].update(value=value, step=s["step"], epoch=float(s["epoch"]))
+        s["best"].update(value=m[self.config.metric], step=s["step"], epoch=float(s["epoch"]))
         s["history"].append(
-            {
-                "step": s["step"],
-                "epoch": float(s["epoch"]),
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_accuracy": m["accuracy"],
-                "val_macro_f1": m["macro_f1"],
-            }
+            {"step": s["step"], "epoch": float(s["epoch"]), "train_loss": train_loss}
+            | {f"val_{k}": m[k] for k in ("loss", "accuracy", "micro_f1", "macro_f1") if k in m}
         )
         tmp = self.work / (rundir.BEST + ".tmp")
         if tmp.exists():

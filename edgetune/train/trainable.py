@@ -118,3 +118,26 @@ def keep_layers(model: Any, n: int) -> list[int]:
     setattr(parent, name.rpartition(".")[2], torch.nn.ModuleList([layers[i] for i in keep]))
     setattr(cfg, attr, n)
     return keep
+
+
+def start_at_label_rates(model: Any, targets: Any) -> bool:
+    """A new multi-label head starts at each label's rate in the train split: its output bias
+    becomes log(p / (1 - p)), so the first steps learn texts, not that most labels are absent
+    (a zero bias says every label is 50% likely, and BCE spends its early steps unlearning it).
+
+    ``targets`` is the ``[n, k]`` 0/1 matrix. Returns False, changing nothing, where the model
+    has no single ``k``-output linear layer with a bias last.
+    """
+    import numpy as np
+    import torch
+
+    t = np.asarray(targets, dtype=np.float64)
+    k = t.shape[1]
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = last[-1] if last else None
+    if head is None or head.out_features != k or head.bias is None:
+        return False
+    p = np.clip(t.mean(0), 1.0 / (len(t) + 2), 1 - 1.0 / (len(t) + 2))
+    with torch.no_grad():
+        head.bias.copy_(torch.as_tensor(np.log(p / (1 - p)), dtype=head.bias.dtype))
+    return True

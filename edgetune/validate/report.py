@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..formats import bundle as bundlefmt
 from ..fsutil import temp_dir
+from ..gates import lead_figure
 from ..latency import skipped_note
 from ..tables import markdown_table, text_table
 
@@ -204,7 +205,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel(
         f"batch-1 p50 latency at the longest measured length (ms), {report['settings']['threads']} threads"
     )
-    figure = "entity F1" if "f1" in next(iter(report["variants"].values())) else "accuracy"
+    figure = lead_figure(next(iter(report["variants"].values())))
     ax.set_ylabel(f"{report['data']['split']} {figure} (%)")
     ax.set_title("Accuracy vs latency (marker area ∝ file size)")
     ax.grid(alpha=0.3)

@@ -209,8 +209,14 @@ def setup(device: str) -> Dist:
 
 
 def teardown(d: Dist) -> None:
+    """Leave the group while the interpreter is whole: a DDP model left in a reference cycle
+    holds the Gloo group, whose worker threads abort the process if freed at exit."""
     if d.enabled and d.owned:
+        import gc
+
         import torch.distributed as td
 
+        gc.collect()
         if td.is_initialized():
             td.destroy_process_group()
+        gc.collect()
