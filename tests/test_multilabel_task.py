@@ -373,7 +373,9 @@ def test_a_new_head_starts_at_each_labels_rate():
 
     from edgetune.train.trainable import start_at_label_rates
 
-    cfg = DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=3)
+    cfg = DistilBertConfig(
+        vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=3
+    )
     model = DistilBertForSequenceClassification(cfg)
     targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
     assert start_at_label_rates(model, targets)
