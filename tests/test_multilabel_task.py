@@ -285,6 +285,7 @@ def test_a_multi_label_student_learns_each_labels_sigmoid_from_a_teacher(multi_r
         output=str(out),
         teacher=str(multi_run[0]),
         distill_alpha=0.5,
+        threshold="tuned",  # a new head starts at the label rates (40%): below 0.5 at first
         progress=False,
         **train_kwargs(epochs=4, learning_rate=3e-3, max_length=32),
     )
