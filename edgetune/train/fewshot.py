@@ -11,6 +11,7 @@ the prompts' embeddings: a zero-shot classifier.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import time
@@ -355,8 +356,14 @@ class FewShotTrainer:
         k = self.data.num_labels
         fit: Any
         if self.task.multi_label:
+            # Shots are drawn per label, so the rows' label rates are not the data's: each
+            # label's positives and negatives weigh alike, and thresholds are tuned afterwards.
             y = torch.from_numpy(rows.targets(k))
-            fit = torch.nn.functional.binary_cross_entropy_with_logits
+            pos = y.sum(0)
+            balance = (len(y) - pos) / pos.clamp(min=1)
+            fit = functools.partial(
+                torch.nn.functional.binary_cross_entropy_with_logits, pos_weight=balance
+            )
         else:
             y = torch.tensor(rows.labels)
             fit = torch.nn.functional.cross_entropy
