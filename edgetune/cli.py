@@ -11,6 +11,7 @@ from .errors import ConfigError, EdgetuneError, GateFailed
 from .export import EMBEDDINGS, LAYOUTS, OPTIMIZE, QUANTIZE, TARGETS
 from .fsutil import storage_error
 from .quant import QAT_MODES
+from .runtime.passes import MODES as SELF_CHECK_MODES
 from .train.config import CLASS_WEIGHTS, DEVICES, METRICS, PRECISIONS, STRATEGIES, TASKS
 
 
@@ -670,10 +671,20 @@ def validate(
 @click.option("--threads", type=int, help="Intra-op threads [default: cores, at most 4].")
 @click.option("--variant", help="Variant to run [default: the bundle's default].")
 @click.option(
-    "--self-check/--no-self-check",
-    default=True,
+    "--self-check",
+    "self_check",
+    type=click.Choice(SELF_CHECK_MODES),
+    default="auto",
     show_default=True,
-    help="Run the bundle's golden texts first; refuse a variant that answers them wrongly here.",
+    help="Run the bundle's golden texts first and refuse a variant that answers them wrongly "
+    "here; auto: unless this device passed them before (same bundle, variant, threads, "
+    "onnxruntime, CPU).",
+)
+@click.option(
+    "--no-self-check",
+    "self_check",
+    flag_value="never",
+    help="Skip the self-check (= --self-check never).",
 )
 @click.option(
     "--fallback", is_flag=True, help="If the variant fails the self-check, use one that passes."
@@ -698,7 +709,7 @@ def predict(
     batch_size: int,
     threads: int | None,
     variant: str | None,
-    self_check: bool,
+    self_check: str,
     fallback: bool,
     verify_key: str | None,
 ) -> None:

@@ -137,6 +137,7 @@ RUNTIME_MODULES = [
     "edgetune.runtime.check",
     "edgetune.runtime.classifier",
     "edgetune.runtime.inputs",
+    "edgetune.runtime.passes",
     "edgetune.runtime.tagger",
     "edgetune.tasks",
     "edgetune.textio",

@@ -483,3 +483,61 @@ def test_files_get_the_users_permissions_and_leftovers_are_cleaned(trained_run, 
     # Readable by another user where the umask says so (a copied bundle loads for them).
     if UMASK & 0o004 == 0:
         assert os.stat(out / bundlefmt.MANIFEST).st_mode & 0o004
+
+
+# -- 5. a fast second start: what is hashed, and passes remembered ---------------------------
+
+
+def test_a_start_hashes_the_graph_it_loads_not_the_other_variants(bundle):
+    """Only the loaded graph and the shared files are hashed; a tampered graph of another
+    variant is still refused the moment it would be loaded (a fallback), and by check."""
+    f = bundle / "model_int8_static.onnx"
+    data = bytearray(f.read_bytes())
+    data[100] ^= 1
+    f.write_bytes(bytes(data))
+    assert Classifier.load(bundle, threads=1).variant == "int8-dynamic"
+    with pytest.raises(BundleError, match="model_int8_static.onnx does not match its SHA-256"):
+        Classifier.load(bundle, variant="int8-static", threads=1)
+    with pytest.raises(BundleError, match="does not match its SHA-256"):
+        check_bundle(bundle, threads=1)
+    _break_default_variant(bundle)  # int8-dynamic fails its check: the fallback is fp32
+    f.write_bytes(bytes(data))  # rerecord_hashes made it whole again
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--fallback"])
+    assert r.exit_code == 0 and "using variant fp32" in r.output  # fp32 comes first
+
+
+def test_a_passed_self_check_is_remembered_on_this_device(bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "cache"))
+    first = Classifier.load(bundle, threads=1)
+    assert first.checked is not None and first.checked.passed and not first.checked.remembered
+    assert len(list((tmp_path / "cache" / "self-checks").glob("*.json"))) == 1
+    second = Classifier.load(bundle, threads=1)
+    assert second.checked is not None and second.checked.remembered
+    assert second.checked.max_abs_diff == first.checked.max_abs_diff
+    assert not Classifier.load(bundle, threads=1, self_check="always").checked.remembered
+    assert not Classifier.load(bundle, threads=2).checked.remembered  # other threads: again
+    assert Classifier.load(bundle, threads=1, self_check="never").checked is None
+    # A changed bundle is another bundle: its check runs, and a failure is never remembered.
+    _break_default_variant(bundle)
+    for _ in range(2):
+        with pytest.raises(SelfCheckFailed):
+            Classifier.load(bundle, threads=1)
+    assert len(list((tmp_path / "cache" / "self-checks").glob("*.json"))) == 3
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--self-check", "never"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--self-check", "sometimes"])
+    assert r.exit_code == 2 and "'sometimes' is not one of" in r.output
+
+
+def test_check_always_runs_and_its_passes_serve_later_starts(bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "cache"))
+    assert check_bundle(bundle, threads=1).passed
+    assert check_bundle(bundle, threads=1).checks[0].remembered is False
+    clf = Classifier.load(bundle, threads=1, variant="int8-static")
+    assert clf.checked is not None and clf.checked.remembered
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("EDGETUNE_CACHE", str(blocked))  # a cache that cannot be written
+    for _ in range(2):  # the check runs each time, and the bundle still serves
+        clf = Classifier.load(bundle, threads=1)
+        assert clf.checked is not None and clf.checked.passed and not clf.checked.remembered

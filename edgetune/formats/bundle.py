@@ -166,30 +166,23 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return m
 
 
-def verify(root: str | Path) -> dict[str, Any]:
+def verify(root: str | Path, variant: str | None = None) -> dict[str, Any]:
     """Check every file against the manifest's SHA-256 and the manifest against them.
 
     Returns the manifest. Labels must equal config.json's ``id2label``; the max length and
-    each variant's file must equal golden.json's (both files are hashed).
+    each variant's file must equal golden.json's (both files are hashed). With ``variant``,
+    the graphs of the other variants (and their transformers.js copies) are not hashed: they
+    are not loaded, and hashing a multi-variant bundle's 100+ MB would dominate a start; they
+    are still listed, and ``verify_graph`` hashes one before it is loaded.
     """
     root = Path(root)
     m = read_manifest(root)
-    real_root = root.resolve()
-    for rel, digest in m["files"].items():
-        p = root / rel
-        try:
-            inside = p.resolve().is_relative_to(real_root)
-        except (OSError, RuntimeError):  # a symlink loop
-            inside = False
-        if not inside:
-            raise BundleError(f"bundle {root}: {rel} links outside the bundle; re-copy the bundle")
-        if not p.is_file():
-            raise BundleError(f"bundle {root} is missing {rel}; re-export or re-copy the bundle")
-        if sha256(p) != digest:
-            raise BundleError(
-                f"bundle {root}: {rel} does not match its SHA-256 in {MANIFEST} (modified or "
-                "truncated); re-export or re-copy the bundle"
-            )
+    skip = set()
+    if variant is not None:
+        skip = {f for v, info in m["variants"].items() if v != variant for f in _graphs(info)}
+        skip -= {m["variants"][variant]["file"]} if variant in m["variants"] else set()
+    for rel in (r for r in m["files"] if r not in skip):
+        _check_file(root, rel, m["files"][rel])
     # A file dropped from the list could be changed unseen; what is there must be listed.
     extra = sorted(set(_hashable(root)) - set(m["files"]))
     if extra:
@@ -199,6 +192,34 @@ def verify(root: str | Path) -> dict[str, Any]:
         )
     _cross_check(root, m)
     return m
+
+
+def verify_graph(root: str | Path, manifest: dict[str, Any], variant: str) -> None:
+    """Hash one variant's graph (after ``verify(root, other_variant)``, before loading it)."""
+    rel = manifest["variants"][variant]["file"]
+    _check_file(Path(root), rel, manifest["files"][rel])
+
+
+def _graphs(info: dict[str, Any]) -> list[str]:
+    """A variant's model files: its graph, and its copy in the transformers.js layout."""
+    return [f for f in (info.get("file"), info.get("transformers_js")) if isinstance(f, str)]
+
+
+def _check_file(root: Path, rel: str, digest: str) -> None:
+    p = root / rel
+    try:
+        inside = p.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise BundleError(f"bundle {root}: {rel} links outside the bundle; re-copy the bundle")
+    if not p.is_file():
+        raise BundleError(f"bundle {root} is missing {rel}; re-export or re-copy the bundle")
+    if sha256(p) != digest:
+        raise BundleError(
+            f"bundle {root}: {rel} does not match its SHA-256 in {MANIFEST} (modified or "
+            "truncated); re-export or re-copy the bundle"
+        )
 
 
 def _cross_check(root: Path, m: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from ..arrays import pad_batch, softmax
 from ..errors import BundleError, ConfigError, SelfCheckFailed, first_line
 from ..formats import bundle as bundlefmt
 from ..tasks import task_named
+from . import passes
 
 
 @dataclass
@@ -54,6 +55,7 @@ class SelfCheck:
     flips: int  # rows whose top label differs from the expected one
     rows: int
     time_ms: float
+    remembered: bool = False  # a pass recalled from this device's cache, not run this time
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +121,7 @@ class Classifier:
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pad_id = _pad_id(root)
         self._content: tuple[Any, Any] | None = None
+        self.checked: SelfCheck | None = None  # the self-check it passed on load, if one ran
 
     @classmethod
     def load(
@@ -127,11 +130,17 @@ class Classifier:
         *,
         variant: str | None = None,
         threads: int | None = None,
-        self_check: bool = True,
+        self_check: bool | str = True,
         fallback: bool = False,
         public_key: str | os.PathLike[str] | None = None,
     ) -> Classifier:
         """Verify the bundle (hashes; signature with ``public_key``), load ``variant``, self-check it.
+
+        ``self_check``: ``"auto"`` (or True) runs the golden texts unless this device passed
+        them before with the same bundle, variant, threads, onnxruntime and CPU (remembered in
+        the user's cache, see ``runtime.passes``); ``"always"`` runs them; ``"never"`` (or
+        False) skips them. The hashes checked are those of the shared files and of the graph
+        loaded, not of the bundle's other variants.
 
         A variant this ONNX Runtime is too old for is refused before ONNX Runtime sees it
         (``BundleError``); one whose answers to the golden texts diverge from export's is
@@ -144,33 +153,12 @@ class Classifier:
             from ..signing import verify as verify_signature
 
             verify_signature(root, Path(public_key).expanduser())
-        manifest = bundlefmt.verify(root)  # a tampered or truncated bundle never runs
-        name = bundlefmt.pick_variant(manifest, variant, root)
+        checking = passes.mode(self_check)
+        name = bundlefmt.pick_variant(bundlefmt.read_manifest(root), variant, root)
+        manifest = bundlefmt.verify(root, name)  # a tampered or truncated bundle never runs
         golden = bundlefmt.read_golden(root)
         threads = threads or default_threads()
-        # The requested variant first, then the bundle's others in its order (GPU ones aside).
-        others = [v for v in manifest["variants"] if v not in (name, *bundlefmt.GPU_VARIANTS)]
-        refused: tuple[str, type[BundleError]] | None = None
-        for cand in [name, *others]:
-            clf, why, error = try_variant(root, manifest, golden, cand, threads, self_check)
-            if clf is None:
-                refused = refused or (why, error)
-                continue
-            if refused is None:
-                return clf
-            if fallback:
-                import warnings
-
-                warnings.warn(f"{refused[0]}; using variant {cand}", stacklevel=2)
-                return clf
-            raise refused[1](
-                f"{refused[0]}; variant {cand} works here: pass --variant {cand} (or --fallback)"
-            )
-        assert refused is not None
-        raise refused[1](
-            f"{refused[0]}, and no other variant of the bundle works here; re-export for this "
-            "device (e.g. --quantize none, or --min-runtime for an older ONNX Runtime)"
-        )
+        return _first_working(root, manifest, golden, name, threads, checking, fallback)
 
     def self_check(self) -> SelfCheck:
         """Run the golden texts through this variant and compare with export's answers."""
@@ -348,27 +336,82 @@ def runtime_gap(info: dict[str, Any], name: str) -> str | None:
     )
 
 
+def _first_working(
+    root: Path,
+    manifest: dict[str, Any],
+    golden: dict[str, Any],
+    name: str,
+    threads: int,
+    checking: str,
+    fallback: bool,
+) -> Classifier:
+    """Variant ``name`` loaded and checked; else the error naming one that works here (with
+    ``fallback``: that one). Each other variant's graph is hashed before it is tried."""
+    # The requested variant first, then the bundle's others in its order (GPU ones aside).
+    others = [v for v in manifest["variants"] if v not in (name, *bundlefmt.GPU_VARIANTS)]
+    refused: tuple[str, type[BundleError]] | None = None
+    for cand in [name, *others]:
+        if cand != name:
+            bundlefmt.verify_graph(root, manifest, cand)
+        clf, why, error = try_variant(root, manifest, golden, cand, threads, checking)
+        if clf is None:
+            refused = refused or (why, error)
+            continue
+        if refused is None:
+            return clf
+        if fallback:
+            import warnings
+
+            warnings.warn(f"{refused[0]}; using variant {cand}", stacklevel=3)
+            return clf
+        raise refused[1](
+            f"{refused[0]}; variant {cand} works here: pass --variant {cand} (or --fallback)"
+        )
+    assert refused is not None
+    raise refused[1](
+        f"{refused[0]}, and no other variant of the bundle works here; re-export for this "
+        "device (e.g. --quantize none, or --min-runtime for an older ONNX Runtime)"
+    )
+
+
 def try_variant(
     root: Path,
     manifest: dict[str, Any],
     golden: dict[str, Any],
     name: str,
     threads: int,
-    self_check: bool,
+    checking: str,
 ) -> tuple[Classifier | None, str, type[BundleError]]:
-    """The variant loaded (and self-checked), or why it cannot serve on this device."""
+    """The variant loaded (and self-checked as ``checking``, one of ``passes.MODES``), or why
+    it cannot serve on this device."""
     gap = runtime_gap(manifest["variants"][name], name)
     if gap is not None:
         return None, gap, BundleError
     try:
         clf = Classifier(root, manifest, name, threads, golden)
-        check = clf.self_check() if self_check else None
+        if checking != "never":
+            clf.checked = _checked(clf, checking)
     except BundleError as e:  # onnxruntime cannot load it, or it has no expected answers
         return None, str(e), BundleError
-    if check is not None and not check.passed:
-        why = f"{check.describe()}: it computes wrong answers on this device"
+    if clf.checked is not None and not clf.checked.passed:
+        why = f"{clf.checked.describe()}: it computes wrong answers on this device"
         return None, why, SelfCheckFailed
     return clf, "", BundleError
+
+
+def _checked(clf: Classifier, checking: str) -> SelfCheck:
+    """The self-check: remembered from an earlier pass on this device (``auto``), or run (and
+    a pass remembered)."""
+    digest = passes.key(clf.root, clf.variant, clf.threads)
+    known = passes.recall(digest) if checking == "auto" else None
+    if known is not None:
+        try:
+            return SelfCheck(**{**known, "remembered": True})
+        except TypeError:  # a record of another version: run the check again
+            pass
+    check = clf.self_check()
+    passes.remember(digest, check.to_dict())
+    return check
 
 
 def check_predict_options(
