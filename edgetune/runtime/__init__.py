@@ -13,6 +13,7 @@ check.py       check_bundle (``edgetune check``): every variant's self-check on 
 inputs.py      predict's inputs (lines, CSV, TSV, JSONL) as Items, and predict_items
 tagger.py      Tagger, Entity, Tagged: a token-classification bundle's entities, redaction
 tokens.py      per-token logits of whole texts (overlapping windows beyond the max length)
+passes.py      self-check passes remembered on this device (``--self-check auto``)
 
 Importing it loads the bundle format and the layers below it, never a stage (``edgetune.train``,
 ``export``, ``validate``, ``data``): ``tests/test_layout.py`` holds the list.
