@@ -9,9 +9,9 @@ import click
 
 from .errors import ConfigError, EdgetuneError, GateFailed
 from .export import EMBEDDINGS, LAYOUTS, OPTIMIZE, QUANTIZE, TARGETS
+from .formats.bundle import SELF_CHECK_MODES
 from .fsutil import storage_error
 from .quant import QAT_MODES
-from .runtime.passes import MODES as SELF_CHECK_MODES
 from .train.config import CLASS_WEIGHTS, DEVICES, METRICS, PRECISIONS, STRATEGIES, TASKS
 
 
@@ -490,6 +490,13 @@ def train(
     help="Oldest onnxruntime every variant must load on, e.g. 1.17 (int4 embeddings become int8 "
     "where needed).",
 )
+@click.option(
+    "--max-int8-drop",
+    type=float,
+    help="Choose the default by measurement: build every int8 kind, run them on the validation "
+    "split through the runtime, and make the fastest within this many accuracy points of fp32 "
+    "the default (none: fp32), e.g. 0.2.",
+)
 @click.option("--sign", type=click.Path(), help="Sign the bundle with this private key (PEM).")
 @_export_option(
     "--layout",
@@ -508,6 +515,7 @@ def export(source: str, overwrite: bool, quiet: bool, variants: str, **options: 
     Examples:
       edgetune export runs/sst2 --output bundles/sst2 --variants fp32
       edgetune export runs/sst2 --output bundles/sst2 --sign keys/owner.pem
+      edgetune export runs/sst2 --output bundles/sst2 --max-int8-drop 0.2
     """
     _require_training_extra()
     from .export import ExportConfig

@@ -243,3 +243,63 @@ def test_layernorm_rewrite_keeps_the_maths(trained_run, tmp_path):
         a = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feed)[0]
         b = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, feed)[0]
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_max_int8_drop_chooses_the_default_by_measurement(trained_run, tmp_path):
+    """Every int8 kind and fp32 run the validation split through the runtime; the default is
+    the fastest int8 variant within the limit, named model.onnx; candidates the user did not
+    ask for are not shipped; the manifest records every candidate's figures and why."""
+    from edgetune.export.choose import CANDIDATES, pick
+    from edgetune.runtime import Classifier
+
+    out = tmp_path / "b"
+    r = CliRunner().invoke(
+        main,
+        ["export", str(trained_run), "--output", str(out), "--variants", "fp32"]
+        + ["--max-int8-drop", "100", "--no-validate", "--quiet"],
+    )
+    assert r.exit_code == 0, r.output
+    m = bundlefmt.verify(out)
+    choice = m["default_choice"]
+    assert set(choice["candidates"]) == set(CANDIDATES) and choice["split"] == "validation"
+    figures = choice["candidates"]
+    assert figures["fp32"]["drop_points"] == 0 and all(
+        f["rows_per_s"] > 0 and 0 <= f["accuracy"] <= 1 for f in figures.values()
+    )
+    fastest = max(
+        ("int8-dynamic", "int8-static", "int8-portable"), key=lambda n: figures[n]["rows_per_s"]
+    )
+    assert choice["chosen"] == fastest == m["default_variant"]
+    assert set(m["variants"]) == {fastest, "fp32"}  # only what was asked for, and the default
+    assert m["variants"][fastest]["file"] == "model.onnx"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert f"default    {fastest}: the fastest int8 variant within 100 points" in r.output
+    assert Classifier.load(out, threads=1).variant == fastest  # golden and hashes agree
+    # The rule alone: the fastest within the limit, else fp32 with the closest named.
+    f = {
+        "fp32": {"drop_points": 0.0, "rows_per_s": 300.0},
+        "int8-dynamic": {"drop_points": 0.35, "rows_per_s": 900.0},
+        "int8-static": {"drop_points": 0.1, "rows_per_s": 600.0},
+        "int8-portable": {"drop_points": -0.1, "rows_per_s": 500.0},
+    }
+    assert pick(f, 0.2, 872)[0] == "int8-static"
+    assert pick(f, 0.5, 872)[0] == "int8-dynamic"
+    chosen, why = pick(f, 0.05, 872)
+    assert chosen == "int8-portable"  # a gain is within any limit
+    f["int8-portable"]["drop_points"] = 0.3
+    chosen, why = pick(f, 0.05, 872)
+    assert chosen == "fp32" and "the closest, int8-static, loses 0.10" in why and "--qat" in why
+
+
+def test_max_int8_drop_needs_a_validation_split_of_a_text_classifier(tiny_model_dir, tmp_path):
+    r = CliRunner().invoke(
+        main,
+        ["export", str(tiny_model_dir), "--output", str(tmp_path / "b"), "--max-int8-drop", "0.2"],
+    )
+    assert r.exit_code == 2 and "--max-int8-drop measures the int8 variants" in r.output
+    assert not (tmp_path / "b").exists()
+    r = CliRunner().invoke(
+        main,
+        ["export", str(tiny_model_dir), "--output", str(tmp_path / "c"), "--max-int8-drop", "-1"],
+    )
+    assert r.exit_code == 2 and "--max-int8-drop is the accuracy points" in r.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +61,7 @@ class ExportConfig:
     sign: str | None = None  # private key (PEM) to sign the finished bundle with
     layout: str = "edgetune"  # transformers.js: also onnx/model*.onnx, as that library expects
     min_runtime: str | None = None  # every variant must load on this onnxruntime (e.g. "1.17")
+    max_int8_drop: float | None = None  # choose the default by measurement (accuracy points)
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)
@@ -74,6 +76,10 @@ class ExportConfig:
                 f"--variants takes a comma-separated list of {', '.join(VARIANTS)}",
             ),
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
+            (
+                self.max_int8_drop is None or self.max_int8_drop >= 0,
+                "--max-int8-drop is the accuracy points int8 may lose, e.g. 0.2",
+            ),
             (14 <= self.opset <= 20, "--opset must be between 14 and 20"),
         ]
         for ok, msg in checks:
@@ -141,6 +147,15 @@ class ExportResult:
                 f"{name:16}{v['file']:26}{size / 1e6:>8.1f}MB{size / self.fp32_onnx_bytes * 100:>8.1f}%  "
                 f"{_settings(v)}{mark}"
             )
+        choice = self.manifest.get("default_choice")
+        if choice:
+            lines.append(f"default    {choice['why']}")
+            for name, f in choice["candidates"].items():
+                lines.append(
+                    f"           {name:14} validation accuracy {f['accuracy'] * 100:6.2f}% "
+                    f"({-f['drop_points']:+.2f})  {f['rows_per_s']:6.0f} rows/s at batch "
+                    f"{choice['batch_size']} ({f['batching']} batching)"
+                )
         lines.append(f"time       {self.time_s:.0f} s")
         if self.validation is not None:
             lines.append(self.validation.summary())
@@ -220,8 +235,12 @@ def export(
         from ..signing import check_private_key
 
         check_private_key(Path(config.sign).expanduser())
+    choosing = None
+    if config.max_int8_drop is not None:
+        choosing = _choice_split(config, src)
     calibration = None
-    if "int8-static" in config.all_variants() and not (qat and qat.mode == "static"):
+    static = "int8-static" in config.all_variants() or choosing is not None
+    if static and not (qat and qat.mode == "static"):
         calibration = _calibration_texts(config, src)
 
     with locked(output, "bundle"):
@@ -229,8 +248,28 @@ def export(
         clean_stale(output.parent, output.name)
         _check_outputs(output, overwrite, sources, config.archive)
         with without_preprocessing_advice():
-            built = _export(config, output, src, quant, calibration, say)
+            built = _export(config, output, src, quant, calibration, say, choosing)
     return _finish(config, built, src, say, progress, validator, t0)
+
+
+def _choice_split(config: ExportConfig, src: dict[str, Any]) -> Any:
+    """The labelled validation rows ``--max-int8-drop`` measures the candidates on."""
+    from ..data.labelled import labelled_split
+    from .choose import check_task
+
+    check_task(src["task"])
+    if not (src["run_config"] or config.data):
+        raise ConfigError(
+            "--max-int8-drop measures the int8 variants on a validation split: export a run, "
+            "or pass --data FILE_OR_FOLDER"
+        )
+    cfg = json.loads((src["model_dir"] / "config.json").read_text())
+    id2label = cfg.get("id2label") or {}
+    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    split, _ = labelled_split(labels, src["run_config"], data=config.data, split="validation")
+    if not len(split):
+        raise ConfigError("--max-int8-drop: the validation split is empty; pass --data with one")
+    return split
 
 
 def _check_outputs(
@@ -259,8 +298,12 @@ def _export(
     quant: QuantizationConfig,
     calibration: list[str] | None,
     say: Any,
+    choosing: Any = None,
 ) -> tuple[Path, dict[str, dict[str, Any]], dict[str, Any]]:
-    """Build every variant, the manifest and the self-check in a staging folder; install it."""
+    """Build every variant, the manifest and the self-check in a staging folder; install it.
+
+    With ``choosing`` (the validation split of ``--max-int8-drop``) the candidates are built
+    first, measured, and the default is the one chosen."""
     staging = temp_dir(output.parent, f".{output.name}.staging-")
     try:
         work = staging / "work"
@@ -281,17 +324,30 @@ def _export(
         say(f"optimizing the graph ({config.optimize})")
         optimized = optimize(fp32, work / "optimized.onnx", model_cfg, config.optimize)
         cpu_graph = build_cpu_graph(optimized, work / "optimized-cpu.onnx", config.instance_norm)
-        variants: dict[str, dict[str, Any]] = {}
-        for name in config.all_variants():
+
+        def build(name: str, dst: Path) -> dict[str, Any]:
             say(f"building variant {name}")
-            default = name == config.default_variant
-            dst = bundle_dir / bundlefmt.variant_file(name, default)
             graph = optimized if name == "fp16" else cpu_graph  # fp16 targets GPU kernels
             info = build_variant(
                 name, fp32, graph, dst, work, model_cfg, config.optimize, quant, calibration, src
             )
             if graph is not optimized and config.instance_norm:
                 info["layernorm"] = "InstanceNormalization"
+            return info
+
+        built: dict[str, tuple[Path, dict[str, Any]]] = {}
+        choice = None
+        if choosing is not None:
+            preview = build_manifest(config.to_dict(), "fp32", src, model_cfg, {}, fp32)
+            config, choice, built = _choose(config, bundle_dir, preview, choosing, build, say)
+        variants: dict[str, dict[str, Any]] = {}
+        for name in config.all_variants():
+            dst = bundle_dir / bundlefmt.variant_file(name, name == config.default_variant)
+            if name in built:
+                shutil.move(built[name][0], dst)
+                info = built[name][1]
+            else:
+                info = build(name, dst)
             info["file"] = dst.name
             info["size_bytes"] = dst.stat().st_size
             variants[name] = info
@@ -302,6 +358,8 @@ def _export(
         manifest = build_manifest(
             config.to_dict(), config.default_variant, src, model_cfg, variants, fp32
         )
+        if choice is not None:
+            manifest["default_choice"] = choice
         say("recording the self-check: golden texts answered by PyTorch and every variant")
         golden = _golden(config, src, bundle_dir, manifest)
         for name, g in golden["variants"].items():
@@ -313,6 +371,40 @@ def _export(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output, variants, manifest
+
+
+_MODE = {variant: mode for mode, variant in _DEFAULT_VARIANT.items()}
+
+
+def _choose(
+    config: ExportConfig,
+    bundle_dir: Path,
+    preview: dict[str, Any],
+    split: Any,
+    build: Callable[[str, Path], dict[str, Any]],
+    say: Any,
+) -> tuple[ExportConfig, dict[str, Any], dict[str, tuple[Path, dict[str, Any]]]]:
+    """Build every candidate, measure them on ``split`` through the runtime, and make the
+    chosen one the default (``config.quantize``); the built graphs are kept for the bundle."""
+    from ..runtime import default_threads
+    from .choose import CANDIDATES, choose
+
+    built = {}
+    for name in CANDIDATES:
+        path = bundle_dir / f".candidate-{name}.onnx"  # hidden: never hashed or shipped
+        built[name] = (path, build(name, path))
+    say(f"measuring {', '.join(CANDIDATES)} on {len(split)} validation rows (--max-int8-drop)")
+    graphs = {n: p.name for n, (p, _) in built.items()}
+    assert config.max_int8_drop is not None
+    choice = choose(bundle_dir, graphs, preview, split, config.max_int8_drop, default_threads())
+    say(f"default variant {choice['why']}")
+    config = replace(config, quantize=_MODE[choice["chosen"]])
+    keep = set(config.all_variants())
+    for name, (path, _) in list(built.items()):
+        if name not in keep:
+            path.unlink()
+            del built[name]
+    return config, choice, built
 
 
 def _finish(
@@ -346,7 +438,7 @@ def _finish(
     archive = str(bundlefmt.archive(output)) if config.archive else None
     return ExportResult(
         output=str(output),
-        default_variant=config.default_variant,
+        default_variant=manifest["default_variant"],  # --max-int8-drop may have chosen it
         variants=variants,
         fp32_onnx_bytes=manifest["fp32_onnx_bytes"],
         archive=archive,

@@ -49,6 +49,8 @@ BATCHING = ("row", "padded")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # Variants built for GPU kernels: no CPU self-check, never a CPU fallback.
 GPU_VARIANTS = ("fp16",)
+# When a start runs the golden texts: unless this device passed them before, every time, never.
+SELF_CHECK_MODES = ("auto", "always", "never")
 
 
 def variant_file(name: str, default: bool) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..formats import bundle as bundlefmt
 
-MODES = ("auto", "always", "never")
+MODES = bundlefmt.SELF_CHECK_MODES
 
 
 def mode(self_check: bool | str) -> str:
