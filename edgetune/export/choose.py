@@ -97,7 +97,7 @@ def pick(figures: dict[str, dict[str, Any]], limit: float, rows: int) -> tuple[s
         f = figures[chosen]
         return chosen, (
             f"{chosen}: the fastest int8 variant within {limit:g} points of fp32 on {rows} "
-            f"validation rows ({-f['drop_points']:+.2f} points, {f['rows_per_s']:.0f} rows/s "
+            f"validation rows ({0.0 - f['drop_points']:+.2f} points, {f['rows_per_s']:.0f} rows/s "
             f"at batch {BATCH})"
         )
     best = min((n for n in INT8 if n in figures), key=lambda n: figures[n]["drop_points"])
