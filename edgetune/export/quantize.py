@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import BundleError
 from ..quant import QuantizationConfig
-from .graph import gather_to_int4, word_gather
+from .graph import gather_to_int4, pooled_matmuls, split_attention, word_gather
 
 
 class _PreprocessingAdvice(logging.Filter):
@@ -99,7 +99,15 @@ def build_variant(
     elif qat is not None and qat.mode == "static":
         _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
     else:
-        _quantize_static(optimized, tmp, work, cfg, src, quant, calibration or [], exclude, extra)
+        # Row-independent: every MatMul with fixed scales, the head in fp32 (see graph.py).
+        ready = work / f"{name}-split.onnx"
+        split = onnx.load(str(optimized))
+        info["attention_split"] = split_attention(split)
+        head = pooled_matmuls(split)
+        info["fp32_matmuls"] = head
+        onnx.save(split, str(ready))
+        skip = exclude + head
+        _quantize_static(ready, tmp, work, cfg, src, quant, calibration or [], skip, extra)
     m = onnx.load(str(tmp))
     if exclude:
         node = next(n for n in m.graph.node if n.name == exclude[0])
