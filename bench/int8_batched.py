@@ -47,6 +47,8 @@ sys.path.insert(0, str(HERE))
 
 from common import export_in_own_process, write_results  # noqa: E402
 
+from edgetune.export.graph import drop_unused_initializers  # noqa: E402
+
 BATCH = 32
 NBITS_BLOCK = 32  # MatMulNBits block along K: activations are quantized per block of a row
 
@@ -126,7 +128,7 @@ def per_token_int8(model: Any) -> int:
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    _drop_unused(model)
+    drop_unused_initializers(model)
     return count
 
 
@@ -174,7 +176,7 @@ def nbits8(model: Any) -> int:
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    _drop_unused(model)
+    drop_unused_initializers(model)
     return count
 
 
@@ -200,12 +202,6 @@ def _const(model: Any, name: str, value: np.ndarray) -> str:
     if not any(t.name == name for t in model.graph.initializer):
         model.graph.initializer.append(numpy_helper.from_array(value, name))
     return name
-
-
-def _drop_unused(model: Any) -> None:
-    used = {i for n in model.graph.node for i in n.input}
-    for t in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(t)
 
 
 def build(bundle: Path, work: Path, calibration: list[str]) -> dict[str, Candidate]:

@@ -417,10 +417,15 @@ def split_attention(model: Any) -> int:
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    drop_unused_initializers(model)
+    return count
+
+
+def drop_unused_initializers(model: Any) -> None:
+    """Remove the initializers no node reads any more (after a rewrite)."""
     used = {i for n in model.graph.node for i in n.input}
     for t in [t for t in model.graph.initializer if t.name not in used]:
         model.graph.initializer.remove(t)
-    return count
 
 
 def pooled_matmuls(model: Any) -> list[str]:
