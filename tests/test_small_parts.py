@@ -103,3 +103,19 @@ def test_make_batches_groups_by_length_and_covers_all_rows():
         return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in bs)
 
     assert padding(grouped) < padding(plain) / 5
+
+
+def test_length_batches_bound_padding_and_keep_full_batches_of_like_rows():
+    from edgetune.arrays import length_batches
+
+    same = length_batches([10] * 70, 32)
+    assert [len(b) for b in same] == [32, 32, 6]  # like lengths: full batches
+    lengths = [5, 60, 6, 58, 7, 5, 59, 6]
+    batches = length_batches(lengths, 32)
+    assert sorted(int(i) for b in batches for i in b) == list(range(8))  # every row once
+    for b in batches:  # each batch: at most 25% of its token positions padding
+        ls = [lengths[i] for i in b]
+        assert max(ls) * len(ls) <= 1.25 * sum(ls) + 1e-9
+    assert [sorted(lengths[i] for i in b) for b in batches] == [[5, 5, 6, 6, 7], [58, 59, 60]]
+    assert length_batches([], 32) == []
+    assert [len(b) for b in length_batches([1, 100], 32, waste=10.0)] == [2]

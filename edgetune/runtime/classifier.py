@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arrays import pad_batch, softmax
+from ..arrays import length_batches, pad_batch, softmax
 from ..errors import BundleError, ConfigError, SelfCheckFailed, first_line
 from ..formats import bundle as bundlefmt
 from ..tasks import task_named
@@ -211,9 +211,7 @@ class Classifier:
             return out
         inputs: list[Any] = texts if pairs is None else [(t, str(p)) for t, p in zip(texts, pairs)]
         encs = self.tokenizer.encode_batch(inputs)
-        order = np.argsort([len(e.ids) for e in encs], kind="stable")
-        for i in range(0, len(order), batch_size):
-            rows = order[i : i + batch_size]
+        for rows in length_batches([len(e.ids) for e in encs], batch_size):
             out[rows] = self._run([encs[r] for r in rows])
         return out
 
