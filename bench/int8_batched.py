@@ -18,8 +18,8 @@ Candidates (built into a temporary folder):
   per block of each row), on the same split graph; and on the fused graph.
 - ``int8-static`` as export builds it, with ONNX Runtime's ``MatMulAddFusion`` on and off;
   and rebuilt with the classification head in fp32, on the fused and on the split graph (the
-  last is what export builds since this bench: ``edgetune.export.graph.split_attention`` and
-  ``pooled_matmuls``; the figures in bench/results/int8_batched.md predate that change).
+  last is what export's int8-static now is: ``edgetune.export.graph.split_attention`` and
+  ``pooled_matmuls``; the two rows differ only in their calibration texts).
 
 A RUN directory is exported first (``edgetune export RUN --variants fp32,int8-static``); a
 bundle must hold an fp32 variant. Duration: about 10 minutes for MiniLM-L6 on 2 cores.

@@ -45,9 +45,15 @@ print(json.dumps({"import_s": t, "edgetune_modules": ours, "modules": len(sys.mo
 """
 
 
-# Each installed distribution's files (its RECORD), in bytes: what each package costs a device.
+# Each installed distribution's files (its RECORD), in bytes: what each package costs a device,
+# and whether a prediction imports any of its modules (pip installs what metadata requires).
 SHARES = """\
-import importlib.metadata as m, json
+import importlib.metadata as m, json, sys
+from edgetune.runtime import Classifier
+Classifier.load(sys.argv[1], self_check="always").predict(["a gorgeous, witty film"])
+loaded = {name.split(".")[0] for name in sys.modules}
+owners = m.packages_distributions()
+used = {d for top in loaded for d in owners.get(top, [])}
 out = {}
 for d in m.distributions():
     size = 0
@@ -55,7 +61,7 @@ for d in m.distributions():
         p = f.locate()
         if p.is_file() and not p.is_symlink():
             size += p.stat().st_size
-    out[d.metadata["Name"]] = size
+    out[d.metadata["Name"]] = {"bytes": size, "imported": d.metadata["Name"] in used}
 print(json.dumps(out))
 """
 
@@ -133,7 +139,11 @@ def main() -> None:
 
         shares = json.loads(
             subprocess.run(
-                [str(py), "-c", SHARES], capture_output=True, text=True, check=True, **alone
+                [str(py), "-c", SHARES, str(Path(a.bundle).resolve())],
+                capture_output=True,
+                text=True,
+                check=True,
+                **alone,
             ).stdout
         )
         # First start: no pass remembered on this device (a fresh cache each time), so the
@@ -180,6 +190,7 @@ def main() -> None:
     unchecked_med = statistics.median(cold_unchecked)
     check = clf.self_check()
     ratio = runtime_bytes / full_bytes
+    used_bytes = sum(v["bytes"] for v in shares.values() if v["imported"])
     table = [
         "| measure | value |",
         "|---|---:|",
@@ -197,12 +208,16 @@ def main() -> None:
         f"| predictions/s, batch 32 | {rates[32]:.0f} |",
         "",
         "",
-        "| package in the runtime environment | MB | share |",
-        "|---|---:|---:|",
+        "| package in the runtime environment | MB | share | imported by a prediction |",
+        "|---|---:|---:|---|",
         *[
-            f"| {name} | {size / 1e6:.1f} | {size / runtime_bytes * 100:.1f}% |"
-            for name, size in sorted(shares.items(), key=lambda kv: -kv[1])
+            f"| {name} | {v['bytes'] / 1e6:.1f} | {v['bytes'] / runtime_bytes * 100:.1f}% | "
+            f"{'yes' if v['imported'] else 'no'} |"
+            for name, v in sorted(shares.items(), key=lambda kv: -kv[1]["bytes"])
         ],
+        "",
+        f"Imported by a prediction: {used_bytes / 1e6:.0f} MB of {runtime_bytes / 1e6:.0f} MB; "
+        "the rest is installed because a package's metadata requires it.",
         "",
         f"Runtime environment: {listed}; torch importable there: {has_torch}. Install took {install_s:.0f} s.",
         f"edgetune modules the runtime loads: {', '.join(ours)} (subpackages: "
