@@ -32,7 +32,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-# A batch closes before its padding would pass this share of its token positions.
+# A batch closes before its padding would pass this share of its real tokens.
 PAD_WASTE = 0.25
 
 
@@ -40,8 +40,8 @@ def length_batches(
     lengths: Sequence[int], batch_size: int, waste: float = PAD_WASTE
 ) -> list[np.ndarray]:
     """Row indices in batches of at most ``batch_size``, shortest rows first, each padded to its
-    longest row: a batch also closes when adding the next (longer) row would make more than
-    ``waste`` of its token positions padding. A call of mixed lengths then runs as a few
+    longest row: a batch also closes when adding the next (longer) row would make its padding
+    more than ``waste`` of its real tokens. A call of mixed lengths then runs as a few
     batches of like lengths instead of one padded to its longest text (measured on 32 random
     SST-2 rows: 1.6x the rows/s), while sorted data keeps full batches. Only for graphs whose
     answers do not depend on the batch: the split changes nothing else.

@@ -303,6 +303,12 @@ def test_max_int8_drop_needs_a_validation_split_of_a_text_classifier(tiny_model_
         ["export", str(tiny_model_dir), "--output", str(tmp_path / "c"), "--max-int8-drop", "-1"],
     )
     assert r.exit_code == 2 and "--max-int8-drop is the accuracy points" in r.output
+    r = CliRunner().invoke(
+        main,
+        ["export", str(tiny_model_dir), "--output", str(tmp_path / "d")]
+        + ["--max-int8-drop", "0.2", "--quantize", "static"],
+    )
+    assert r.exit_code == 2 and "give one of them" in r.output
 
 
 def test_static_int8_is_row_independent_by_construction(bundle_dir):

@@ -422,8 +422,15 @@ def test_few_shot_learns_label_sets_with_a_one_vs_rest_head(tmp_path):
     from edgetune.data.multilabel import MultiLabelSplit
 
     split = MultiLabelSplit([f"t{i}" for i in range(6)], [[0], [0, 1], [1], [1], [2], [2]])
-    picked = sample_shots(split, 2, seed=0)
+    picked = sample_shots(split, 2, seed=0, num_labels=3)
     t = picked.targets(3)
     assert (t.sum(0) >= 2).all() and len(picked) <= 6
     with pytest.raises(edgetune.errors.ConfigError, match="--shots 3: label 0 has only 2"):
-        sample_shots(split, 3, seed=0)
+        sample_shots(split, 3, seed=0, num_labels=3)
+    with pytest.raises(edgetune.errors.ConfigError, match="--shots 1: label 3 has only 0"):
+        sample_shots(split, 1, seed=0, num_labels=4)  # a label no training row carries
+    # Many rows whose sets rarely meet: the pairs found are cycled, never short.
+    many = [[i % 100] for i in range(3200)]
+    pairs = make_pairs(many, 8000, seed=0)
+    assert len(pairs) == 8000 and pairs[:, 2].sum() == 4000
+    assert all(many[i] == many[j] for i, j, same in pairs[:50] if same)

@@ -506,6 +506,16 @@ def test_a_start_hashes_the_graph_it_loads_not_the_other_variants(bundle):
     assert r.exit_code == 0 and "using variant fp32" in r.output  # fp32 comes first
 
 
+def test_a_manifest_edit_cannot_take_a_shared_file_out_of_the_hashing(bundle):
+    """Only other variants' .onnx graphs are skipped: naming the tokenizer as another
+    variant's transformers.js copy does not stop its hash from being checked."""
+    _edit_manifest(bundle, lambda m: m["variants"]["fp32"].update(transformers_js="tokenizer.json"))
+    rerecord_hashes(bundle)  # the manifest's own list is re-made; tokenizer.json then changes
+    (bundle / "tokenizer.json").write_text((bundle / "tokenizer.json").read_text() + " ")
+    with pytest.raises(BundleError, match="tokenizer.json does not match its SHA-256"):
+        Classifier.load(bundle, threads=1)
+
+
 def test_a_passed_self_check_is_remembered_on_this_device(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "cache"))
     first = Classifier.load(bundle, threads=1)
@@ -514,6 +524,10 @@ def test_a_passed_self_check_is_remembered_on_this_device(bundle, tmp_path, monk
     second = Classifier.load(bundle, threads=1)
     assert second.checked is not None and second.checked.remembered
     assert second.checked.max_abs_diff == first.checked.max_abs_diff
+    (record,) = (tmp_path / "cache" / "self-checks").glob("*.json")
+    forged = json.loads(record.read_text())
+    record.write_text(json.dumps({**forged, "max_abs_diff": forged["tolerance"] * 2}))
+    assert not Classifier.load(bundle, threads=1).checked.remembered  # not a pass: run again
     assert not Classifier.load(bundle, threads=1, self_check="always").checked.remembered
     assert not Classifier.load(bundle, threads=2).checked.remembered  # other threads: again
     assert Classifier.load(bundle, threads=1, self_check="never").checked is None

@@ -205,6 +205,11 @@ def export(
     _check_outputs(output, overwrite, sources, config.archive)
     if config.validate and config.data:
         _check_data(config, src)  # before minutes of export, and before anything is installed
+    if config.max_int8_drop is not None and config.quantize != "auto":
+        raise ConfigError(
+            f"--max-int8-drop chooses the default variant, --quantize {config.quantize} names "
+            "it; give one of them"
+        )
     qat = src["qat"]
     if qat is not None:
         # A QAT run is exported with the scheme it was trained against.
@@ -266,7 +271,9 @@ def _choice_split(config: ExportConfig, src: dict[str, Any]) -> Any:
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
     id2label = cfg.get("id2label") or {}
     labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    split, _ = labelled_split(labels, src["run_config"], data=config.data, split="validation")
+    # A run's own validation split (never rows it trained on), else --data's.
+    data = None if src["run_config"] else config.data
+    split, _ = labelled_split(labels, src["run_config"], data=data, split="validation")
     if not len(split):
         raise ConfigError("--max-int8-drop: the validation split is empty; pass --data with one")
     return split
@@ -339,7 +346,8 @@ def _export(
         choice = None
         if choosing is not None:
             preview = build_manifest(config.to_dict(), "fp32", src, model_cfg, {}, fp32)
-            config, choice, built = _choose(config, bundle_dir, preview, choosing, build, say)
+            qat = src["qat"] is not None
+            config, choice, built = _choose(config, bundle_dir, preview, choosing, build, say, qat)
         variants: dict[str, dict[str, Any]] = {}
         for name in config.all_variants():
             dst = bundle_dir / bundlefmt.variant_file(name, name == config.default_variant)
@@ -383,20 +391,24 @@ def _choose(
     split: Any,
     build: Callable[[str, Path], dict[str, Any]],
     say: Any,
+    qat: bool,
 ) -> tuple[ExportConfig, dict[str, Any], dict[str, tuple[Path, dict[str, Any]]]]:
     """Build every candidate, measure them on ``split`` through the runtime, and make the
     chosen one the default (``config.quantize``); the built graphs are kept for the bundle."""
     from ..runtime import default_threads
     from .choose import CANDIDATES, choose
 
+    # A QAT run was trained for one scheme: it competes with fp32 only.
+    candidates = ("fp32", config.default_variant) if qat else CANDIDATES
     built = {}
-    for name in CANDIDATES:
+    for name in candidates:
         path = bundle_dir / f".candidate-{name}.onnx"  # hidden: never hashed or shipped
         built[name] = (path, build(name, path))
-    say(f"measuring {', '.join(CANDIDATES)} on {len(split)} validation rows (--max-int8-drop)")
+    say(f"measuring {', '.join(candidates)} on {len(split)} validation rows (--max-int8-drop)")
     graphs = {n: p.name for n, (p, _) in built.items()}
     assert config.max_int8_drop is not None
-    choice = choose(bundle_dir, graphs, preview, split, config.max_int8_drop, default_threads())
+    limit, threads = config.max_int8_drop, default_threads()
+    choice = choose(bundle_dir, graphs, preview, split, limit, threads, qat)
     say(f"default variant {choice['why']}")
     config = replace(config, quantize=_MODE[choice["chosen"]])
     keep = set(config.all_variants())

@@ -41,6 +41,7 @@ def choose(
     split: Any,
     limit: float,
     threads: int,
+    qat: bool = False,
 ) -> dict[str, Any]:
     """The default among ``graphs`` (variant -> file in ``root``) and the record of why.
 
@@ -75,7 +76,7 @@ def choose(
     for name, f in figures.items():
         f["drop_points"] = round((base - f["accuracy"]) * 100, 4)
         f["rows_per_s"] = statistics.median(rates[name])
-    chosen, why = pick(figures, limit, len(labels))
+    chosen, why = pick(figures, limit, len(labels), qat)
     return {
         "rule": f"fastest int8 variant within {limit:g} accuracy points of fp32, else fp32",
         "split": "validation",
@@ -88,7 +89,9 @@ def choose(
     }
 
 
-def pick(figures: dict[str, dict[str, Any]], limit: float, rows: int) -> tuple[str, str]:
+def pick(
+    figures: dict[str, dict[str, Any]], limit: float, rows: int, qat: bool = False
+) -> tuple[str, str]:
     """The rule: the fastest int8 candidate within ``limit`` points of fp32, else fp32; and
     why, in one line."""
     within = [n for n in INT8 if n in figures and figures[n]["drop_points"] <= limit + 1e-9]
@@ -103,6 +106,7 @@ def pick(figures: dict[str, dict[str, Any]], limit: float, rows: int) -> tuple[s
     best = min((n for n in INT8 if n in figures), key=lambda n: figures[n]["drop_points"])
     return "fp32", (
         f"fp32: no int8 variant is within {limit:g} points of fp32 on {rows} validation rows "
-        f"(the closest, {best}, loses {figures[best]['drop_points']:.2f}); train with --qat "
-        "for an int8 model that keeps its accuracy, or raise --max-int8-drop"
+        f"(the closest, {best}, loses {figures[best]['drop_points']:.2f}); "
+        + ("" if qat else "train with --qat for an int8 model that keeps its accuracy, or ")
+        + "raise --max-int8-drop"
     )

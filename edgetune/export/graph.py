@@ -388,12 +388,14 @@ def split_attention(model: Any) -> int:
     count, nodes = 0, []
     for n in model.graph.node:
         fused = n.op_type == "Attention" and n.domain == "com.microsoft" and len(n.input) == 4
-        if not fused or n.input[1] not in inits:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        # Only the plain form: a scale, unequal Q/K/V sizes or a causal mask stay fused.
+        plain = set(attrs) <= {"num_heads", "mask_filter_value"} and "num_heads" in attrs
+        if not fused or not plain or n.input[1] not in inits:
             nodes.append(n)
             continue
         w = numpy_helper.to_array(inits[n.input[1]])
         p = n.name or n.output[0]
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         hidden = w.shape[1] // 3
         qkv = [f"{p}/{part}" for part in "qkv"]
         for i, out in enumerate(qkv):

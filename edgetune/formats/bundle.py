@@ -203,8 +203,11 @@ def verify_graph(root: str | Path, manifest: dict[str, Any], variant: str) -> No
 
 
 def _graphs(info: dict[str, Any]) -> list[str]:
-    """A variant's model files: its graph, and its copy in the transformers.js layout."""
-    return [f for f in (info.get("file"), info.get("transformers_js")) if isinstance(f, str)]
+    """A variant's model files: its graph, and its copy in the transformers.js layout. Only
+    ``.onnx`` paths: a manifest edit can never take a shared file (tokenizer, config, golden
+    texts) out of the hashing."""
+    paths = (info.get("file"), info.get("transformers_js"))
+    return [f for f in paths if isinstance(f, str) and f.endswith(".onnx")]
 
 
 def _check_file(root: Path, rel: str, digest: str) -> None:

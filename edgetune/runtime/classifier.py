@@ -401,7 +401,7 @@ def _checked(clf: Classifier, checking: str) -> SelfCheck:
     """The self-check: remembered from an earlier pass on this device (``auto``), or run (and
     a pass remembered)."""
     digest = passes.key(clf.root, clf.variant, clf.threads)
-    known = passes.recall(digest) if checking == "auto" else None
+    known = passes.recall(digest, clf.variant) if checking == "auto" else None
     if known is not None:
         try:
             return SelfCheck(**{**known, "remembered": True})

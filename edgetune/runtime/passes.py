@@ -44,18 +44,32 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "edgetune"
 
 
-def key(root: Path, variant: str, threads: int) -> str:
-    """What a pass depends on, as one digest."""
-    import onnxruntime
+def key(root: Path, variant: str, threads: int) -> str | None:
+    """What a pass depends on, as one digest (None: the manifest cannot be read to make one).
 
+    The self-check covers tokenization and edgetune's own pre- and post-processing too, so
+    their versions are part of it.
+    """
+    import numpy
+    import onnxruntime
+    import tokenizers
+
+    from .. import __version__
     from ..hw import cpu_description
 
+    try:
+        manifest = bundlefmt.sha256(root / bundlefmt.MANIFEST)
+    except OSError:
+        return None
     cpu = cpu_description()
     parts = {
-        "manifest": bundlefmt.sha256(root / bundlefmt.MANIFEST),
+        "manifest": manifest,
         "variant": variant,
         "threads": threads,
         "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+        "numpy": numpy.__version__,
+        "edgetune": __version__,
         "platform": platform.platform(),
         "cpu": [cpu["name"], cpu["machine"], cpu["features"]],
     }
@@ -66,18 +80,25 @@ def _path(digest: str) -> Path:
     return cache_dir() / "self-checks" / f"{digest}.json"
 
 
-def recall(digest: str) -> dict[str, Any] | None:
-    """The remembered pass (``SelfCheck.to_dict()``), or None."""
+def recall(digest: str | None, variant: str) -> dict[str, Any] | None:
+    """The remembered pass of ``variant`` (``SelfCheck.to_dict()``), or None."""
+    if digest is None:
+        return None
     try:
         record = json.loads(_path(digest).read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("passed") is True else None
+    try:
+        honest = record["passed"] is True and record["variant"] == variant
+        honest = honest and float(record["max_abs_diff"]) <= float(record["tolerance"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return record if honest else None
 
 
-def remember(digest: str, check: dict[str, Any]) -> None:
+def remember(digest: str | None, check: dict[str, Any]) -> None:
     """Keep a pass; a cache that cannot be written is skipped silently."""
-    if check.get("passed") is not True:
+    if digest is None or check.get("passed") is not True:
         return
     path = _path(digest)
     try:

@@ -409,7 +409,7 @@ def _prepare_data(config: TrainConfig) -> tuple[Any, list[str]]:
         from .fewshot import sample_shots
 
         data.report["train"]["rows_before_shots"] = len(data.train)
-        data.train = sample_shots(data.train, config.shots, config.seed)
+        data.train = sample_shots(data.train, config.shots, config.seed, data.num_labels)
         data.report["train"]["rows"] = len(data.train)
         data.report["shots"] = config.shots
     return data, label_names

@@ -53,8 +53,8 @@ def make_pairs(labels: list[Any] | np.ndarray, count: int, seed: int) -> np.ndar
         same = _alike(y[i], y[j]) if sets else y[i] == y[j]
         kinds = [np.stack([i[s], j[s]], 1) for s in (same, ~same)]
         chosen = [_cycle(k, half, rng) for k in kinds]
-    elif sets:
-        chosen = [_sample_sets(y, half, rng, want_same) for want_same in (True, False)]
+    elif sets:  # what the tries found, cycled up to half (rare kinds oversample)
+        chosen = [_cycle(_sample_sets(y, half, rng, same), half, rng) for same in (True, False)]
     else:
         chosen = [_sample(y, half, rng, want_same) for want_same in (True, False)]
     if any(len(c) == 0 for c in chosen):
@@ -120,15 +120,15 @@ def _sample(y: np.ndarray, k: int, rng: np.random.Generator, same: bool) -> np.n
     return np.array(out)
 
 
-def sample_shots(split: Any, k: int, seed: int) -> Any:
+def sample_shots(split: Any, k: int, seed: int, num_labels: int | None = None) -> Any:
     """``k`` rows of each class, stratified and seeded; refuses a ``k`` larger than a class.
 
     With label sets (multi-label) each label gets at least ``k`` rows that carry it: labels
     in turn, rarest first, take rows not yet picked until they have ``k``.
     """
     rng = np.random.default_rng(seed)
-    if len(split) and isinstance(split.labels[0], list):
-        return split.subset(_shots_per_label(_set_matrix(split.labels), k, rng))
+    if num_labels is not None and hasattr(split, "targets"):  # label sets: every label counts
+        return split.subset(_shots_per_label(split.targets(num_labels) > 0, k, rng))
     y = np.asarray(split.labels)
     picked = []
     for c in np.unique(y):
