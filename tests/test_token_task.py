@@ -418,6 +418,13 @@ def test_static_and_portable_int8_calibrate_on_the_runs_sentences(token_run, tmp
     assert r.validation is not None and "int8-static" in r.validation.report["variants"]
     for variant in ("int8-static", "int8-portable"):
         assert Tagger.load(out, variant=variant).tag(["the day paul visited rome"])[0]
+    # Row-independent int8 per token too (the tag head runs on every token, quantized).
+    tagger = Tagger.load(out, variant="int8-static")
+    assert tagger.clf.batching == "padded"
+    texts = ["the day paul visited rome", "rome", "paul and anna met in paris on a long day"]
+    one = tagger.token_logits(texts * 4, batch_size=1)
+    for a, b in zip(one, tagger.token_logits(texts * 4, batch_size=32), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_check_and_bench_run_token_bundles(token_bundle):
