@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE))
 
 from common import export_in_own_process, write_results  # noqa: E402
 
-from edgetune.export.graph import drop_unused_initializers  # noqa: E402
+from edgetune.export.graph import replace_nodes  # noqa: E402
 
 BATCH = 32
 NBITS_BLOCK = 32  # MatMulNBits block along K: activations are quantized per block of a row
@@ -126,9 +126,7 @@ def per_token_int8(model: Any) -> int:
             )
         )
         count += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    drop_unused_initializers(model)
+    replace_nodes(model, nodes)
     return count
 
 
@@ -174,9 +172,7 @@ def nbits8(model: Any) -> int:
             )
         )
         count += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    drop_unused_initializers(model)
+    replace_nodes(model, nodes)
     return count
 
 

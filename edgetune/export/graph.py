@@ -417,10 +417,15 @@ def split_attention(model: Any) -> int:
             )
         )
         count += 1
+    replace_nodes(model, nodes)
+    return count
+
+
+def replace_nodes(model: Any, nodes: list[Any]) -> None:
+    """The graph's nodes become ``nodes`` (a rewrite's output); initializers left unread go."""
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     drop_unused_initializers(model)
-    return count
 
 
 def drop_unused_initializers(model: Any) -> None:
