@@ -18,8 +18,9 @@ Candidates (built into a temporary folder):
   per block of each row), on the same split graph; and on the fused graph.
 - ``int8-static`` as export builds it, with ONNX Runtime's ``MatMulAddFusion`` on and off;
   and rebuilt with the classification head in fp32, on the fused and on the split graph (the
-  last is what export's int8-static now is: ``edgetune.export.graph.split_attention`` and
-  ``pooled_matmuls``; the two rows differ only in their calibration texts).
+  best of these QDQ forms); ``int8-static`` as exported is now the dynamic int8 graph with
+  each activation range fixed by calibration (``edgetune.export.quantize.fix_activation_ranges``):
+  the fused int8 kernels of dynamic int8, row-independent.
 
 A RUN directory is exported first (``edgetune export RUN --variants fp32,int8-static``); a
 bundle must hold an fp32 variant. Duration: about 10 minutes for MiniLM-L6 on 2 cores.
@@ -63,6 +64,52 @@ class Candidate:
 
 
 # -- graph rewrites ----------------------------------------------------------------------------
+
+
+def split_attention(model: Any) -> int:
+    """Each fused ``Attention(x, W_qkv, b_qkv, mask_index)`` (constant ``W_qkv``) becomes three
+    ``MatMul(x, W_q|k|v)`` and ``MultiHeadAttention(Q, K, V, b_qkv, mask_index)``: the
+    projections become plain MatMuls that static int8 quantizes with fixed scales (inside the
+    fused op they stay fp32). Three MatMuls, not one and a Split: Q, K and V are not copied.
+    Returns the number of nodes rewritten.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    count, nodes = 0, []
+    for n in model.graph.node:
+        fused = n.op_type == "Attention" and n.domain == "com.microsoft" and len(n.input) == 4
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        # Only the plain form: a scale, unequal Q/K/V sizes or a causal mask stay fused.
+        plain = set(attrs) <= {"num_heads", "mask_filter_value"} and "num_heads" in attrs
+        if not fused or not plain or n.input[1] not in inits:
+            nodes.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        p = n.name or n.output[0]
+        hidden = w.shape[1] // 3
+        qkv = [f"{p}/{part}" for part in "qkv"]
+        for i, out in enumerate(qkv):
+            part = np.ascontiguousarray(w[:, i * hidden : (i + 1) * hidden])
+            model.graph.initializer.append(numpy_helper.from_array(part, f"{out}/weight"))
+            nodes.append(helper.make_node("MatMul", [n.input[0], f"{out}/weight"], [out], name=out))
+        # num_heads only: MultiHeadAttention's own mask value (-10000) zeroes a masked position
+        # after softmax exactly as Attention's does, and its mask_filter_value attribute came
+        # in a later onnxruntime than the operator.
+        kept = {"num_heads": attrs["num_heads"]}
+        nodes.append(
+            helper.make_node(
+                "MultiHeadAttention",
+                [*qkv, n.input[2], n.input[3]],
+                list(n.output),
+                name=f"{p}/mha",
+                domain="com.microsoft",
+                **kept,
+            )
+        )
+        count += 1
+    replace_nodes(model, nodes)
+    return count
 
 
 def per_token_int8(model: Any) -> int:
@@ -227,8 +274,6 @@ def build(bundle: Path, work: Path, calibration: list[str]) -> dict[str, Candida
         onnx.save(model, str(path))
         out[name] = Candidate(path)
 
-    from edgetune.export.graph import split_attention
-
     fp32 = onnx.load(str(files["fp32"]))
     split = onnx.load(str(files["fp32"]))
     split_attention(split)
@@ -257,7 +302,7 @@ def static_int8(model: Any, bundle: Path, work: Path, calibration: list[str]) ->
     import onnx
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    from edgetune.export.quantize import _quantize_static, without_preprocessing_advice
+    from edgetune.export.quantize import quantize_static_qdq, without_preprocessing_advice
     from edgetune.quant import QuantizationConfig
 
     typed = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
@@ -268,7 +313,9 @@ def static_int8(model: Any, bundle: Path, work: Path, calibration: list[str]) ->
     extra = {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}
     quant = QuantizationConfig.for_target("auto")
     with without_preprocessing_advice():
-        _quantize_static(src, dst, work, {}, {"model_dir": bundle}, quant, calibration, head, extra)
+        quantize_static_qdq(
+            src, dst, work, {}, {"model_dir": bundle}, quant, calibration, head, extra
+        )
     return onnx.load(str(dst))
 
 

@@ -312,20 +312,22 @@ def test_max_int8_drop_needs_a_validation_split_of_a_text_classifier(tiny_model_
 
 
 def test_static_int8_is_row_independent_by_construction(bundle_dir):
-    """int8-static: the fused attention split into int8 MatMuls + MultiHeadAttention, the
-    pooled head in fp32 (a quantized one fuses into a Gemm that rounds by row count); its
-    answers at batch 32 equal batch 1's exactly."""
+    """int8-static: dynamic int8's fused kernels with every activation range fixed by
+    calibration (QuantizeLinear, not DynamicQuantizeLinear); its answers at batch 32 equal
+    batch 1's exactly."""
     import onnx
 
     from edgetune.runtime import Classifier
 
     m = bundlefmt.verify(bundle_dir)
     info = m["variants"]["int8-static"]
-    assert info["attention_split"] == 2 and len(info["fp32_matmuls"]) >= 1
+    dynamic = onnx.load(str(bundle_dir / m["variants"]["int8-dynamic"]["file"])).graph
     graph = onnx.load(str(bundle_dir / info["file"])).graph
     ops = {n.op_type for n in graph.node}
-    assert "MultiHeadAttention" in ops and "Attention" not in ops
-    assert info["batching"] == "padded"
+    assert "QAttention" in ops and "MatMulInteger" in ops and "QuantizeLinear" in ops
+    assert "DynamicQuantizeLinear" not in ops
+    assert info["fixed_ranges"] == sum(n.op_type == "DynamicQuantizeLinear" for n in dynamic.node)
+    assert info["quantization"]["format"] == "QOperator" and info["batching"] == "padded"
     clf = Classifier.load(bundle_dir, variant="int8-static", threads=1)
     texts = TEXTS * 3 + ["a much longer text about a film that goes on and on " * 4]
     one = clf.logits(texts, batch_size=1)

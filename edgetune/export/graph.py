@@ -374,53 +374,6 @@ def gather_to_int4(model: Any, node: Any, block: int) -> None:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
 
 
-def split_attention(model: Any) -> int:
-    """Each fused ``Attention(x, W_qkv, b_qkv, mask_index)`` (constant ``W_qkv``) becomes three
-    ``MatMul(x, W_q|k|v)`` and ``MultiHeadAttention(Q, K, V, b_qkv, mask_index)``: the
-    projections become plain MatMuls that static int8 quantizes with fixed scales (inside the
-    fused op they stay fp32). Three MatMuls, not one and a Split: Q, K and V are not copied.
-    Returns the number of nodes rewritten.
-    """
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    count, nodes = 0, []
-    for n in model.graph.node:
-        fused = n.op_type == "Attention" and n.domain == "com.microsoft" and len(n.input) == 4
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        # Only the plain form: a scale, unequal Q/K/V sizes or a causal mask stay fused.
-        plain = set(attrs) <= {"num_heads", "mask_filter_value"} and "num_heads" in attrs
-        if not fused or not plain or n.input[1] not in inits:
-            nodes.append(n)
-            continue
-        w = numpy_helper.to_array(inits[n.input[1]])
-        p = n.name or n.output[0]
-        hidden = w.shape[1] // 3
-        qkv = [f"{p}/{part}" for part in "qkv"]
-        for i, out in enumerate(qkv):
-            part = np.ascontiguousarray(w[:, i * hidden : (i + 1) * hidden])
-            model.graph.initializer.append(numpy_helper.from_array(part, f"{out}/weight"))
-            nodes.append(helper.make_node("MatMul", [n.input[0], f"{out}/weight"], [out], name=out))
-        # num_heads only: MultiHeadAttention's own mask value (-10000) zeroes a masked position
-        # after softmax exactly as Attention's does, and its mask_filter_value attribute came
-        # in a later onnxruntime than the operator.
-        kept = {"num_heads": attrs["num_heads"]}
-        nodes.append(
-            helper.make_node(
-                "MultiHeadAttention",
-                [*qkv, n.input[2], n.input[3]],
-                list(n.output),
-                name=f"{p}/mha",
-                domain="com.microsoft",
-                **kept,
-            )
-        )
-        count += 1
-    replace_nodes(model, nodes)
-    return count
-
-
 def replace_nodes(model: Any, nodes: list[Any]) -> None:
     """The graph's nodes become ``nodes`` (a rewrite's output); initializers left unread go."""
     del model.graph.node[:]
@@ -433,14 +386,3 @@ def drop_unused_initializers(model: Any) -> None:
     used = {i for n in model.graph.node for i in n.input}
     for t in [t for t in model.graph.initializer if t.name not in used]:
         model.graph.initializer.remove(t)
-
-
-def pooled_matmuls(model: Any) -> list[str]:
-    """The MatMuls whose input is [batch, hidden] (the pooler and the classifier): in fp32 they
-    compute every row alike at any batch size, where ONNX Runtime fuses a quantized one with
-    its Add into a Gemm whose rounding depends on the row count."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    typed = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in typed.graph.value_info}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and rank.get(n.input[0]) == 2]

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import BundleError
 from ..quant import QuantizationConfig
-from .graph import gather_to_int4, pooled_matmuls, split_attention, word_gather
+from .graph import gather_to_int4, replace_nodes, word_gather
 
 
 class _PreprocessingAdvice(logging.Filter):
@@ -83,7 +83,8 @@ def build_variant(
     from onnxruntime.quantization import QuantType
 
     dynamic = name in ("int8-dynamic", "int8-portable")
-    if dynamic:
+    learned = qat is not None and qat.mode == "static"
+    if dynamic or not learned:
         from onnxruntime.quantization import quantize_dynamic
 
         quantize_dynamic(
@@ -96,18 +97,11 @@ def build_variant(
             nodes_to_exclude=exclude,
             extra_options={**extra, "WeightSymmetric": not portable},
         )
-    elif qat is not None and qat.mode == "static":
-        _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
+        if not dynamic:  # int8-static: the same kernels, each activation range fixed
+            feeds = calibration_feeds(src, optimized, calibration or [])
+            info["fixed_ranges"] = fix_activation_ranges(tmp, optimized, feeds)
     else:
-        # Row-independent: every MatMul with fixed scales, the head in fp32 (see graph.py).
-        ready = work / f"{name}-split.onnx"
-        split = onnx.load(str(optimized))
-        info["attention_split"] = split_attention(split)
-        head = pooled_matmuls(split)
-        info["fp32_matmuls"] = head
-        onnx.save(split, str(ready))
-        skip = exclude + head
-        _quantize_static(ready, tmp, work, cfg, src, quant, calibration or [], skip, extra)
+        _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
     m = onnx.load(str(tmp))
     if exclude:
         node = next(n for n in m.graph.node if n.name == exclude[0])
@@ -141,11 +135,14 @@ def _int8_settings(
     """An int8 variant's manifest entry: how weights and activations were quantized."""
     dynamic = name in ("int8-dynamic", "int8-portable")
     portable = name == "int8-portable"
+    learned = qat is not None and qat.mode == "static"
     out: dict[str, Any] = {
         "mode": "dynamic" if dynamic else "static",
-        "format": "QOperator" if dynamic else "QDQ",
+        "format": "QDQ" if learned else "QOperator",
         "weights": "int8 asymmetric" if portable else "int8 symmetric",
-        "activations": "uint8 dynamic per-tensor" if dynamic else "uint8 static (MinMax)",
+        "activations": "uint8 dynamic per-tensor"
+        if dynamic
+        else "uint8 static per-tensor (MinMax over the calibration texts)",
         "per_channel": quant.per_channel,
         "reduce_range": quant.reduce_range,
         "target": quant.target,
@@ -204,7 +201,77 @@ def _shape_inferred(src: Path, work: Path) -> Path:
     return inferred
 
 
-def _quantize_static(
+def calibration_feeds(srcinfo: dict[str, Any], graph: Path, texts: list[str]) -> list[Any]:
+    """Each calibration text as the graph's input arrays (one row, its own length: no padding
+    in the ranges)."""
+    import numpy as np
+    import onnx
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(srcinfo["model_dir"])
+    g = onnx.load(str(graph), load_external_data=False).graph
+    names = {i.name for i in g.input} - {t.name for t in g.initializer}
+    max_len = min(int(getattr(tok, "model_max_length", 128) or 128), 512)
+    feeds = []
+    for t in texts:
+        enc = tok(t, truncation=True, max_length=max_len, return_tensors="np")
+        feeds.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
+    return feeds
+
+
+def fix_activation_ranges(graph: Path, fp32: Path, feeds: list[Any]) -> int:
+    """Each ``DynamicQuantizeLinear`` of the dynamic int8 ``graph`` becomes a
+    ``QuantizeLinear`` with a fixed scale and zero point: the input's range over ``feeds``
+    in the fp32 graph (MinMax, widened to hold 0, uint8 as the dynamic op computes it).
+    The fused int8 kernels (QAttention, MatMulInteger) stay; no row's answer depends on
+    another's any more, so the graph runs padded batches. Rewrites ``graph`` in place and
+    returns the number of ranges fixed."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(graph))
+    dynamic = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    if not feeds:
+        raise BundleError("int8-static needs calibration texts to fix its activation ranges")
+    probe = onnx.load(str(fp32))
+    wanted = sorted({n.input[0] for n in dynamic})
+    probe.graph.output.extend(
+        helper.make_tensor_value_info(x, TensorProto.FLOAT, None) for x in wanted
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the ranges are the same on any thread count
+    session = ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    lo, hi = np.zeros(len(wanted)), np.zeros(len(wanted))  # every range holds 0
+    for feed in feeds:
+        for i, a in enumerate(session.run(wanted, feed)):
+            lo[i], hi[i] = min(lo[i], float(a.min())), max(hi[i], float(a.max()))
+    ranges = dict(zip(wanted, zip(lo, hi), strict=True))
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type != "DynamicQuantizeLinear":
+            nodes.append(n)
+            continue
+        mn, mx = ranges[n.input[0]]
+        scale = np.float32((mx - mn) / 255) if mx > mn else np.float32(1.0)
+        zp = np.uint8(np.clip(np.rint(-mn / scale), 0, 255))
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(scale, np.float32), n.output[1]),
+                numpy_helper.from_array(np.array(zp, np.uint8), n.output[2]),
+            ]
+        )
+        quantize = [n.input[0], n.output[1], n.output[2]]
+        nodes.append(helper.make_node("QuantizeLinear", quantize, [n.output[0]], name=n.name))
+    replace_nodes(model, nodes)
+    onnx.save(model, str(graph))
+    return len(dynamic)
+
+
+def quantize_static_qdq(
     src: Path,
     dst: Path,
     work: Path,
@@ -215,23 +282,13 @@ def _quantize_static(
     exclude: list[str],
     extra: dict[str, Any],
 ) -> None:
-    """QDQ int8 with MinMax ranges collected chunk by chunk (bounded memory)."""
-    import numpy as np
+    """QDQ int8 with MinMax ranges collected chunk by chunk (bounded memory); measured
+    against the fixed-range int8-static in bench/int8_batched.py."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
     )
-    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(srcinfo["model_dir"])
-    import onnx
-
-    graph = onnx.load(str(src), load_external_data=False).graph
-    names = {i.name for i in graph.input} - {t.name for t in graph.initializer}
-    max_len = min(int(getattr(tok, "model_max_length", 128) or 128), 512)
-    feeds = []
-    for t in texts:
-        enc = tok(t, truncation=True, max_length=max_len, return_tensors="np")
-        feeds.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
+    feeds = calibration_feeds(srcinfo, src, texts)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
