@@ -43,7 +43,7 @@ def length_batches(
     longest row: a batch also closes when adding the next (longer) row would make its padding
     more than ``waste`` of its real tokens. A call of mixed lengths then runs as a few
     batches of like lengths instead of one padded to its longest text (measured on 32 random
-    SST-2 rows: 1.6x the rows/s), while sorted data keeps full batches. Only for graphs whose
+    SST-2 rows: 1.56x the rows/s), while sorted data keeps full batches. Only for graphs whose
     answers do not depend on the batch: the split changes nothing else.
     """
     sizes = np.asarray(lengths)
