@@ -365,9 +365,7 @@ def _export(
             js_layout(bundle_dir, variants)
         manifest = build_manifest(
             config.to_dict(), config.default_variant, src, model_cfg, variants, fp32
-        )
-        if choice is not None:
-            manifest["default_choice"] = choice
+        ) | ({"default_choice": choice} if choice else {})
         say("recording the self-check: golden texts answered by PyTorch and every variant")
         golden = _golden(config, src, bundle_dir, manifest)
         for name, g in golden["variants"].items():
