@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import per_label_report
+
 # The default candidates of ``tune_thresholds``: 0.05, 0.10, ..., 0.95 (rounded, so 0.3 is 0.3).
 DEFAULT_GRID = np.round(np.arange(1, 20) * 0.05, 2)
 DEFAULT_GRID.setflags(write=False)
@@ -98,15 +100,7 @@ def multilabel_metrics(
         "accuracy": subset,
         "hamming_loss": float(np.count_nonzero(t != p)) / cells if cells else 0.0,
         "n": int(n),
-        "per_label": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(true_n[i]),
-            }
-            for i, name in enumerate(label_names)
-        },
+        "per_label": per_label_report(label_names, precision, recall, f1, true_n),
         "no_label_rows": int((~t.any(axis=1)).sum()),
     }
 

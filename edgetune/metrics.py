@@ -24,15 +24,7 @@ def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> 
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
     present = true_n > 0  # macro averages over classes present in the split
-    per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(true_n[i]),
-        }
-        for i, name in enumerate(label_names)
-    }
+    per_class = per_label_report(label_names, precision, recall, f1, true_n)
     return {
         "accuracy": float(tp.sum() / max(len(t), 1)),
         "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
@@ -41,6 +33,21 @@ def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> 
         "n": int(len(t)),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
+    }
+
+
+def per_label_report(
+    label_names: list[str], precision: Any, recall: Any, f1: Any, support: Any
+) -> dict[str, dict[str, Any]]:
+    """{name: precision, recall, f1, support}: the per-class (per-label) part of a report."""
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
     }
 
 

@@ -108,13 +108,10 @@ def labelled_split(
         "label_column": label_column,
         "header": header,
     }
+    _require_data(data, rc)
     spec = data
     if spec is None:
-        if rc is None:
-            raise ConfigError(
-                "no labelled data to validate on: pass --data FILE_OR_FOLDER "
-                "(the bundle's source is not an edgetune run with training data)"
-            )
+        assert rc is not None
         # The run's own settings reproduce its held-out split exactly.
         spec, kwargs = rundir.data_spec(rc)
     loaded = load_data(spec, **kwargs)
@@ -175,11 +172,7 @@ def _measured(
 ) -> tuple[Any, list[int], dict[str, Any]]:
     """``split`` of ``data`` (else of the run's data, split as it was), the model's id of each
     of the data's label names, and where the split came from."""
-    if data is None and rc is None:
-        raise ConfigError(
-            "no labelled data to validate on: pass --data FILE_OR_FOLDER "
-            "(the bundle's source is not an edgetune run with training data)"
-        )
+    _require_data(data, rc)
     if data is None:
         assert rc is not None
         loaded, spec = load_run_data(rc), rundir.data_spec(rc)[0]
@@ -194,6 +187,14 @@ def _measured(
     ids = [labels.index(n) for n in loaded.label_names]
     info = {"source": str(spec), "split": split, "label_names": labels}
     return getattr(loaded, split), ids, info
+
+
+def _require_data(data: str | None, rc: dict[str, Any] | None) -> None:
+    if data is None and rc is None:
+        raise ConfigError(
+            "no labelled data to validate on: pass --data FILE_OR_FOLDER "
+            "(the bundle's source is not an edgetune run with training data)"
+        )
 
 
 def _at_most(part: Any, max_samples: int | None) -> Any:

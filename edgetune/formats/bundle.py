@@ -168,17 +168,20 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return m
 
 
-def verify(root: str | Path, variant: str | None = None) -> dict[str, Any]:
+def verify(
+    root: str | Path, variant: str | None = None, manifest: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Check every file against the manifest's SHA-256 and the manifest against them.
 
     Returns the manifest. Labels must equal config.json's ``id2label``; the max length and
     each variant's file must equal golden.json's (both files are hashed). With ``variant``,
     the graphs of the other variants (and their transformers.js copies) are not hashed: they
     are not loaded, and hashing a multi-variant bundle's 100+ MB would dominate a start; they
-    are still listed, and ``verify_graph`` hashes one before it is loaded.
+    are still listed, and ``verify_graph`` hashes one before it is loaded. ``manifest``: the
+    manifest already read from ``root`` (``read_manifest``), not read again.
     """
     root = Path(root)
-    m = read_manifest(root)
+    m = manifest if manifest is not None else read_manifest(root)
     skip = set()
     if variant is not None:
         skip = {f for v, info in m["variants"].items() if v != variant for f in _graphs(info)}

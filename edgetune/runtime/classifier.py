@@ -154,8 +154,9 @@ class Classifier:
 
             verify_signature(root, Path(public_key).expanduser())
         checking = passes.mode(self_check)
-        name = bundlefmt.pick_variant(bundlefmt.read_manifest(root), variant, root)
-        manifest = bundlefmt.verify(root, name)  # a tampered or truncated bundle never runs
+        manifest = bundlefmt.read_manifest(root)
+        name = bundlefmt.pick_variant(manifest, variant, root)
+        bundlefmt.verify(root, name, manifest)  # a tampered or truncated bundle never runs
         golden = bundlefmt.read_golden(root)
         threads = threads or default_threads()
         return _first_working(root, manifest, golden, name, threads, checking, fallback)

@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError, EdgetuneError
 from ..formats import rundir
 from ..modeling import load_for_training, load_saved, model_config
 from ..presets import ModelSource, resolve_model
-from ..tasks import MULTI
+from ..tasks import MULTI, TEXT, TOKENS, task_named
 from . import checkpoint, distill
 from .config import TrainConfig, TrainResult, dropped_summary, parse_qat_start
 from .evaluate import Evaluator
@@ -326,8 +326,6 @@ def _resolve_task(config: TrainConfig) -> TrainConfig:
     spans; multi-label when its label column holds lists or delimited labels, or several
     label columns are given) and its metric; options the task cannot use are refused before
     any work."""
-    from ..tasks import task_named
-
     name = config.task if config.task != "auto" else _detect_task(config)
     task = task_named(name)
     metric = task.metrics[0] if config.metric == "auto" else config.metric
@@ -344,7 +342,6 @@ def _resolve_task(config: TrainConfig) -> TrainConfig:
 def _detect_task(config: TrainConfig) -> str:
     from ..data.multilabel import is_multilabel_data
     from ..data.tokens import is_token_data
-    from ..tasks import MULTI, TEXT, TOKENS
 
     if is_token_data(config.data):
         return TOKENS
