@@ -449,8 +449,10 @@ def train(
     "--quantize",
     type=click.Choice(QUANTIZE),
     show_default=True,
-    help="The default variant: fp32, int8 dynamic, int8 static (QDQ), int8 portable (loads "
-    "on onnxruntime 1.15+), or fp16 (GPU); auto = dynamic, or a QAT run's scheme.",
+    help="The default variant: fp32, int8 dynamic, int8 static (fixed ranges: batches), int8 "
+    "portable (loads on onnxruntime 1.15+), or fp16 (GPU); auto = static where there are "
+    "calibration texts (a run's training data, --calibration-data), else dynamic; a QAT run's "
+    "scheme.",
 )
 @_export_option(
     "--per-channel/--per-tensor",

@@ -109,7 +109,7 @@ def bundle_dir(trained_run, tmp_path_factory):
     export(
         source=str(trained_run),
         output=str(out),
-        variants=("fp32", "int8-static"),
+        variants=("fp32", "int8-dynamic"),
         progress=False,
         archive=True,
         validate=False,

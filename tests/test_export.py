@@ -51,14 +51,14 @@ def torch_logits(model_dir, texts):
 
 def test_bundle_layout_and_manifest(bundle_dir):
     m = bundlefmt.verify(bundle_dir)
-    assert m["default_variant"] == "int8-dynamic"
+    assert m["default_variant"] == "int8-static"  # a run: calibrated on its training texts
     assert set(m["variants"]) == {"int8-dynamic", "fp32", "int8-static"}
-    assert m["variants"]["int8-dynamic"]["file"] == "model.onnx"
+    assert m["variants"]["int8-static"]["file"] == "model.onnx"
     assert m["labels"] == ["negative", "positive"] and m["max_length"] == 64
     for f in (
         "model.onnx",
         "model_fp32.onnx",
-        "model_int8_static.onnx",
+        "model_int8_dynamic.onnx",
         "config.json",
         "tokenizer.json",
     ):
@@ -78,7 +78,7 @@ def test_fp32_onnx_matches_pytorch(bundle_dir, trained_run):
     assert np.array_equal(got.argmax(-1), ref.argmax(-1))
 
 
-@pytest.mark.parametrize("file", ["model.onnx", "model_int8_static.onnx"])
+@pytest.mark.parametrize("file", ["model.onnx", "model_int8_dynamic.onnx"])
 def test_int8_agrees_with_fp32(bundle_dir, file):
     import pandas as pd
 
@@ -90,9 +90,10 @@ def test_int8_agrees_with_fp32(bundle_dir, file):
 
 def test_int8_is_much_smaller(bundle_dir):
     m = bundlefmt.read_manifest(bundle_dir)
-    assert m["variants"]["int8-dynamic"]["size_bytes"] < 0.4 * m["fp32_onnx_bytes"]
-    q = m["variants"]["int8-dynamic"]["quantization"]
-    assert q["embeddings"] == "int4" and q["mode"] == "dynamic"
+    for name, mode in (("int8-static", "static"), ("int8-dynamic", "dynamic")):
+        assert m["variants"][name]["size_bytes"] < 0.4 * m["fp32_onnx_bytes"]
+        q = m["variants"][name]["quantization"]
+        assert q["embeddings"] == "int4" and q["mode"] == mode
 
 
 def test_stock_optimum_loader_and_pipeline(bundle_dir):
@@ -137,11 +138,27 @@ def test_fp16_and_per_tensor_variants(trained_run, tmp_path):
     assert r.variants["fp16"]["size_bytes"] < 0.6 * r.fp32_onnx_bytes
     q = r.variants["int8-dynamic"]["quantization"]
     assert q["per_channel"] is False and q["embeddings"] == "int8"
-    # Works from a plain HF model directory too (no run around it).
+    # Works from a plain HF model directory too (no run around it): no texts to calibrate on,
+    # so auto is dynamic int8 (served one row per call).
     r2 = export(source=str(trained_run / "best"), output=str(tmp_path / "plain"), progress=False)
     assert bundlefmt.verify(tmp_path / "plain")["source"]["run"] is None
     assert r2.default_variant == "int8-dynamic"
+    assert r2.variants["int8-dynamic"]["batching"] == "row"
     assert r2.validation is None and "not validated" in r2.note  # no labelled data known
+
+
+def test_auto_is_static_where_there_are_texts_to_calibrate_on(trained_run, tmp_path):
+    """--quantize auto: int8-static (batches) when a run's training texts or
+    --calibration-data are there to fix its ranges on (a bare model directory without them gets
+    dynamic int8, as in test_fp16_and_per_tensor_variants)."""
+    r = export(
+        source=str(trained_run / "best"),
+        output=str(tmp_path / "calibrated"),
+        calibration_data=str(ASSETS / "sentiment.csv"),
+        progress=False,
+        validate=False,
+    )
+    assert r.default_variant == "int8-static" and r.variants["int8-static"]["batching"] == "padded"
 
 
 def test_quantization_presets_follow_the_cpu(monkeypatch):

@@ -112,7 +112,7 @@ def js_bundle(trained_run, tmp_path_factory) -> Path:
     export(
         source=str(trained_run),
         output=str(dst),
-        variants=("fp32", "int8-static"),
+        variants=("fp32", "int8-dynamic"),
         layout="transformers.js",
         progress=False,
         validate=False,

@@ -120,7 +120,7 @@ def test_validate_measures_label_sets_through_the_runtime(multi_bundle):
     r = validate(bundle=str(multi_bundle), max_f1_drop=5.0, progress=False, **fast)
     rows = r.report["variants"]
     assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["label_agreement"] == 1.0
-    assert rows["int8-dynamic"]["batch_invariance"]["flips"] == 0
+    assert rows["int8-static"]["batch_invariance"]["flips"] == 0
     assert set(rows["pytorch-fp32"]["per_label"]) == {"food", "money", "sport"}
     assert {g["gate"] for g in r.report["gates"]} >= {"max_f1_drop"} and r.passed
 
@@ -255,7 +255,7 @@ def test_transformers_js_reads_the_sigmoid_from_the_config(multi_run, tmp_path):
         progress=False,
     )
     texts = ["goal and bread", "the bank price was good", "soup cash team"]
-    for dtype, variant in (("fp32", "fp32"), ("q8", "int8-dynamic")):
+    for dtype, variant in (("fp32", "fp32"), ("int8", "int8-static")):
         r = subprocess.run(
             [node, str(js / "classify.mjs"), str(out), dtype],
             input=json.dumps(texts),
@@ -340,7 +340,7 @@ def test_the_f1_gate_names_the_macro_f1(multi_bundle):
     fast = dict(threads=1, rounds=3, warmup=0, memory=False, seq_lengths=(16,), pause_s=0.0)
     r = validate(bundle=str(multi_bundle), max_f1_drop=5.0, progress=False, **fast)
     (gate,) = [g for g in r.report["gates"] if g["gate"] == "max_f1_drop"]
-    assert gate["message"].startswith("macro F1 drop of int8-dynamic")
+    assert gate["message"].startswith("macro F1 drop of int8-static")
 
 
 def test_validate_and_export_read_other_multi_label_data(multi_run, multi_bundle, tmp_path):
@@ -363,7 +363,7 @@ def test_validate_and_export_read_other_multi_label_data(multi_run, multi_bundle
     for key in ("micro_f1", "macro_f1"):
         assert by_ids.report["variants"]["fp32"][key] == by_names.report["variants"]["fp32"][key]
     r = export(source=str(multi_run[0]), output=str(tmp_path / "b"), data=str(ids), progress=False)
-    assert "int8-dynamic" in r.variants
+    assert "int8-static" in r.variants
 
 
 def test_a_new_head_starts_at_each_labels_rate():

@@ -33,7 +33,7 @@ def portable(trained_run, tmp_path_factory):
     export(
         source=str(trained_run),
         output=str(out),
-        variants=("fp32", "int8-static", "int8-portable"),
+        variants=("fp32", "int8-dynamic", "int8-portable"),
         min_runtime=CLAIMED,
         progress=False,
         validate=False,
@@ -98,7 +98,7 @@ def test_an_older_runtime_gets_one_line_and_a_variant_that_loads(bundle, monkeyp
     with pytest.raises(BundleError) as e:
         Classifier.load(bundle, threads=1)
     msg = str(e.value)
-    assert f"variant int8-dynamic needs onnxruntime >= {INT4}" in msg
+    assert f"variant int8-static needs onnxruntime >= {INT4}" in msg
     assert "this is onnxruntime 1.20.1" in msg and "pass --variant fp32" in msg
     with pytest.warns(UserWarning, match="using variant fp32"):
         assert Classifier.load(bundle, threads=1, fallback=True).variant == "fp32"

@@ -24,7 +24,7 @@ from edgetune.runtime import Classifier, check_bundle
 from .conftest import ASSETS, rerecord_hashes
 from .test_export import TEXTS
 
-VARIANTS = ("int8-dynamic", "fp32", "int8-static")
+VARIANTS = ("int8-static", "fp32", "int8-dynamic")
 # validate() settings that skip PyTorch and keep timing short: these tests judge answers.
 QUICK = dict(
     rounds=3,
@@ -58,7 +58,7 @@ def test_dynamic_int8_padded_batches_move_scores(bundle):
     from edgetune.runtime import session
 
     tok = AutoTokenizer.from_pretrained(bundle)
-    sess = session(bundle / "model.onnx", 1)
+    sess = session(bundle / "model_int8_dynamic.onnx", 1)
     names = {i.name for i in sess.get_inputs()}
     enc = tok(MIXED, padding=True, return_tensors="np")
     batched = sess.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]
@@ -181,11 +181,11 @@ def test_self_check_passes_on_healthy_variants(bundle):
 def test_self_check_refuses_a_broken_variant(bundle):
     _break_default_variant(bundle)
     bundlefmt.verify(bundle)  # the hashes alone cannot tell
-    with pytest.raises(SelfCheckFailed, match="variant int8-dynamic.*variant fp32 works here"):
+    with pytest.raises(SelfCheckFailed, match="variant int8-static.*variant fp32 works here"):
         Classifier.load(bundle, threads=1)
     r = CliRunner().invoke(main, ["predict", str(bundle), "a delightful comedy"])
     line = _one_line_error(r, code=1)
-    assert "int8-dynamic" in line and "--variant fp32" in line
+    assert "int8-static" in line and "--variant fp32" in line
     # Told to, it falls back to a variant that passed, and says so.
     with pytest.warns(UserWarning, match="using variant fp32"):
         clf = Classifier.load(bundle, threads=1, fallback=True)
@@ -193,11 +193,11 @@ def test_self_check_refuses_a_broken_variant(bundle):
     r = CliRunner().invoke(main, ["predict", str(bundle), "a delightful comedy", "--fallback"])
     assert r.exit_code == 0 and "using variant fp32" in r.output
     # Skipping the check is the user's explicit choice.
-    assert Classifier.load(bundle, threads=1, self_check=False).variant == "int8-dynamic"
+    assert Classifier.load(bundle, threads=1, self_check=False).variant == "int8-static"
     r = CliRunner().invoke(main, ["check", str(bundle), "--threads", "1", "--json"])
     assert r.exit_code == 1
     verdicts = {k: v["passed"] for k, v in json.loads(r.output)["variants"].items()}
-    assert verdicts == {"int8-dynamic": False, "fp32": True, "int8-static": True}
+    assert verdicts == {"int8-static": False, "fp32": True, "int8-dynamic": True}
 
 
 def test_bundles_of_an_older_format_are_refused(bundle):
@@ -234,7 +234,7 @@ def _edit_manifest(bundle, edit):
         (lambda m: m.pop("variants"), "no `variants`"),
         (lambda m: m.update(default_variant="int4"), "default_variant"),
         (
-            lambda m: m["variants"]["int8-dynamic"].update(file="model_fp32.onnx"),
+            lambda m: m["variants"]["int8-static"].update(file="model_fp32.onnx"),
             "differs from the one golden.json",
         ),
         (lambda m: m.update(version=99), "upgrade edgetune"),
@@ -260,7 +260,7 @@ def test_malformed_or_walked_around_manifests_are_refused(bundle, edit, message)
 
 def test_variant_pointing_at_an_unlisted_file_is_refused(bundle):
     shutil.copy(bundle / "model_fp32.onnx", bundle / "evil.onnx")
-    _edit_manifest(bundle, lambda m: m["variants"]["int8-dynamic"].update(file="evil.onnx"))
+    _edit_manifest(bundle, lambda m: m["variants"]["int8-static"].update(file="evil.onnx"))
     r = CliRunner().invoke(main, ["predict", str(bundle), "a gorgeous, witty film"])
     assert "evil.onnx" in _one_line_error(r) and "not among the hashed files" in r.output
 
@@ -345,7 +345,7 @@ def test_signed_bundle_round_trip_and_tampering(bundle, keys):
         main, ["predict", str(bundle), "a delightful comedy", "--verify-key", pub]
     )
     assert r.exit_code == 0, r.output
-    assert Classifier.load(bundle, public_key=keys / "owner.pub").variant == "int8-dynamic"
+    assert Classifier.load(bundle, public_key=keys / "owner.pub").variant == "int8-static"
     with pytest.raises(BundleError):
         Classifier.load(bundle, public_key=keys / "other.pub")
     r = CliRunner().invoke(main, ["check", str(bundle), "--verify-key", pub, "--threads", "1"])
@@ -491,16 +491,16 @@ def test_files_get_the_users_permissions_and_leftovers_are_cleaned(trained_run, 
 def test_a_start_hashes_the_graph_it_loads_not_the_other_variants(bundle):
     """Only the loaded graph and the shared files are hashed; a tampered graph of another
     variant is still refused the moment it would be loaded (a fallback), and by check."""
-    f = bundle / "model_int8_static.onnx"
+    f = bundle / "model_int8_dynamic.onnx"
     data = bytearray(f.read_bytes())
     data[100] ^= 1
     f.write_bytes(bytes(data))
-    assert Classifier.load(bundle, threads=1).variant == "int8-dynamic"
-    with pytest.raises(BundleError, match="model_int8_static.onnx does not match its SHA-256"):
-        Classifier.load(bundle, variant="int8-static", threads=1)
+    assert Classifier.load(bundle, threads=1).variant == "int8-static"
+    with pytest.raises(BundleError, match="model_int8_dynamic.onnx does not match its SHA-256"):
+        Classifier.load(bundle, variant="int8-dynamic", threads=1)
     with pytest.raises(BundleError, match="does not match its SHA-256"):
         check_bundle(bundle, threads=1)
-    _break_default_variant(bundle)  # int8-dynamic fails its check: the fallback is fp32
+    _break_default_variant(bundle)  # int8-static fails its check: the fallback is fp32
     f.write_bytes(bytes(data))  # rerecord_hashes made it whole again
     r = CliRunner().invoke(main, ["predict", str(bundle), "fine", "--fallback"])
     assert r.exit_code == 0 and "using variant fp32" in r.output  # fp32 comes first
@@ -547,7 +547,7 @@ def test_check_always_runs_and_its_passes_serve_later_starts(bundle, tmp_path, m
     monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "cache"))
     assert check_bundle(bundle, threads=1).passed
     assert check_bundle(bundle, threads=1).checks[0].remembered is False
-    clf = Classifier.load(bundle, threads=1, variant="int8-static")
+    clf = Classifier.load(bundle, threads=1, variant="int8-dynamic")
     assert clf.checked is not None and clf.checked.remembered
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")

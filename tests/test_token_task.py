@@ -89,7 +89,7 @@ def test_export_records_the_task_and_per_token_golden_answers(token_bundle):
     manifest = bundlefmt.verify(token_bundle)
     assert manifest["task"] == "token-classification"
     golden = bundlefmt.read_golden(token_bundle)
-    first = golden["variants"]["int8-dynamic"]["logits"][0]
+    first = golden["variants"]["int8-static"]["logits"][0]
     assert np.asarray(first).ndim == 2 and np.asarray(first).shape[1] == len(manifest["labels"])
     kinds = [r["kind"] for r in golden["rows"]]
     assert "beyond max length" in kinds
@@ -169,11 +169,11 @@ def test_validate_measures_entity_f1_through_the_runtime(token_bundle, tmp_path)
 
     r = validate(bundle=str(token_bundle), max_f1_drop=5.0, min_agreement=0.5, **FAST)
     rows = r.report["variants"]
-    assert set(rows) == {"pytorch-fp32", "fp32", "int8-dynamic"}
+    assert set(rows) == {"pytorch-fp32", "fp32", "int8-static"}
     assert rows["pytorch-fp32"]["f1"] > 0.8 and set(rows["fp32"]["per_type"]) == {"PER", "LOC"}
     # fp32 through the runtime (its tokenizer and windows) answers as PyTorch does.
     assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["f1_delta_points"] == 0.0
-    assert rows["int8-dynamic"]["batch_invariance"]["flips"] == 0
+    assert rows["int8-static"]["batch_invariance"]["flips"] == 0
     gates = {g["gate"]: g for g in r.report["gates"]}
     assert gates["max_f1_drop"]["passed"] and r.passed
     report_md = (token_bundle / "validation" / "report.md").read_text()
@@ -240,7 +240,7 @@ def test_transformers_js_tags_as_the_python_runtime(token_run, tmp_path):
     out = tmp_path / "bundle"
     layout = {"layout": "transformers.js", "variants": ("fp32",), "progress": False}
     export(source=str(token_run[0]), output=str(out), **layout)
-    for dtype, variant in (("fp32", "fp32"), ("q8", "int8-dynamic")):
+    for dtype, variant in (("fp32", "fp32"), ("int8", "int8-static")):
         r = subprocess.run(
             [node, str(js / "tag.mjs"), str(out), dtype],
             input=json.dumps(TAG_TEXTS),
@@ -347,7 +347,7 @@ def test_onnxruntime_web_wasm_gives_the_same_token_logits(token_bundle):
         pytest.skip("Node and tests/js/node_modules run the WASM test")
     manifest = json.loads((token_bundle / "edgetune.json").read_text())
     texts = TAG_TEXTS[:4]
-    for variant, tol in (("fp32", 1e-4), ("int8-dynamic", 0.02)):
+    for variant, tol in (("fp32", 1e-4), ("int8-static", 0.02)):
         tagger = Tagger.load(token_bundle, variant=variant)
         tokens, want = tagger.clf.tokens_and_logits(texts, batch_size=1)
         head, tail = special_ids(untruncated(tagger.clf.tokenizer))  # [CLS] / [SEP]

@@ -51,7 +51,7 @@ def test_report_schema_files_and_manifest(report):
         "time_s",
     ):
         assert key in rep
-    assert rep["baseline"] == "pytorch-fp32" and rep["default_variant"] == "int8-dynamic"
+    assert rep["baseline"] == "pytorch-fp32" and rep["default_variant"] == "int8-static"
     assert set(rep["variants"]) == {"pytorch-fp32", "int8-dynamic", "fp32", "int8-static"}
     assert rep["data"]["split"] == "test" and rep["data"]["rows"] == 12  # the run's own test split
     for name, v in rep["variants"].items():
@@ -69,8 +69,8 @@ def test_report_schema_files_and_manifest(report):
     assert fp32["agreement"] == 1.0 and fp32["logit_max_abs_diff"] < 1e-3
     # The torch process is the heaviest; int8 is the smallest file.
     v = rep["variants"]
-    assert v["pytorch-fp32"]["peak_rss_mb"] > v["int8-dynamic"]["peak_rss_mb"]
-    assert v["int8-dynamic"]["size_bytes"] < v["fp32"]["size_bytes"]
+    assert v["pytorch-fp32"]["peak_rss_mb"] > v["int8-static"]["peak_rss_mb"]
+    assert v["int8-static"]["size_bytes"] < v["fp32"]["size_bytes"]
     # Headline figures travel with the bundle, and the bundle still verifies.
     m = bundlefmt.verify(root)
     mv = m["metrics"]["validation"]
@@ -80,8 +80,8 @@ def test_report_schema_files_and_manifest(report):
     # The report is not among the hashed files: nothing runs it, and re-validating rewrites it.
     assert not any(f.startswith("validation/") for f in m["files"])
     md = (root / "validation" / "report.md").read_text()
-    assert "| int8-dynamic* |" in md and "## Environment" in md
-    assert "pytorch-fp32" in result.summary() and "int8-dynamic*" in result.summary()
+    assert "| int8-static* |" in md and "## Environment" in md
+    assert "pytorch-fp32" in result.summary() and "int8-static*" in result.summary()
 
 
 def test_validate_again_replaces_the_report(report):
@@ -163,7 +163,7 @@ def test_agreement_gate_fails_against_a_different_original(bundle, trained_run, 
     r = validate(
         bundle=str(bundle), source=str(src), min_agreement=0.5, raise_on_failure=False, **FAST
     )
-    assert not r.passed and "agreement of int8-dynamic" in r.failures[0]
+    assert not r.passed and "agreement of int8-static" in r.failures[0]
     assert r.report["variants"]["fp32"]["agreement"] == 0.0
 
 
@@ -213,7 +213,7 @@ def test_export_validates_at_the_end(trained_run, tmp_path):
     )
     assert r.validation is not None and r.validation.passed
     assert (tmp_path / "b" / "validation" / "report.json").is_file()
-    assert "int8-dynamic" in bundlefmt.verify(tmp_path / "b")["metrics"]["validation"]["variants"]
+    assert "int8-static" in bundlefmt.verify(tmp_path / "b")["metrics"]["validation"]["variants"]
     assert "validated" in r.summary()
     r = export(source=str(trained_run), output=str(tmp_path / "c"), progress=False, validate=False)
     assert r.validation is None and not (tmp_path / "c" / "validation").exists()

@@ -45,7 +45,7 @@ class ExportConfig:
     source: str
     output: str
     optimize: str = "auto"
-    quantize: str = "auto"  # dynamic int8; a QAT run's own mode
+    quantize: str = "auto"  # static int8 where there are calibration texts; a QAT run's mode
     per_channel: bool = True
     target: str = "auto"
     variants: tuple[str, ...] = ()
@@ -211,6 +211,7 @@ def export(
             "it; give one of them"
         )
     qat = src["qat"]
+    calibration: list[str] | None = None
     if qat is not None:
         # A QAT run is exported with the scheme it was trained against.
         if config.quantize == "auto":
@@ -220,7 +221,9 @@ def export(
         )
     else:
         if config.quantize == "auto":
-            config = replace(config, quantize="dynamic")
+            # Batch-invariant int8 with fixed ranges where there are texts to fix them on.
+            calibration = _auto_calibration(config, src)
+            config = replace(config, quantize="static" if calibration else "dynamic")
         quant = replace(
             QuantizationConfig.for_target(config.target, config.per_channel),
             embeddings=config.embeddings,
@@ -243,9 +246,8 @@ def export(
     choosing = None
     if config.max_int8_drop is not None:
         choosing = _choice_split(config, src)
-    calibration = None
     static = "int8-static" in config.all_variants() or choosing is not None
-    if static and not (qat and qat.mode == "static"):
+    if static and not (qat and qat.mode == "static") and calibration is None:
         calibration = _calibration_texts(config, src)
 
     with locked(output, "bundle"):
@@ -586,6 +588,14 @@ def _refuse_nonfinite(model_dir: Path) -> None:
             raise ModelError(
                 f"{f} cannot be read ({first_line(e)}); it may be truncated: copy or train it again"
             ) from None
+
+
+def _auto_calibration(config: ExportConfig, src: dict[str, Any]) -> list[str] | None:
+    """Calibration texts for ``--quantize auto``: --calibration-data's, else the run's training
+    texts; None (int8-dynamic) for a bare model directory without --calibration-data."""
+    if not (config.calibration_data or src["run_config"]):
+        return None
+    return _calibration_texts(config, src)
 
 
 def _calibration_texts(config: ExportConfig, src: dict[str, Any]) -> list[str]:
