@@ -159,6 +159,13 @@ def test_auto_is_static_where_there_are_texts_to_calibrate_on(trained_run, tmp_p
         validate=False,
     )
     assert r.default_variant == "int8-static" and r.variants["int8-static"]["batching"] == "padded"
+    out = tmp_path / "uncalibrated"
+    cli = CliRunner().invoke(
+        main, ["export", str(trained_run / "best"), "--output", str(out), "--no-validate"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert "no texts to calibrate on; --calibration-data FILE makes it int8-static" in cli.output
+    assert bundlefmt.verify(out)["default_variant"] == "int8-dynamic"
 
 
 def test_quantization_presets_follow_the_cpu(monkeypatch):

@@ -210,8 +210,46 @@ def export(
             f"--max-int8-drop chooses the default variant, --quantize {config.quantize} names "
             "it; give one of them"
         )
+    qat, auto = src["qat"], config.quantize == "auto"
+    config, quant, calibration = _settle(config, src)
+    from ..console import sayer
+
+    say = sayer(progress)
+    if auto and config.quantize == "dynamic" and qat is None:
+        say(
+            "default variant int8-dynamic (served one row per call): a model directory has no "
+            "texts to calibrate on; --calibration-data FILE makes it int8-static, which batches"
+        )
+    if config.sign:
+        if not Path(config.sign).expanduser().is_file():
+            raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
+        from ..signing import check_private_key
+
+        check_private_key(Path(config.sign).expanduser())
+    choosing = None
+    if config.max_int8_drop is not None:
+        choosing = _choice_split(config, src)
+    static = "int8-static" in config.all_variants() or choosing is not None
+    if static and not (qat and qat.mode == "static") and calibration is None:
+        calibration = _calibration_texts(config, src)
+
+    with locked(output, "bundle"):
+        # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
+        clean_stale(output.parent, output.name)
+        _check_outputs(output, overwrite, sources, config.archive)
+        with without_preprocessing_advice():
+            built = _export(config, output, src, quant, calibration, say, choosing)
+    return _finish(config, built, src, say, progress, validator, t0)
+
+
+def _settle(
+    config: ExportConfig, src: dict[str, Any]
+) -> tuple[ExportConfig, QuantizationConfig, list[str] | None]:
+    """The autos resolved: the default variant (a QAT run's scheme; else int8-static where
+    there are texts to fix its ranges on, dynamic int8 where not), the int8 preset and the
+    optimization level; with the calibration texts when they were read."""
     qat = src["qat"]
-    calibration: list[str] | None = None
+    calibration = None
     if qat is not None:
         # A QAT run is exported with the scheme it was trained against.
         if config.quantize == "auto":
@@ -234,29 +272,7 @@ def export(
     if config.optimize == "auto":
         # O2 (fusions, exact maths) is safe on every CPU target; O3 approximates GELU.
         config = replace(config, optimize="O2")
-    from ..console import sayer
-
-    say = sayer(progress)
-    if config.sign:
-        if not Path(config.sign).expanduser().is_file():
-            raise ConfigError(f"--sign {config.sign} does not exist; pass a private key file (PEM)")
-        from ..signing import check_private_key
-
-        check_private_key(Path(config.sign).expanduser())
-    choosing = None
-    if config.max_int8_drop is not None:
-        choosing = _choice_split(config, src)
-    static = "int8-static" in config.all_variants() or choosing is not None
-    if static and not (qat and qat.mode == "static") and calibration is None:
-        calibration = _calibration_texts(config, src)
-
-    with locked(output, "bundle"):
-        # Leftovers of killed exports to this path; nobody else writes it while we hold the lock.
-        clean_stale(output.parent, output.name)
-        _check_outputs(output, overwrite, sources, config.archive)
-        with without_preprocessing_advice():
-            built = _export(config, output, src, quant, calibration, say, choosing)
-    return _finish(config, built, src, say, progress, validator, t0)
+    return config, quant, calibration
 
 
 def _choice_split(config: ExportConfig, src: dict[str, Any]) -> Any:
