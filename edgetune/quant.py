@@ -32,6 +32,8 @@ FUSED_ARCHITECTURES = {
     "mpnet": "bert",
     "albert": "bert",
 }
+# The attention's query/key/value projections by module name (the ones fused into Attention).
+QKV_PROJECTIONS = frozenset({"query", "key", "value", "q_lin", "k_lin", "v_lin", "q", "k", "v"})
 
 
 @dataclass(frozen=True)

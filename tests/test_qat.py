@@ -221,3 +221,51 @@ def test_bad_qat_options_exit_2(tmp_path):
         r = CliRunner().invoke(main, base + args)
         assert r.exit_code == 2, r.output
         assert msg in r.output and "Traceback" not in r.output
+
+
+def test_static_qat_where_attention_is_not_fused_keeps_its_projections_float(tmp_path):
+    """MPNet's attention is not fused by ONNX Runtime's optimizer (its relative position bias):
+    static QAT leaves the query/key/value projections in float, and so does the export, whose
+    int8 graph then answers as the fake-quantized model does."""
+    import onnx
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, MPNetConfig
+
+    from edgetune.presets import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny-distilbert").location)
+    torch.manual_seed(0)
+    cfg = MPNetConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=130,  # positions start after the padding id
+        pad_token_id=tok.pad_token_id,
+        num_labels=2,
+    )
+    model_dir = tmp_path / "tiny-mpnet"
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    run = tmp_path / "run"
+    edgetune.train(
+        data=str(ASSETS / "sentiment.csv"),
+        output=str(run),
+        progress=False,
+        **train_kwargs(model=str(model_dir), epochs=2, learning_rate=2e-3, qat="static"),
+    )
+    assert not any(k.endswith((".q", ".k", ".v")) for k in read_scheme(run / "best").ranges)
+    qb = export(source=str(run), output=str(tmp_path / "b"), progress=False, validate=False)
+    assert qb.default_variant == "int8-static"
+    graph = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
+    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    matmuls = {n.name: n for n in graph.node if n.op_type == "MatMul"}
+    qkv = [n for name, n in matmuls.items() if name.split("/")[-2] in ("q", "k", "v")]
+    assert len(qkv) == 6 and all(n.input[1] in float_weights for n in qkv)
+    assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # the rest is int8
+    texts = probe_texts()[:40]
+    fq, onnx_logits = logits_pair(
+        load_fake_quant(run / "best"), tmp_path / "b" / "model.onnx", run / "best", texts
+    )
+    assert np.mean(fq.argmax(1) == onnx_logits.argmax(1)) >= 0.95

@@ -339,7 +339,7 @@ def _quantize_static_learned(
     )
     from safetensors.numpy import load_file
 
-    from ..quant import static_scale_zp
+    from ..quant import QKV_PROJECTIONS, static_scale_zp
 
     def key(a: np.ndarray) -> str:
         return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
@@ -359,6 +359,11 @@ def _quantize_static_learned(
             continue
         layer = by_weight.get(key(numpy_helper.to_array(inits[n.input[1]])))
         r = qat.ranges.get(layer) if layer else None
+        if r is None and layer and layer.rsplit(".", 1)[-1] in QKV_PROJECTIONS:
+            # Static QAT leaves the attention projections in float (where the optimizer fuses
+            # them into Attention); where it did not fuse them (MPNet), they stay fp32 here too.
+            exclude = [*exclude, n.name]
+            continue
         if r is None:
             missing.append(layer or n.name)
             continue

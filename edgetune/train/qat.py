@@ -29,14 +29,13 @@ from ..errors import ConfigError, ModelError
 from ..quant import (
     FUSED_ARCHITECTURES,
     QAT_FILE,
+    QKV_PROJECTIONS,
     QATScheme,
     QuantizationConfig,
     read_scheme,
 )
 from .config import TrainConfig, parse_qat_start
 
-# Projections that ORT's optimizer fuses into one Attention node (QAttention when quantized).
-_QKV = {"query", "key", "value", "q_lin", "k_lin", "v_lin", "q", "k", "v"}
 
 
 # -- fake quantization (straight-through estimators) --------------------------------------------
@@ -125,7 +124,7 @@ class QATState:
         plain_qmax = 64 if scheme.reduce_range else 127
         self.layers: dict[str, tuple[Any, int]] = {}
         for name, m in _linears(model):
-            is_qkv = fused and name.rsplit(".", 1)[-1] in _QKV
+            is_qkv = fused and name.rsplit(".", 1)[-1] in QKV_PROJECTIONS
             if is_qkv and scheme.mode == "static":
                 continue  # the static export keeps the fused attention in fp32
             self.layers[canonical_name(name)] = (m, plain_qmax)
