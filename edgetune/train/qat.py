@@ -36,8 +36,6 @@ from ..quant import (
 )
 from .config import TrainConfig, parse_qat_start
 
-
-
 # -- fake quantization (straight-through estimators) --------------------------------------------
 
 
