@@ -17,7 +17,6 @@ Duration: about a minute per MiniLM-L6 bundle on 7,600 rows (2 cores), ten per m
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,20 +29,7 @@ sys.path.insert(0, str(HERE))
 
 from common import write_results  # noqa: E402
 
-
-def drop_interval(truth: np.ndarray, ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Accuracy points lost by ``pred`` against ``ref`` on the same rows, with a 95% interval."""
-    n = len(truth)
-    lost = int(np.sum((ref == truth) & (pred != truth)))  # b: fp32 right, int8 wrong
-    won = int(np.sum((ref != truth) & (pred == truth)))  # c: int8 right, fp32 wrong
-    drop = (lost - won) / n
-    se = math.sqrt(max(lost + won - (lost - won) ** 2 / n, 0.0)) / n
-    return {
-        "drop_points": drop * 100,
-        "ci95_points": 1.96 * se * 100,
-        "rows_lost": lost,
-        "rows_won": won,
-    }
+from edgetune.metrics import paired_drop  # noqa: E402
 
 
 def measure(bundle: str, splits: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -69,7 +55,7 @@ def measure(bundle: str, splits: dict[str, Any], threads: int) -> dict[str, Any]
                 "accuracy": float(np.mean(preds[v] == truth)) * 100,
                 "agreement_fp32": float(np.mean(preds[v] == preds["fp32"])) * 100,
                 "rows_per_s": len(truth) / secs[v],
-            } | drop_interval(truth, preds["fp32"], preds[v])
+            } | paired_drop(truth, preds["fp32"], preds[v])
         out["splits"][split] = {"rows": len(truth), "variants": rows}
     return out
 

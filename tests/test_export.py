@@ -290,6 +290,12 @@ def test_max_int8_drop_chooses_the_default_by_measurement(trained_run, tmp_path)
     assert figures["fp32"]["drop_points"] == 0 and all(
         f["rows_per_s"] > 0 and 0 <= f["accuracy"] <= 1 for f in figures.values()
     )
+    rows = choice["rows"]
+    for f in figures.values():  # the drop is the accuracy difference, told by the paired rows
+        assert f["rows_lost"] - f["rows_won"] == round(
+            (figures["fp32"]["accuracy"] - f["accuracy"]) * rows
+        )
+        assert f["ci95_points"] >= 0 and (f["ci95_points"] > 0) == (f["agreement"] < 1)
     fastest = max(
         ("int8-dynamic", "int8-static", "int8-portable"), key=lambda n: figures[n]["rows_per_s"]
     )
@@ -313,6 +319,19 @@ def test_max_int8_drop_chooses_the_default_by_measurement(trained_run, tmp_path)
     f["int8-portable"]["drop_points"] = 0.3
     chosen, why = pick(f, 0.05, 872)
     assert chosen == "fp32" and "the closest, int8-static, loses 0.10" in why and "--qat" in why
+
+
+def test_paired_drop_interval():
+    from edgetune.metrics import paired_drop
+
+    truth = np.ones(10, dtype=int)
+    d = paired_drop(truth, truth, np.array([0, 0] + [1] * 8))  # two rows lost, none won
+    assert d["drop_points"] == 20.0 and (d["rows_lost"], d["rows_won"]) == (2, 0)
+    assert d["ci95_points"] == pytest.approx(1.96 * np.sqrt(2 - 4 / 10) / 10 * 100, abs=1e-3)
+    same = paired_drop(truth, truth, truth)
+    assert same["drop_points"] == 0 and same["ci95_points"] == 0
+    swapped = paired_drop(truth, np.array([0] + [1] * 9), np.array([1] * 9 + [0]))
+    assert swapped["drop_points"] == 0 and swapped["ci95_points"] > 0  # one lost, one won
 
 
 def test_max_int8_drop_needs_a_validation_split_of_a_text_classifier(tiny_model_dir, tmp_path):

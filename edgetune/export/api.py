@@ -153,8 +153,9 @@ class ExportResult:
             for name, f in choice["candidates"].items():
                 lines.append(
                     f"           {name:14} validation accuracy {f['accuracy'] * 100:6.2f}% "
-                    f"({0.0 - f['drop_points']:+.2f})  {f['rows_per_s']:6.0f} rows/s at batch "
-                    f"{choice['batch_size']} ({f['batching']} batching)"
+                    f"({0.0 - f['drop_points']:+.2f} +- {f.get('ci95_points', 0):.2f})  "
+                    f"{f['rows_per_s']:6.0f} rows/s at batch {choice['batch_size']} "
+                    f"({f['batching']} batching)"
                 )
         lines.append(f"time       {self.time_s:.0f} s")
         if self.validation is not None:

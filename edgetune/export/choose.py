@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..metrics import paired_drop
 
 INT8 = ("int8-dynamic", "int8-static", "int8-portable")
 CANDIDATES = ("fp32", *INT8)
@@ -57,13 +58,19 @@ def choose(
         golden = {"variants": {name: {"batching": batching(root / file)}}}
         info = {**manifest, "variants": {name: {"file": file}}}
         clfs[name] = Classifier(root, info, name, threads, golden)
-    figures: dict[str, dict[str, Any]] = {}
-    for name, clf in clfs.items():
-        logits = clf.logits(split.texts, pairs=split.pairs, batch_size=BATCH)
-        figures[name] = {
-            "accuracy": float(np.mean(logits.argmax(-1) == labels)),
-            "batching": clf.batching,
+    preds = {
+        name: clf.logits(split.texts, pairs=split.pairs, batch_size=BATCH).argmax(-1)
+        for name, clf in clfs.items()
+    }
+    figures: dict[str, dict[str, Any]] = {
+        name: {
+            "accuracy": float(np.mean(p == labels)),
+            "batching": clfs[name].batching,
+            "agreement": float(np.mean(p == preds["fp32"])),
         }
+        | paired_drop(labels, preds["fp32"], p)
+        for name, p in preds.items()
+    }
     timed = split.texts[:TIMED_ROWS]
     pairs = split.pairs[:TIMED_ROWS] if split.pairs is not None else None
     rates: dict[str, list[float]] = {n: [] for n in clfs}
@@ -72,9 +79,7 @@ def choose(
             t = time.perf_counter()
             clf.logits(timed, pairs=pairs, batch_size=BATCH)
             rates[name].append(len(timed) / (time.perf_counter() - t))
-    base = figures["fp32"]["accuracy"]
     for name, f in figures.items():
-        f["drop_points"] = round((base - f["accuracy"]) * 100, 4)
         f["rows_per_s"] = statistics.median(rates[name])
     chosen, why = pick(figures, limit, len(labels), qat)
     return {
@@ -100,13 +105,14 @@ def pick(
         f = figures[chosen]
         return chosen, (
             f"{chosen}: the fastest int8 variant within {limit:g} points of fp32 on {rows} "
-            f"validation rows ({0.0 - f['drop_points']:+.2f} points, {f['rows_per_s']:.0f} rows/s "
-            f"at batch {BATCH})"
+            f"validation rows ({0.0 - f['drop_points']:+.2f} +- {f.get('ci95_points', 0):.2f} "
+            f"points, {f['rows_per_s']:.0f} rows/s at batch {BATCH})"
         )
     best = min((n for n in INT8 if n in figures), key=lambda n: figures[n]["drop_points"])
     return "fp32", (
         f"fp32: no int8 variant is within {limit:g} points of fp32 on {rows} validation rows "
-        f"(the closest, {best}, loses {figures[best]['drop_points']:.2f}); "
+        f"(the closest, {best}, loses {figures[best]['drop_points']:.2f} +- "
+        f"{figures[best].get('ci95_points', 0):.2f}); "
         + ("" if qat else "train with --qat for an int8 model that keeps its accuracy, or ")
         + "raise --max-int8-drop"
     )
