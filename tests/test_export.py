@@ -321,6 +321,43 @@ def test_max_int8_drop_chooses_the_default_by_measurement(trained_run, tmp_path)
     assert chosen == "fp32" and "the closest, int8-static, loses 0.10" in why and "--qat" in why
 
 
+def test_smoothing_moves_channel_ranges_into_the_weights_without_changing_the_maths(
+    bundle_dir, tmp_path
+):
+    """int8-static first divides each MatMul/Attention input by per-channel factors and
+    multiplies the weight rows by them: the fp32 answers stay the same, the channels' ranges
+    even out."""
+    import onnx
+    from transformers import AutoTokenizer
+
+    from edgetune.export.quantize import _channel_amax, smooth_activations
+
+    fp32 = bundle_dir / "model_fp32.onnx"
+    tok = AutoTokenizer.from_pretrained(bundle_dir)
+    names = {i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input}
+    feeds = [
+        {k: v.astype(np.int64) for k, v in tok(t, return_tensors="np").items() if k in names}
+        for t in TEXTS
+    ]
+    out = tmp_path / "smoothed.onnx"
+    n = smooth_activations(fp32, out, feeds, 0.75)
+    graph = onnx.load(str(out)).graph
+    muls = [x for x in graph.node if x.name.endswith("_smooth")]
+    assert n == len(muls) > 0
+    np.testing.assert_allclose(
+        ort_logits(out, bundle_dir, TEXTS), ort_logits(fp32, bundle_dir, TEXTS), atol=1e-4
+    )
+    before = _channel_amax(fp32, [m.input[0] for m in muls], feeds)
+    after = _channel_amax(out, [m.output[0] for m in muls], feeds)
+    spread = [
+        (b.max() / max(b.mean(), 1e-9), a.max() / max(a.mean(), 1e-9))
+        for b, a in zip(before.values(), after.values(), strict=True)
+    ]
+    assert sum(a for _, a in spread) < sum(b for b, _ in spread)
+    m = bundlefmt.verify(bundle_dir)["variants"]["int8-static"]
+    assert m["smoothed"] == n and m["quantization"]["smoothing_alpha"] == 0.75
+
+
 def test_paired_drop_interval():
     from edgetune.metrics import paired_drop
 

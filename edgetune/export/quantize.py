@@ -87,8 +87,13 @@ def build_variant(
     if dynamic or not learned:
         from onnxruntime.quantization import quantize_dynamic
 
+        source, feeds = optimized, []
+        if not dynamic:  # outsized channels moved into the weights first
+            feeds = calibration_feeds(src, optimized, calibration or [])
+            source = work / f"{name}-smoothed.onnx"
+            info["smoothed"] = smooth_activations(optimized, source, feeds, SMOOTHING_ALPHA)
         quantize_dynamic(
-            str(optimized),
+            str(source),
             str(tmp),
             op_types_to_quantize=ops,
             per_channel=quant.per_channel,
@@ -98,8 +103,7 @@ def build_variant(
             extra_options={**extra, "WeightSymmetric": not portable},
         )
         if not dynamic:  # int8-static: the same kernels, each activation range fixed
-            feeds = calibration_feeds(src, optimized, calibration or [])
-            info["fixed_ranges"] = fix_activation_ranges(tmp, optimized, feeds)
+            info["fixed_ranges"] = fix_activation_ranges(tmp, source, feeds)
     else:
         _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
     m = onnx.load(str(tmp))
@@ -152,6 +156,7 @@ def _int8_settings(
     }
     if name == "int8-static" and not (qat and qat.mode == "static"):
         out["calibration_samples"] = len(calibration or [])
+        out["smoothing_alpha"] = SMOOTHING_ALPHA  # per-channel, into the weights (SmoothQuant)
     if qat is not None:
         out["qat"] = True
         if qat.mode == "static" and name == "int8-static":
@@ -217,6 +222,85 @@ def calibration_feeds(srcinfo: dict[str, Any], graph: Path, texts: list[str]) ->
         enc = tok(t, truncation=True, max_length=max_len, return_tensors="np")
         feeds.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
     return feeds
+
+
+SMOOTHING_ALPHA = 0.75  # share of each input channel's range moved into the weights
+
+
+def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> int:
+    """Per-channel smoothing (SmoothQuant): before each MatMul or Attention with a constant
+    weight, the input X becomes ``X / s`` and the weight's rows ``s * W``, the same product in
+    exact arithmetic. ``s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)`` over ``feeds`` moves the
+    few channels with outsized activations (LayerNorm and GELU outputs of BERT-like encoders)
+    into the weights, which are quantized per output channel, so one activation range per
+    tensor fits the rest. Writes ``dst``; returns the number of tensors smoothed."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if not feeds:
+        raise BundleError("int8-static needs calibration texts to fix its activation ranges")
+    model = onnx.load(str(src))
+    inits = {t.name: t for t in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            uses[x] = uses.get(x, 0) + 1
+    groups: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        const = n.input[1] if len(n.input) > 1 else ""
+        if n.op_type in ("MatMul", "Attention") and const in inits and uses[const] == 1:
+            if len(inits[const].dims) == 2:
+                groups.setdefault(n.input[0], []).append(n)
+    if not groups:
+        onnx.save(model, str(dst))
+        return 0
+    amax = _channel_amax(src, sorted(groups), feeds)
+    muls = {}
+    for x, users in groups.items():
+        weights = {u.input[1]: numpy_helper.to_array(inits[u.input[1]]) for u in users}
+        wmax = np.max([np.abs(w).max(axis=1) for w in weights.values()], axis=0)
+        s = np.maximum(amax[x], 1e-5) ** alpha / np.maximum(wmax, 1e-5) ** (1 - alpha)
+        s = np.clip(s, 1e-4, 1e4).astype(np.float32)
+        for name, w in weights.items():
+            inits[name].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype(w.dtype), name))
+        inv, y = f"{x}_smooth_inv", f"{x}_smoothed"
+        model.graph.initializer.append(numpy_helper.from_array(1 / s, inv))
+        muls[x] = helper.make_node("Mul", [x, inv], [y], name=f"{x}_smooth")
+        for u in users:
+            u.input[0] = y
+    # Each Mul right after its input's producer (graph inputs first): still sorted.
+    nodes = [muls[x] for x in muls if x not in {o for n in model.graph.node for o in n.output}]
+    for n in model.graph.node:
+        nodes.append(n)
+        nodes += [muls[o] for o in n.output if o in muls]
+    replace_nodes(model, nodes)
+    onnx.save(model, str(dst))
+    return len(muls)
+
+
+def _channel_amax(graph: Path, tensors: list[str], feeds: list[Any]) -> dict[str, Any]:
+    """Each tensor's largest |value| per channel (last axis) over ``feeds``, in ``graph``."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    probe = onnx.load(str(graph))
+    probe.graph.output.extend(
+        helper.make_tensor_value_info(x, TensorProto.FLOAT, None) for x in tensors
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the same figures on any thread count
+    session = ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    amax: dict[str, Any] = {}
+    for feed in feeds:
+        for x, a in zip(tensors, session.run(tensors, feed), strict=True):
+            m = np.abs(a).reshape(-1, a.shape[-1]).max(axis=0)
+            amax[x] = m if x not in amax else np.maximum(amax[x], m)
+    return amax
 
 
 def fix_activation_ranges(graph: Path, fp32: Path, feeds: list[Any]) -> int:
