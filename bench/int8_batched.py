@@ -26,6 +26,10 @@ A RUN directory is exported first (``edgetune export RUN --variants fp32,int8-st
 bundle must hold an fp32 variant. Duration: about 10 minutes for MiniLM-L6 on 2 cores.
 
     python bench/int8_batched.py runs/quickstart --data ../shared/data/sst2 --threads 2
+
+``--own-only`` measures a bundle's own variants without building candidates (about 3
+minutes); ``--extra NAME=ONNX`` adds another graph with the bundle's inputs, e.g. an earlier
+export's int8 variant, side by side.
 """
 
 from __future__ import annotations
@@ -247,8 +251,11 @@ def _const(model: Any, name: str, value: np.ndarray) -> str:
     return name
 
 
-def build(bundle: Path, work: Path, calibration: list[str]) -> dict[str, Candidate]:
-    """Today's variants of ``bundle`` and the row-independent candidates built from its fp32."""
+def build(
+    bundle: Path, work: Path, calibration: list[str], own_only: bool = False
+) -> dict[str, Candidate]:
+    """Today's variants of ``bundle`` and the row-independent candidates built from its fp32
+    (``own_only``: the bundle's variants alone)."""
     import json
 
     import onnx
@@ -267,6 +274,8 @@ def build(bundle: Path, work: Path, calibration: list[str]) -> dict[str, Candida
         out["int8-static (no MatMulAddFusion)"] = Candidate(
             files["int8-static"], disabled_optimizers=("MatMulAddFusion",)
         )
+    if own_only:
+        return out
 
     def save(name: str, model: Any) -> None:
         int4_words(model, cfg)
@@ -371,6 +380,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seq-lengths", default="16,32,128")
     ap.add_argument("--name", default="int8_batched")
+    ap.add_argument(
+        "--own-only", action="store_true", help="measure the bundle's own variants, no candidates"
+    )
+    ap.add_argument(
+        "--extra", action="append", default=[], metavar="NAME=ONNX", help="one more graph"
+    )
     a = ap.parse_args()
 
     import onnxruntime
@@ -388,7 +403,10 @@ def main() -> None:
         test = data.test
         # Calibration as export samples it: 256 training texts, seeded.
         calibration = random.Random(0).sample(list(data.train.texts), min(256, len(data.train)))
-        cands = build(bundle, work, calibration)
+        cands = build(bundle, work, calibration, a.own_only)
+        for spec in a.extra:
+            name, _, path = spec.partition("=")
+            cands[name] = Candidate(Path(path))
         clfs = {k: classifier(bundle, c, a.threads) for k, c in cands.items()}
         labels = clfs["fp32"].labels
         by_name = all(n in labels for n in data.label_names)

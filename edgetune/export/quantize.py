@@ -249,9 +249,10 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
     groups: dict[str, list[Any]] = {}
     for n in model.graph.node:
         const = n.input[1] if len(n.input) > 1 else ""
-        if n.op_type in ("MatMul", "Attention") and const in inits and uses[const] == 1:
-            if len(inits[const].dims) == 2:
-                groups.setdefault(n.input[0], []).append(n)
+        if n.op_type not in ("MatMul", "Attention") or n.input[0] in inits:
+            continue
+        if const in inits and uses[const] == 1 and len(inits[const].dims) == 2:
+            groups.setdefault(n.input[0], []).append(n)
     if not groups:
         onnx.save(model, str(dst))
         return 0
@@ -270,7 +271,8 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
         for u in users:
             u.input[0] = y
     # Each Mul right after its input's producer (graph inputs first): still sorted.
-    nodes = [muls[x] for x in muls if x not in {o for n in model.graph.node for o in n.output}]
+    produced = {o for n in model.graph.node for o in n.output}
+    nodes = [muls[x] for x in muls if x not in produced]
     for n in model.graph.node:
         nodes.append(n)
         nodes += [muls[o] for o in n.output if o in muls]
