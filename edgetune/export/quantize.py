@@ -225,6 +225,9 @@ def calibration_feeds(srcinfo: dict[str, Any], graph: Path, texts: list[str]) ->
 
 
 SMOOTHING_ALPHA = 0.75  # share of each input channel's range moved into the weights
+# Smoothed only where a few channels set the range: largest channel max / median channel max.
+# (Each smoothed input costs an elementwise Mul; an even tensor gains nothing from it.)
+SMOOTHING_SPREAD = 8.0
 
 
 def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> int:
@@ -233,7 +236,8 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
     exact arithmetic. ``s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)`` over ``feeds`` moves the
     few channels with outsized activations (LayerNorm and GELU outputs of BERT-like encoders)
     into the weights, which are quantized per output channel, so one activation range per
-    tensor fits the rest. Writes ``dst``; returns the number of tensors smoothed."""
+    tensor fits the rest. Only inputs whose largest channel range is ``SMOOTHING_SPREAD``
+    times the median's are smoothed. Writes ``dst``; returns the number of tensors smoothed."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -259,6 +263,8 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
     amax = _channel_amax(src, sorted(groups), feeds)
     muls = {}
     for x, users in groups.items():
+        if amax[x].max() < SMOOTHING_SPREAD * max(float(np.median(amax[x])), 1e-9):
+            continue
         weights = {u.input[1]: numpy_helper.to_array(inits[u.input[1]]) for u in users}
         wmax = np.max([np.abs(w).max(axis=1) for w in weights.values()], axis=0)
         s = np.maximum(amax[x], 1e-5) ** alpha / np.maximum(wmax, 1e-5) ** (1 - alpha)
