@@ -322,7 +322,7 @@ def test_max_int8_drop_chooses_the_default_by_measurement(trained_run, tmp_path)
 
 
 def test_smoothing_moves_channel_ranges_into_the_weights_without_changing_the_maths(
-    bundle_dir, tmp_path
+    bundle_dir, tmp_path, monkeypatch
 ):
     """int8-static first divides each MatMul/Attention input by per-channel factors and
     multiplies the weight rows by them: the fp32 answers stay the same, the channels' ranges
@@ -330,6 +330,7 @@ def test_smoothing_moves_channel_ranges_into_the_weights_without_changing_the_ma
     import onnx
     from transformers import AutoTokenizer
 
+    import edgetune.export.quantize as quantize
     from edgetune.export.quantize import _channel_amax, smooth_activations
 
     fp32 = bundle_dir / "model_fp32.onnx"
@@ -340,6 +341,7 @@ def test_smoothing_moves_channel_ranges_into_the_weights_without_changing_the_ma
         for t in TEXTS
     ]
     out = tmp_path / "smoothed.onnx"
+    monkeypatch.setattr(quantize, "SMOOTHING_SPREAD", 1.0)  # every input, however even
     n = smooth_activations(fp32, out, feeds, 0.75)
     graph = onnx.load(str(out)).graph
     muls = [x for x in graph.node if x.name.endswith("_smooth")]
@@ -354,8 +356,13 @@ def test_smoothing_moves_channel_ranges_into_the_weights_without_changing_the_ma
         for b, a in zip(before.values(), after.values(), strict=True)
     ]
     assert sum(a for _, a in spread) < sum(b for b, _ in spread)
+    # Export smooths only the uneven inputs: one Mul each in the shipped graph.
     m = bundlefmt.verify(bundle_dir)["variants"]["int8-static"]
-    assert m["smoothed"] == n and m["quantization"]["smoothing_alpha"] == 0.75
+    shipped = onnx.load(str(bundle_dir / m["file"])).graph
+    assert m["smoothed"] == sum(x.name.endswith("_smooth") for x in shipped.node) < n
+    assert m["quantization"]["smoothing_alpha"] == 0.75
+    monkeypatch.setattr(quantize, "SMOOTHING_SPREAD", float("inf"))
+    assert smooth_activations(fp32, tmp_path / "none.onnx", feeds, 0.75) == 0
 
 
 def test_paired_drop_interval():
