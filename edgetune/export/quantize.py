@@ -242,8 +242,6 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
     import onnx
     from onnx import helper, numpy_helper
 
-    if not feeds:
-        raise BundleError("int8-static needs calibration texts to fix its activation ranges")
     model = onnx.load(str(src))
     inits = {t.name: t for t in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -290,10 +288,22 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
 def _channel_amax(graph: Path, tensors: list[str], feeds: list[Any]) -> dict[str, Any]:
     """Each tensor's largest |value| per channel (last axis) over ``feeds``, in ``graph``."""
     import numpy as np
+
+    amax: dict[str, Any] = {}
+    for x, a in _probe(graph, tensors, feeds):
+        m = np.abs(a).reshape(-1, a.shape[-1]).max(axis=0)
+        amax[x] = m if x not in amax else np.maximum(amax[x], m)
+    return amax
+
+
+def _probe(graph: Path, tensors: list[str], feeds: list[Any]) -> Iterator[tuple[str, Any]]:
+    """(name, value) of each of ``graph``'s inner ``tensors`` for each calibration feed."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    if not feeds:
+        raise BundleError("int8-static needs calibration texts to fix its activation ranges")
     probe = onnx.load(str(graph))
     probe.graph.output.extend(
         helper.make_tensor_value_info(x, TensorProto.FLOAT, None) for x in tensors
@@ -303,12 +313,8 @@ def _channel_amax(graph: Path, tensors: list[str], feeds: list[Any]) -> dict[str
     session = ort.InferenceSession(
         probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    amax: dict[str, Any] = {}
     for feed in feeds:
-        for x, a in zip(tensors, session.run(tensors, feed), strict=True):
-            m = np.abs(a).reshape(-1, a.shape[-1]).max(axis=0)
-            amax[x] = m if x not in amax else np.maximum(amax[x], m)
-    return amax
+        yield from zip(tensors, session.run(tensors, feed), strict=True)
 
 
 def fix_activation_ranges(graph: Path, fp32: Path, feeds: list[Any]) -> int:
@@ -320,28 +326,15 @@ def fix_activation_ranges(graph: Path, fp32: Path, feeds: list[Any]) -> int:
     returns the number of ranges fixed."""
     import numpy as np
     import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     model = onnx.load(str(graph))
     dynamic = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
-    if not feeds:
-        raise BundleError("int8-static needs calibration texts to fix its activation ranges")
-    probe = onnx.load(str(fp32))
     wanted = sorted({n.input[0] for n in dynamic})
-    probe.graph.output.extend(
-        helper.make_tensor_value_info(x, TensorProto.FLOAT, None) for x in wanted
-    )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # the ranges are the same on any thread count
-    session = ort.InferenceSession(
-        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    lo, hi = np.zeros(len(wanted)), np.zeros(len(wanted))  # every range holds 0
-    for feed in feeds:
-        for i, a in enumerate(session.run(wanted, feed)):
-            lo[i], hi[i] = min(lo[i], float(a.min())), max(hi[i], float(a.max()))
-    ranges = dict(zip(wanted, zip(lo, hi), strict=True))
+    ranges = {x: (0.0, 0.0) for x in wanted}  # every range holds 0
+    for x, a in _probe(fp32, wanted, feeds):
+        lo, hi = ranges[x]
+        ranges[x] = (min(lo, float(a.min())), max(hi, float(a.max())))
     nodes = []
     for n in model.graph.node:
         if n.op_type != "DynamicQuantizeLinear":
