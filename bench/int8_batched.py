@@ -137,12 +137,9 @@ def per_token_int8(model: Any) -> int:
     zp = _const(model, "int8_token/zp", np.array(128, dtype=np.uint8))
     last = _const(model, "int8_token/last_axis", np.array([-1], dtype=np.int64))
     quantized: dict[str, tuple[str, str]] = {}  # activation -> (uint8 rows, row scales)
-    count, nodes = 0, []
-    for n in model.graph.node:
-        w = _init(model, n.input[1]) if n.op_type == "MatMul" else None
-        if w is None or w.ndim != 2:
-            nodes.append(n)
-            continue
+
+    def rewrite(n: Any, w: np.ndarray) -> list[Any]:
+        nodes = []
         x = n.input[0]
         if x not in quantized:
             p = f"int8_token/{x}"
@@ -176,9 +173,9 @@ def per_token_int8(model: Any) -> int:
                 domain="com.microsoft",
             )
         )
-        count += 1
-    replace_nodes(model, nodes)
-    return count
+        return nodes
+
+    return _rewrite_matmuls(model, rewrite)
 
 
 def nbits8(model: Any) -> int:
@@ -188,12 +185,7 @@ def nbits8(model: Any) -> int:
     Returns the number of MatMuls rewritten."""
     from onnx import helper, numpy_helper
 
-    count, nodes = 0, []
-    for n in model.graph.node:
-        w = _init(model, n.input[1]) if n.op_type == "MatMul" else None
-        if w is None or w.ndim != 2:
-            nodes.append(n)
-            continue
+    def rewrite(n: Any, w: np.ndarray) -> list[Any]:
         k, cols = w.shape
         blocks = -(-k // NBITS_BLOCK)
         wt = np.zeros((cols, blocks * NBITS_BLOCK), dtype=np.float32)
@@ -208,7 +200,7 @@ def nbits8(model: Any) -> int:
                 numpy_helper.from_array(scale.astype(np.float32), f"{n.input[1]}/nbits8_scale"),
             ]
         )
-        nodes.append(
+        return [
             helper.make_node(
                 "MatMulNBits",
                 [n.input[0], f"{n.input[1]}/nbits8", f"{n.input[1]}/nbits8_scale"],
@@ -221,7 +213,21 @@ def nbits8(model: Any) -> int:
                 block_size=NBITS_BLOCK,
                 accuracy_level=4,
             )
-        )
+        ]
+
+    return _rewrite_matmuls(model, rewrite)
+
+
+def _rewrite_matmuls(model: Any, rewrite: Any) -> int:
+    """Each MatMul with a constant 2-D weight replaced by ``rewrite(node, weight)``'s nodes;
+    returns how many were."""
+    count, nodes = 0, []
+    for n in model.graph.node:
+        w = _init(model, n.input[1]) if n.op_type == "MatMul" else None
+        if w is None or w.ndim != 2:
+            nodes.append(n)
+            continue
+        nodes += rewrite(n, w)
         count += 1
     replace_nodes(model, nodes)
     return count
