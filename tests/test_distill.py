@@ -398,3 +398,43 @@ def test_students_of_one_teacher_share_its_logits_through_the_cache(
         output=str(second), data=DATA, teacher=str(trained_run), **{**KW, "learning_rate": 1e-3}
     )
     assert np.array_equal(np.load(second / rundir.TEACHER_LOGITS), -logits)
+
+
+def test_a_stopped_teacher_pass_continues_from_its_cached_chunks(
+    trained_run, tmp_path, monkeypatch
+):
+    from edgetune.train import distill
+    from edgetune.train.evaluate import Evaluator
+
+    monkeypatch.setattr(distill, "CHUNK_ROWS", 7)
+    real = Evaluator.logits
+    chunks: list[int] = []
+
+    def counting(self, split, bar=None, remember=True):
+        if not remember:  # one chunk of the teacher's pass
+            chunks.append(len(split))
+            if stop_after is not None and len(chunks) > stop_after:
+                raise KeyboardInterrupt
+        return real(self, split, bar, remember)
+
+    monkeypatch.setattr(Evaluator, "logits", counting)
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "whole"))
+    stop_after = None
+    edgetune.train(output=str(tmp_path / "a"), data=DATA, teacher=str(trained_run), **KW)
+    whole = np.load(tmp_path / "a" / rundir.TEACHER_LOGITS)
+    total = len(chunks)
+    assert total >= 4  # training rows, validation and test, 7 rows a chunk
+
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path / "stopped"))
+    chunks.clear()
+    stop_after = 2  # killed while running its third chunk
+    with pytest.raises((KeyboardInterrupt, TrainingInterrupted)):
+        edgetune.train(output=str(tmp_path / "b"), data=DATA, teacher=str(trained_run), **KW)
+    parts = list((tmp_path / "stopped" / "teacher-logits").glob("*.parts/*.npy"))
+    assert len(parts) == 2
+    chunks.clear()
+    stop_after = None
+    edgetune.train(output=str(tmp_path / "b"), data=DATA, teacher=str(trained_run), **KW)
+    assert len(chunks) == total - 2  # only the chunks the stopped pass had not finished
+    assert np.array_equal(np.load(tmp_path / "b" / rundir.TEACHER_LOGITS), whole)
+    assert not list((tmp_path / "stopped" / "teacher-logits").glob("*.parts"))

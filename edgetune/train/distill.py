@@ -94,7 +94,10 @@ def run_teacher(
     # Labelled rows and texts without labels apart: runs with other extra texts share the first.
     n = sum(1 for y in data.train.labels if y != IGNORE)
     parts = [data.train.subset(np.arange(n)), data.train.subset(np.arange(n, len(data.train)))]
-    say(f"teacher {config.teacher}: logits on {len(data.train)} training rows (once)")
+    say(
+        f"teacher {config.teacher}: logits on {len(data.train)} training rows (once; a "
+        "stopped pass continues from its cached chunks)"
+    )
     bar = "teacher" if progress else None
     logits = np.concatenate([cache.logits(ev, p, bar) for p in parts if len(p)])[:, order]
     for name in ("validation", "test"):
@@ -104,10 +107,14 @@ def run_teacher(
     return logits, info
 
 
+CHUNK_ROWS = 1024  # a stopped teacher pass loses at most this many rows of work
+
+
 class _LogitCache:
     """A teacher's logits kept in edgetune's cache (``teacher-logits/``), keyed by the teacher's
     files, the texts and how they are run, so students of one teacher on one data set (other
-    depths, other seeds) run it once."""
+    depths, other seeds) run it once. A long pass is kept in chunks of ``CHUNK_ROWS`` rows as it
+    goes, so a pass stopped midway (Ctrl-C, a killed job, another day) continues where it was."""
 
     def __init__(self, teacher: Path, config: TrainConfig, env: dict[str, Any]) -> None:
         import hashlib
@@ -121,25 +128,59 @@ class _LogitCache:
     def logits(self, ev: Any, split: Split, bar: str | None = None) -> np.ndarray:
         import hashlib
         import json
+        import shutil
+
+        from ..console import progress_bar
 
         key = hashlib.sha256(
             (self.base + json.dumps([split.texts, split.pairs])).encode()
         ).hexdigest()
-        path = self.dir / f"{key}.npy"
-        if path.is_file():
-            try:
-                cached = np.load(path)
-                if cached.shape[0] == len(split):
-                    return cached
-            except (OSError, ValueError):
-                pass  # unreadable: computed again and replaced
-        out = ev.logits(split, bar)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            _save_npy(out, path)
-        except OSError:
-            pass  # a read-only or full cache only costs the next run this pass
+        path, parts = self.dir / f"{key}.npy", self.dir / f"{key}.parts"
+        whole = _cached(path, len(split))
+        if whole is not None:
+            return whole
+        if not len(split):
+            return ev.logits(split)
+        spans = [(s, min(s + CHUNK_ROWS, len(split))) for s in range(0, len(split), CHUNK_ROWS)]
+        kept = {s: _cached(parts / f"{s}.npy", e - s) for s, e in spans}
+        done = {s: a for s, a in kept.items() if a is not None}
+        with progress_bar(
+            total=len(split),
+            initial=sum(len(a) for a in done.values()),
+            desc=bar or "",
+            unit="row",
+            enabled=bar is not None,
+        ) as progress:
+            for s, e in spans:
+                if s not in done:
+                    done[s] = ev.logits(split.subset(np.arange(s, e)), remember=False)
+                    _keep(done[s], parts / f"{s}.npy")
+                    progress.update(e - s)
+        out = np.concatenate([done[s] for s, _ in spans])
+        if _keep(out, path):
+            shutil.rmtree(parts, ignore_errors=True)
         return out
+
+
+def _cached(path: Path, rows: int) -> np.ndarray | None:
+    """The array kept at ``path`` if it is whole and has ``rows`` rows."""
+    if not path.is_file():
+        return None
+    try:
+        cached = np.load(path)
+    except (OSError, ValueError):
+        return None  # unreadable: computed again and replaced
+    return cached if cached.shape[0] == rows else None
+
+
+def _keep(array: np.ndarray, path: Path) -> bool:
+    """Save to the cache; a read-only or full cache only costs a later run this work."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save_npy(array, path)
+    except OSError:
+        return False
+    return True
 
 
 def label_order(id2label: dict[Any, str], names: list[str], spec: str) -> list[int]:

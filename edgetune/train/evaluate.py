@@ -31,17 +31,19 @@ class Evaluator:
         self.task = task_named(config.task)
         self._cache: dict[int, dict[str, list[list[int]]]] = {}
 
-    def logits(self, split: Any, bar: str | None = None) -> Any:
+    def logits(self, split: Any, bar: str | None = None, remember: bool = True) -> Any:
         """Logits in input order: an array of one row per text, or for a per-token task a list
         of one [tokens, tags] array per sentence; ``bar`` names a progress bar (long passes,
-        e.g. a teacher's)."""
+        e.g. a teacher's). ``remember=False`` for a split seen once (its encoding is not kept)."""
         import torch
 
         key = id(split)
-        if key not in self._cache:
+        enc = self._cache.get(key)
+        if enc is None:
             enc = self.task.encode(self.tokenizer, split, self.config.max_length or 128)
-            self._cache[key] = {k: v for k, v in enc.items() if k != "labels"}
-        enc = self._cache[key]
+            enc = {k: v for k, v in enc.items() if k != "labels"}
+            if remember:
+                self._cache[key] = enc
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
         bs = max(64, self.config.batch_size * 2)
