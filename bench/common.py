@@ -66,8 +66,10 @@ def train_run(runs: Path, name: str, data: str, labels: str | None, *opts: str) 
 
 
 def export_bundle(run: Path, bundles: Path) -> Path:
+    from edgetune.formats.bundle import MANIFEST
+
     out = bundles / run.name
-    if not (out / "manifest.json").is_file():
+    if not (out / MANIFEST).is_file():  # an earlier run of the bench exported it
         edgetune_cli("export", str(run), "--output", str(out), "--no-validate", "--overwrite")
     return out
 
