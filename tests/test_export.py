@@ -419,3 +419,19 @@ def test_static_int8_is_row_independent_by_construction(bundle_dir):
     texts = TEXTS * 3 + ["a much longer text about a film that goes on and on " * 4]
     one = clf.logits(texts, batch_size=1)
     assert np.array_equal(one, clf.logits(texts, batch_size=32))
+
+
+def test_a_model_without_label_names_exports_with_transformers_defaults(tiny_model_dir, tmp_path):
+    """transformers leaves the default id2label out of config.json: the bundle names the
+    labels LABEL_0.. as transformers does, instead of failing at its first prediction."""
+    from edgetune.runtime import Classifier
+
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    assert "id2label" not in cfg  # what transformers wrote for num_labels=2
+    r = CliRunner().invoke(
+        main, ["export", str(tiny_model_dir), "--output", str(tmp_path / "b"), "--no-validate"]
+    )
+    assert r.exit_code == 0, r.output
+    assert bundlefmt.verify(tmp_path / "b")["labels"] == ["LABEL_0", "LABEL_1"]
+    (pred,) = Classifier.load(tmp_path / "b", threads=1).predict(["fine"])
+    assert pred.label in ("LABEL_0", "LABEL_1")

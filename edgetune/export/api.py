@@ -288,8 +288,7 @@ def _choice_split(config: ExportConfig, src: dict[str, Any]) -> Any:
             "or pass --data FILE_OR_FOLDER"
         )
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
-    id2label = cfg.get("id2label") or {}
-    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    labels = bundlefmt.config_labels(cfg)
     # A run's own validation split (never rows it trained on), else --data's.
     data = None if src["run_config"] else config.data
     split, _ = labelled_split(labels, src["run_config"], data=data, split="validation")
@@ -527,8 +526,7 @@ def _check_data(config: ExportConfig, src: dict[str, Any]) -> None:
     from ..data.labelled import labelled_label_sets, labelled_split, labelled_token_split
 
     cfg = json.loads((src["model_dir"] / "config.json").read_text())
-    id2label = cfg.get("id2label") or {}
-    labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    labels = bundlefmt.config_labels(cfg)
     task = src["task"]
     measured_on: Any = labelled_split
     if task.per_token:

@@ -43,15 +43,15 @@ def batching(graph: Path) -> str:
 
 
 def tolerance(variant: np.ndarray, reference: np.ndarray) -> float:
-    """How far a device may stray from the variant's recorded logits.
+    """The largest |logit difference| a device may show on any golden row.
 
     Twice the variant's own distance from the PyTorch original (the error quantization is
     allowed to make), and never below 1e-3 of the logits' scale (float order differences
-    between CPUs). Garbage arithmetic lands far outside both.
+    between CPUs). Garbage arithmetic lands far outside both; subtler faults are the median
+    row's limit (``bundle.typical_tolerance``).
     """
     own = float(np.max(np.abs(variant - reference))) if len(reference) else 0.0
-    scale = max(1.0, float(np.max(np.abs(reference)))) if len(reference) else 1.0
-    return max(2.0 * own, 1e-3 * scale)
+    return max(2.0 * own, 1e-3 * bundlefmt.logit_scale(reference))
 
 
 def rows(
@@ -132,6 +132,8 @@ def build(
             flat = _flat(got)
             entry["reference_max_abs_diff"] = float(np.max(np.abs(flat - flat_ref)))
             entry["tolerance"] = tolerance(flat, flat_ref)
+            quantized = v.get("quantization") is not None
+            entry["typical_tolerance"] = bundlefmt.typical_tolerance(flat_ref, quantized)
         golden["variants"][name] = entry
     return golden
 

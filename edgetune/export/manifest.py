@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BundleError, ConfigError, first_line
+from ..formats import bundle as bundlefmt
 from ..presets import usable_positions
 
 VERSIONED = ("torch", "transformers", "optimum", "onnx", "onnxruntime")  # in the manifest
@@ -98,7 +99,7 @@ def build_manifest(
     from ..envinfo import environment
 
     env = environment(*VERSIONED)
-    labels = [cfg["id2label"][str(i)] for i in range(len(cfg.get("id2label", {})))]
+    labels = bundlefmt.config_labels(cfg)
     tok_cfg_path = src["model_dir"] / "tokenizer_config.json"
     max_length = 128
     if tok_cfg_path.is_file():

@@ -46,6 +46,37 @@ MODEL_CONFIG = "config.json"
 # One row per session run: dynamic int8 takes its activation ranges from the whole input
 # tensor, so a row's answer would depend on its batch-mates and their padding.
 BATCHING = ("row", "padded")
+# The self-check's second limit: how far the median golden row (its largest |logit difference|)
+# may move, as a share of the logits' scale. Honest devices differ from the export machine in
+# kernels (accumulation order, fp32 approximations, int8 GEMM paths): a few rows of an int8
+# variant move, the rest not at all or by float noise, so the median row stays put; a fault (a
+# wrong weight, scale or kernel) moves every row. Measured spreads and injected faults:
+# README "What the self-check catches" (bench/selfcheck_faults.py).
+TYPICAL_SHIFT = {"float": 1e-5, "int8": 1e-3}
+
+
+def config_labels(cfg: dict[str, Any]) -> list[str]:
+    """A model config's label names in id order: ``id2label``, or where the config leaves it out
+    (transformers does not write the default) ``LABEL_0``.. for ``num_labels`` (default 2)."""
+    id2label = cfg.get("id2label")
+    if not id2label:
+        return [f"LABEL_{i}" for i in range(int(cfg.get("num_labels", 2)))]
+    return [str(id2label[str(i)]) for i in range(len(id2label))]
+
+
+def logit_scale(reference: Any) -> float:
+    """The scale limits are set against: the largest |logit| of the reference (at least 1)."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float32)
+    return max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+
+
+def typical_tolerance(reference: Any, quantized: bool) -> float:
+    """The median golden row's limit for a variant (int8 or float) answering ``reference``."""
+    return TYPICAL_SHIFT["int8" if quantized else "float"] * logit_scale(reference)
+
+
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # Variants built for GPU kernels: no CPU self-check, never a CPU fallback.
 GPU_VARIANTS = ("fp16",)
@@ -236,9 +267,8 @@ def _cross_check(root: Path, m: dict[str, Any]) -> None:
 
     try:
         cfg = json.loads((root / MODEL_CONFIG).read_text())
-        id2label = cfg["id2label"]
-        labels = [id2label[str(i)] for i in range(len(id2label))]
-    except (ValueError, KeyError, TypeError):
+        labels = config_labels(cfg)
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise bad(f"{MODEL_CONFIG} has no id2label with ids 0..n-1") from None
     if labels != m["labels"]:
         raise bad(f"the labels in {MANIFEST} ({m['labels']}) differ from {MODEL_CONFIG} ({labels})")

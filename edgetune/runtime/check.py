@@ -41,13 +41,14 @@ class BundleCheck:
     def summary(self) -> str:
         lines = [
             f"bundle     {self.bundle}: hashes verified; {self.signature}",
-            f"{'variant':16}{'verdict':>8}{'max |Δlogit|':>14}{'tolerance':>11}{'flips':>7}{'rows':>6}"
-            f"{'ms':>8}",
+            f"{'variant':16}{'verdict':>8}{'max |Δlogit|':>14}{'tolerance':>11}"
+            f"{'median row':>12}{'tolerance':>11}{'flips':>7}{'rows':>6}{'ms':>8}",
         ]
         for c in self.checks:
             lines.append(
                 f"{c.variant:16}{'PASS' if c.passed else 'FAIL':>8}{c.max_abs_diff:>14.3g}"
-                f"{c.tolerance:>11.3g}{c.flips:>7}{c.rows:>6}{c.time_ms:>8.0f}"
+                f"{c.tolerance:>11.3g}{c.typical_diff:>12.3g}{c.typical_tolerance:>11.3g}"
+                f"{c.flips:>7}{c.rows:>6}{c.time_ms:>8.0f}"
             )
         for name, why in self.skipped.items():
             lines.append(f"{name:16}{'SKIP':>8}  {why}")

@@ -91,6 +91,8 @@ def recall(digest: str | None, variant: str) -> dict[str, Any] | None:
     try:
         honest = record["passed"] is True and record["variant"] == variant
         honest = honest and float(record["max_abs_diff"]) <= float(record["tolerance"])
+        honest = honest and float(record["typical_diff"]) <= float(record["typical_tolerance"])
+        honest = honest and int(record["firm_flips"]) == 0
     except (KeyError, TypeError, ValueError):
         return None
     return record if honest else None
