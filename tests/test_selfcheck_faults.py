@@ -131,3 +131,23 @@ def test_a_firm_answer_that_flips_fails_even_within_the_row_limit(minilm):
     _with_expected(minilm, "int8-static", flipped)
     check = _check(minilm, "int8-static")
     assert check.firm_flips == 1 and not check.passed
+
+
+def test_a_failed_check_names_the_avx2_overflow_where_it_applies(minilm, monkeypatch):
+    """On an x86 CPU without VNNI, int8 with full 8-bit weights can overflow the AVX2 kernels
+    (measured under emulation: every golden row moved, 2 labels flipped); the refusal says to
+    re-export with --target avx2, and says nothing of it on a CPU with VNNI."""
+    import edgetune.hw as hw
+    from edgetune.errors import SelfCheckFailed
+
+    m = bundlefmt.verify(minilm)
+    graph = minilm / m["variants"]["int8-static"]["file"]
+    faults.inject("head zeroed", graph, json.loads((minilm / "config.json").read_text()))
+    faults.rehash(minilm)
+    full_bits = not m["variants"]["int8-static"]["quantization"]["reduce_range"]
+    for vnni, hinted in ((False, full_bits), (True, False)):
+        feats = {"avx2": True, "avx512_vnni": vnni, "avx_vnni": False}
+        monkeypatch.setattr(hw, "cpu_features", lambda f=feats: f)
+        with pytest.raises(SelfCheckFailed) as e:
+            Classifier.load(minilm, variant="int8-static", threads=1, self_check="always")
+        assert ("--target avx2" in str(e.value)) == hinted

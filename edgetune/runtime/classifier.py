@@ -187,11 +187,19 @@ class Classifier:
         texts = [r["text"] for r in rows]
         if self.task.per_token:  # every content token of every text, in order
             got = _stacked(self.token_logits(texts, batch_size=8))
-            expected = _stacked([np.asarray(x, np.float32) for x in g["logits"]])
         else:
             got = self.logits(texts, pairs=bundlefmt.golden_pairs(rows), batch_size=8)
+        return self.judge(got, (time.perf_counter() - t0) * 1000)
+
+    def judge(self, got: np.ndarray, ms: float = 0.0) -> SelfCheck:
+        """The self-check's verdict on ``got``, this variant's answers to the golden rows (per
+        token: every text's content tokens, stacked), however they were computed."""
+        g = self.golden["variants"][self.variant]
+        rows = len(self.golden["rows"])
+        if self.task.per_token:
+            expected = _stacked([np.asarray(x, np.float32) for x in g["logits"]])
+        else:
             expected = np.asarray(g["logits"], dtype=np.float32)
-        ms = (time.perf_counter() - t0) * 1000
         tol = float(g["tolerance"])
         typical_tol = g.get("typical_tolerance")
         if typical_tol is None:  # a bundle from before the median-row limit: its rule, now
@@ -200,17 +208,15 @@ class Classifier:
         if got.shape != expected.shape or not np.all(np.isfinite(got)):
             inf = float("inf")
             return SelfCheck(
-                self.variant, False, inf, tol, inf, float(typical_tol), len(rows), len(rows),
-                len(rows), ms,
-            )  # fmt: skip
+                self.variant, False, inf, tol, inf, float(typical_tol), rows, rows, rows, ms
+            )
         moved = np.abs(got - expected).reshape(len(got), -1).max(axis=1)
         diff, typical = float(moved.max()), float(np.median(moved))
         flips, firm = self._flips(got, expected, tol)
         passed = diff <= tol and typical <= float(typical_tol) and firm == 0
         return SelfCheck(
-            self.variant, passed, diff, tol, typical, float(typical_tol), flips, firm,
-            len(rows), ms,
-        )  # fmt: skip
+            self.variant, passed, diff, tol, typical, float(typical_tol), flips, firm, rows, ms
+        )
 
     def logits(
         self,
@@ -421,8 +427,27 @@ def try_variant(
         return None, str(e), BundleError
     if clf.checked is not None and not clf.checked.passed:
         why = f"{clf.checked.describe()}: it computes wrong answers on this device"
+        why += _saturation_hint(manifest["variants"][name])
         return None, why, SelfCheckFailed
     return clf, "", BundleError
+
+
+def _saturation_hint(info: dict[str, Any]) -> str:
+    """Why an int8 variant with full 8-bit weights may fail on an x86 CPU without VNNI: its
+    AVX2 int8 kernels add pairs of products in 16 bits, which such weights can overflow
+    (7-bit weights, ``--target avx2``, cannot)."""
+    q = info.get("quantization") or {}
+    if q.get("reduce_range", True) or not str(q.get("target", "")).startswith("avx"):
+        return ""
+    from ..hw import cpu_features
+
+    f = cpu_features()
+    if f.get("avx2") and not (f.get("avx512_vnni") or f.get("avx_vnni")):
+        return (
+            " (its 8-bit int8 weights overflow the int8 kernels of an x86 CPU without VNNI; "
+            "re-export with --target avx2 for such CPUs)"
+        )
+    return ""
 
 
 def _checked(clf: Classifier, checking: str) -> SelfCheck:
