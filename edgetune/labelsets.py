@@ -36,6 +36,12 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
+def threshold_logits(thresholds: Any) -> np.ndarray:
+    """Probability thresholds as the logits where the sigmoid crosses them."""
+    t = np.clip(np.asarray(thresholds, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(t / (1 - t))
+
+
 def decisions(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     """The ``[n, k]`` bool matrix ``probs >= thresholds``: one threshold per label (``[k]``) or one
     for all.

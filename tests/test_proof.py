@@ -154,7 +154,8 @@ def test_golden_rows_are_recorded_at_export(bundle):
     m = bundlefmt.verify(bundle)
     g = bundlefmt.read_golden(bundle)
     kinds = [r["kind"] for r in g["rows"]]
-    assert kinds.count("data") >= 8
+    from_data = {"data", "near boundary", "longest", "rare tokens"}
+    assert sum(k in from_data for k in kinds) >= 8 and {"longest", "rare tokens"} <= set(kinds)
     assert {"one word", "beyond max length", "non-ASCII"} <= set(kinds)
     assert len(g["reference"]["logits"]) == len(g["rows"])
     for name in VARIANTS:
@@ -166,6 +167,37 @@ def test_golden_rows_are_recorded_at_export(bundle):
         assert 0 < v["tolerance"] and np.shape(v["logits"]) == (len(g["rows"]), 2)
     # fp32 ONNX reproduces PyTorch; int8 is allowed its own (recorded) distance.
     assert g["variants"]["fp32"]["reference_max_abs_diff"] < 1e-3
+
+
+def test_golden_rows_take_the_narrow_the_long_and_the_rare():
+    from edgetune.export import golden
+
+    vocab: dict[str, int] = {}
+
+    def tok(text, verbose=False):
+        return {"input_ids": [vocab.setdefault(w, len(vocab)) for w in text.split()]}
+
+    texts = [f"common words here row{i % 7}" for i in range(golden.POOL_ROWS)]
+    texts[10] = "common words here " + "long " * 30  # the longest
+    texts[20] = "common zyzzyva quixotic words"  # two tokens seen nowhere else
+    narrow = {30: 0.01, 40: 0.02, 50: 0.03}
+    for i in narrow:
+        texts[i] = f"words here row{i % 7} common"
+
+    def answer(batch, pairs):
+        assert pairs is None and len(batch) == golden.POOL_ROWS
+        return np.array([[0.0, narrow.get(texts.index(t), 5.0)] for t in batch])
+
+    kinds = {r["text"]: r["kind"] for r in golden.rows(texts, None, tok, 64, answer)}
+    assert kinds[texts[10]] == "longest" and kinds[texts[20]] == "rare tokens"
+    for i in narrow:
+        assert kinds[texts[i]] == "near boundary"
+    assert len([k for k in kinds.values() if k != "data"]) >= 3 + 1 + len(narrow)
+    assert len(golden.rows(texts, None, tok, 64, answer)) == golden.DATA_ROWS + 4  # edge cases
+    # Margins: top minus runner-up; per token the narrowest token; multi-label the nearest cut.
+    assert golden.margins(np.array([[1.0, 3.0, 2.5]])).tolist() == [0.5]
+    assert golden.margins([np.array([[0.0, 4.0], [1.0, 1.5]])]).tolist() == [0.5]
+    assert golden.margins(np.array([[2.0, -0.25]]), np.zeros(2)).tolist() == [0.25]
 
 
 def test_self_check_passes_on_healthy_variants(bundle):

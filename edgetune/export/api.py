@@ -491,6 +491,7 @@ def _golden(
 
     from ..data import load_texts
     from ..data.labelled import load_run_data, load_task_data
+    from ..labelsets import threshold_logits
     from ..runners import PYTORCH, TorchRunner
     from ..runtime import default_threads
     from . import golden
@@ -507,14 +508,19 @@ def _golden(
     elif config.calibration_data:
         texts = load_texts(config.calibration_data)
     tok = AutoTokenizer.from_pretrained(bundle_dir)
-    rows = golden.rows(texts, pairs, tok, manifest["max_length"])
     threads = default_threads()
     torch_runner = TorchRunner(src["model_dir"], threads, manifest["max_length"])
-    row_texts = [r["text"] for r in rows]
-    if task.per_token:
-        reference: Any = torch_runner.token_logits(row_texts, 16)
-    else:
-        reference = torch_runner.logits(row_texts, bundlefmt.golden_pairs(rows), 16)
+
+    def answer(texts: list[str], pairs: list[str] | None) -> Any:
+        if task.per_token:
+            return torch_runner.token_logits(texts, 16)
+        return torch_runner.logits(texts, pairs, 16)
+
+    cuts = None
+    if manifest.get("thresholds"):
+        cuts = threshold_logits([manifest["thresholds"][n] for n in manifest["labels"]])
+    rows = golden.rows(texts, pairs, tok, manifest["max_length"], answer, cuts)
+    reference = answer([r["text"] for r in rows], bundlefmt.golden_pairs(rows))
     return golden.build(bundle_dir, manifest, rows, reference, PYTORCH, threads)
 
 

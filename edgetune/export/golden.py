@@ -1,7 +1,7 @@
 """Golden inputs: chosen and answered at export, re-run on every device (the self-check).
 
-``golden.json`` (hashed like every bundle file) holds a few dozen real texts from the data plus
-edge cases (one word, longer than the max length, non-ASCII, pairs when the task has them),
+``golden.json`` (hashed like every bundle file) holds a few dozen real texts from the data (the
+most narrowly decided, the longest, the rarest tokens, seeded others) plus edge cases (one word, longer than the max length, non-ASCII, pairs when the task has them),
 the PyTorch original's logits, and for each variant its file, batching, expected logits and the
 tolerance a device must meet. The runtime side lives in ``runtime.Classifier.self_check``.
 """
@@ -9,6 +9,8 @@ tolerance a device must meet. The runtime side lives in ``runtime.Classifier.sel
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ import numpy as np
 from ..formats import bundle as bundlefmt
 
 DATA_ROWS = 24
+POOL_ROWS = 256  # held-out rows the narrow, long and rare ones are drawn from
+BOUNDARY_ROWS = 6
+LONGEST_ROWS = 3
+RARE_ROWS = 3
 # Used only when export has no data at all (a bare model directory and no --data).
 _FALLBACK = (
     "The package arrived two days late and the box was damaged.",
@@ -55,21 +61,33 @@ def tolerance(variant: np.ndarray, reference: np.ndarray) -> float:
 
 
 def rows(
-    texts: list[str], pairs: list[str] | None, tok: Any, max_length: int
+    texts: list[str],
+    pairs: list[str] | None,
+    tok: Any,
+    max_length: int,
+    answer: Callable[[list[str], list[str] | None], Any] | None = None,
+    cuts: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Seeded data rows plus edge cases; ``tok`` counts tokens (a transformers tokenizer)."""
+    """Data rows that discriminate, plus edge cases; ``tok`` counts tokens (a transformers tokenizer).
+
+    From a seeded pool of the texts: the rows the model decides most narrowly (``answer`` gives
+    the PyTorch original's logits on the pool; ``cuts`` as in ``margins``), the longest, the ones with the rarest tokens (a
+    fault in one kernel or one embedding row moves them first), then seeded rows to fill.
+    """
     rng = random.Random(0)
     idx = list(range(len(texts)))
     rng.shuffle(idx)
-    idx = idx[:DATA_ROWS]
+    idx = idx[:POOL_ROWS]
     if not idx:
         texts, pairs, idx = list(_FALLBACK), None, list(range(len(_FALLBACK)))
     pair = (lambda i: pairs[i]) if pairs else (lambda i: None)
-    out = [{"kind": "data", "text": texts[i], "pair": pair(i)} for i in idx]
-    first = idx[0]
-    shortest = min(idx, key=lambda i: len(texts[i]))
+    chosen = _discriminating(idx, texts, pairs, tok, answer, cuts)
+    out = [{"kind": kind, "text": texts[i], "pair": pair(i)} for i, kind in chosen]
+    data = [i for i, _ in chosen]
+    first = data[0]
+    shortest = min(data, key=lambda i: len(texts[i]))
     long_text = ""
-    for i in idx * (max_length + 1):  # until truncation is exercised
+    for i in data * (max_length + 1):  # until truncation is exercised
         if len(tok(long_text, verbose=False)["input_ids"]) > max_length + 8:
             break
         long_text += " " + texts[i]
@@ -84,6 +102,50 @@ def rows(
         {"kind": "repeated word", "text": "very " * 12, "pair": pair(first)},
     ]
     return out
+
+
+def _discriminating(
+    pool: list[int],
+    texts: list[str],
+    pairs: list[str] | None,
+    tok: Any,
+    answer: Callable[[list[str], list[str] | None], Any] | None,
+    cuts: np.ndarray | None,
+) -> list[tuple[int, str]]:
+    """(text index, kind) for DATA_ROWS rows of ``pool``: narrowest, longest, rarest, then seeded."""
+    ids = [tok(texts[i], verbose=False)["input_ids"] for i in pool]
+    counts = Counter(t for row in ids for t in set(row))
+    picks: list[tuple[int, str]] = []
+
+    def take(order: list[int], n: int, kind: str) -> None:
+        taken = {i for i, _ in picks}
+        for k in [k for k in order if pool[k] not in taken][:n]:
+            picks.append((pool[k], kind))
+
+    if answer is not None and len(pool) > DATA_ROWS:
+        pool_pairs = [pairs[i] for i in pool] if pairs else None
+        narrow = margins(answer([texts[i] for i in pool], pool_pairs), cuts)
+        take(sorted(range(len(pool)), key=lambda k: (narrow[k], k)), BOUNDARY_ROWS, "near boundary")
+    take(sorted(range(len(pool)), key=lambda k: (-len(ids[k]), k)), LONGEST_ROWS, "longest")
+    singles = [sum(counts[t] == 1 for t in set(row)) for row in ids]
+    take(sorted(range(len(pool)), key=lambda k: (-singles[k], k)), RARE_ROWS, "rare tokens")
+    take(list(range(len(pool))), DATA_ROWS - len(picks), "data")
+    return picks
+
+
+def margins(reference: Any, cuts: np.ndarray | None = None) -> np.ndarray:
+    """Per row, how narrowly it is decided: top logit minus the runner-up.
+
+    A per-token answer (one [tokens, tags] array per row) counts its narrowest token; with
+    ``cuts`` (multi-label: each label's threshold as a logit) the label nearest its cut.
+    """
+    if isinstance(reference, list):
+        return np.array([float(margins(r).min()) if len(r) else np.inf for r in reference])
+    ref = np.asarray(reference, np.float32)
+    if cuts is not None:
+        return np.abs(ref - cuts).min(axis=-1)
+    top = np.sort(ref, axis=-1)
+    return top[..., -1] - top[..., -2]
 
 
 def build(

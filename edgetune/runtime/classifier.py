@@ -298,11 +298,10 @@ class Classifier:
             top2 = np.sort(expected, axis=-1)[..., -2:]
             firm = flipped & (top2[..., 1] - top2[..., 0] > tol)
             return int(flipped.sum()), int(firm.sum())
-        from ..labelsets import sigmoid
+        from ..labelsets import sigmoid, threshold_logits
 
         a, b = sigmoid(got) >= self.thresholds, sigmoid(expected) >= self.thresholds
-        t = np.clip(np.asarray(self.thresholds, np.float64), 1e-7, 1 - 1e-7)
-        margin = np.abs(expected - np.log(t / (1 - t)))  # from the threshold, in logits
+        margin = np.abs(expected - threshold_logits(self.thresholds))  # in logits
         return int(np.sum((a != b).any(-1))), int(np.sum(((a != b) & (margin > tol)).any(-1)))
 
     def _run(self, encs: list[Any]) -> np.ndarray:
