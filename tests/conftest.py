@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -118,22 +119,12 @@ def bundle_dir(trained_run, tmp_path_factory):
 
 
 def rerecord_hashes(root: Path) -> None:
-    """Re-record every hash after editing a bundle's files, as a careless (or hostile) tool would:
-    golden.json's (variant hashes, files map), then the manifest's file list."""
-    import json
+    """Re-record every hash after editing a bundle's files, as a careless (or hostile) tool would
+    (bench/faults.py's ``rehash``, which the fault benches use)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import faults
 
-    from edgetune.formats import bundle as bundlefmt
-
-    golden = json.loads((root / bundlefmt.GOLDEN).read_text())
-    for v in golden["variants"].values():
-        v["sha256"] = bundlefmt.sha256(root / v["file"])
-    bundlefmt.write_golden(root, golden)
-    manifest = {
-        k: v
-        for k, v in bundlefmt.read_manifest(root).items()
-        if k not in ("format", "version", "files")
-    }
-    bundlefmt.write_manifest(root, manifest)
+    faults.rehash(root)
 
 
 RUNTIME_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "click")
