@@ -1,9 +1,10 @@
 """Golden inputs: chosen and answered at export, re-run on every device (the self-check).
 
 ``golden.json`` (hashed like every bundle file) holds a few dozen real texts from the data (the
-most narrowly decided, the longest, the rarest tokens, seeded others) plus edge cases (one word, longer than the max length, non-ASCII, pairs when the task has them),
-the PyTorch original's logits, and for each variant its file, batching, expected logits and the
-tolerance a device must meet. The runtime side lives in ``runtime.Classifier.self_check``.
+most narrowly decided, the longest, the rarest tokens, seeded others) plus edge cases (one word,
+longer than the max length, non-ASCII, pairs when the task has them), the PyTorch original's
+logits, and for each variant its file, batching, expected logits and the limits a device must
+meet. The runtime side lives in ``runtime.Classifier.self_check``.
 """
 
 from __future__ import annotations
@@ -68,11 +69,13 @@ def rows(
     answer: Callable[[list[str], list[str] | None], Any] | None = None,
     cuts: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Data rows that discriminate, plus edge cases; ``tok`` counts tokens (a transformers tokenizer).
+    """Data rows that discriminate, plus edge cases; ``tok`` counts tokens (a transformers
+    tokenizer).
 
     From a seeded pool of the texts: the rows the model decides most narrowly (``answer`` gives
-    the PyTorch original's logits on the pool; ``cuts`` as in ``margins``), the longest, the ones with the rarest tokens (a
-    fault in one kernel or one embedding row moves them first), then seeded rows to fill.
+    the PyTorch original's logits on the pool; ``cuts`` as in ``margins``), the longest, the
+    ones with the rarest tokens (a fault in one kernel or one embedding row moves them first),
+    then seeded rows to fill.
     """
     rng = random.Random(0)
     idx = list(range(len(texts)))
