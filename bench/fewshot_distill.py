@@ -38,7 +38,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import bundle_accuracy, export_bundle, train_run, write_results  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    bundle_accuracy,
+    export_bundle,
+    machine_info,
+    train_run,
+    write_results,
+)
 
 STUDENTS = {"6L": (), "4L": ("--layers", "4")}
 
@@ -91,7 +98,9 @@ def _chain(args: argparse.Namespace, data: dict, draw: str, k: int, seed: int) -
         *picked,
     )  # fmt: skip
     tm = json.loads((teacher / "metrics.json").read_text())
+    cpu = machine_info()["cpu"]
     row: dict[str, Any] = {
+        "machine": f"{cpu['name']} ({', '.join(cpu['features'])})",
         "teacher_test": tm["test"]["accuracy"],
         "teacher_train_s": tm["timing"]["total_s"],
         "teacher_wall_s": round(time.perf_counter() - t0, 1),
@@ -113,6 +122,16 @@ def _chain(args: argparse.Namespace, data: dict, draw: str, k: int, seed: int) -
             "wall_export_validate_s": round(time.perf_counter() - t2, 1),
         }
     return row
+
+
+def _finished(done_file: Path, record: Path) -> dict[str, Any]:
+    """Finished chains: this checkout's, else the committed record's (a fresh clone continues
+    the bench from bench/results/ rather than from the start)."""
+    if done_file.is_file():
+        return json.loads(done_file.read_text())
+    if record.is_file():
+        return dict(json.loads(record.read_text()).get("rows", {}))
+    return {}
 
 
 def _mean_std(v: list[float]) -> str:
@@ -168,8 +187,8 @@ def main() -> None:
     data = _data(args.data, args.label_names, args.val_rows, args.min_words, runs / "data")
     shots = [int(k) for k in args.shots.split(",")]
     draws = args.draws.split(",")
+    rows = _finished(runs / "rows.json", RESULTS / f"{args.name}.json")
     done_file = runs / "rows.json"
-    rows: dict[str, Any] = json.loads(done_file.read_text()) if done_file.is_file() else {}
     for k in [] if args.table_only else shots:
         for seed in range(args.seeds):
             for draw in draws:
@@ -192,6 +211,10 @@ def _report(args: argparse.Namespace, data: dict, rows: dict, draws: list, shots
         f"{data['unlabeled_rows']} training texts; students {args.student_epochs} epoch(s). "
         "Accuracy: test split, mean ± std over seeds; int8 = each bundle's default variant "
         "through the runtime.",
+        "",
+        "Chains ran on: "
+        + "; ".join(sorted({r.get("machine", "(not recorded)") for r in rows.values()}))
+        + ".",
     ]
     write_results(
         args.name,
