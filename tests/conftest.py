@@ -121,7 +121,9 @@ def bundle_dir(trained_run, tmp_path_factory):
 def rerecord_hashes(root: Path) -> None:
     """Re-record every hash after editing a bundle's files, as a careless (or hostile) tool would
     (bench/faults.py's ``rehash``, which the fault benches use)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
     import faults
 
     faults.rehash(root)
