@@ -15,6 +15,9 @@ from .conftest import ASSETS, train_kwargs
 
 # 32 training rows: every global batch of 8 splits into two equal shards of 4, so two
 # processes average exactly the gradients one process computes on the whole batch.
+# Two CPU processes over gloo on any machine, a GPU one too (two ranks cannot share one GPU).
+CPU_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
 ARGS = {
     k: v
     for k, v in train_kwargs(epochs=3, val_size=7, test_size=8, dropout=0.0).items()
@@ -89,7 +92,7 @@ def test_two_processes_write_one_run_equal_to_one_process(how, parallel, tmp_pat
     cmd += ["--fsdp"] if how == "torchrun-fsdp" else []
     for k, v in ARGS.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     # Exactly one run directory, finished, and one summary printed (by rank 0).
@@ -145,7 +148,7 @@ def test_sharded_run_resumes_from_its_checkpoint(how, parallel, tmp_path):
     args += ["--batch-size", "4", "--quiet"] + (["--fsdp"] if how == "torchrun-fsdp" else [])
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     script = str(Path(__file__).with_name("interrupted_train.py"))
     # 3 steps per epoch: the 6th step is in the middle of epoch 2, after one checkpoint.
     r = subprocess.run(launch + [script, "6", *args], capture_output=True, text=True, env=env)
@@ -238,7 +241,7 @@ def test_ddp_resume_is_exact_after_a_signal_at_any_point_of_a_step(tmp_path):
     options = {**ARGS, "data": str(ASSETS / "sentiment.csv"), "batch_size": 4, "ema": 0.9}
     options.update(eval_steps=2, dropout=0.1, progress=False)
     script = str(Path(__file__).with_name("step_hooks.py"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     cmd = _launch("torchrun", tmp_path) + [script, json.dumps(options), str(tmp_path), *STEP_POINTS]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -267,7 +270,7 @@ def test_two_processes_distil_like_one(trained_run, tmp_path):
     cmd += ["--data", str(ASSETS / "sentiment.csv"), "--output", str(out), "--batch-size", "4"]
     for k, v in opts.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     r = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     ddp = json.loads((out / "metrics.json").read_text())
@@ -294,7 +297,7 @@ def test_two_processes_train_a_token_classifier(tmp_path):
     for k, v in ARGS.items():
         if k not in ("val_size", "test_size"):
             cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
@@ -314,9 +317,24 @@ def test_two_processes_train_a_multi_label_classifier(tmp_path):
     cmd += ["--output", str(out), "--batch-size", "4", "--threshold", "tuned", "--quiet"]
     for k, v in ARGS.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = CPU_ENV
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["environment"]["world_size"] == 2 and m["config"]["task"] == "multi-label"
     assert (out / "best" / "thresholds.json").is_file() and "micro_f1" in m["test"]
+
+
+def test_more_ranks_than_gpus_is_one_line(monkeypatch):
+    """Two ranks launched on a one-GPU machine: a one-line error naming the fix, before any
+    process group is joined (not CUDA's "invalid device ordinal" traceback)."""
+    import torch
+
+    from edgetune.errors import ConfigError
+    from edgetune.train.parallel.launch import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"local rank 1 but the machine has 1 GPU.*--device cpu"):
+        setup("cuda")

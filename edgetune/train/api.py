@@ -704,7 +704,9 @@ def _resolve(config: TrainConfig, source: ModelSource) -> tuple[TrainConfig, dic
     precision = config.precision
     if precision == "auto":
         if device == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            # Native bf16 only (Ampere on): pre-Ampere GPUs emulate it slowly, fp16 is theirs.
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            precision = "bf16" if native else "fp16"
         elif device == "cpu" and hw.cpu_supports_bf16():
             precision = "bf16"
         else:

@@ -201,6 +201,15 @@ def setup(device: str) -> Dist:
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
+        gpus = torch.cuda.device_count()
+        if local >= gpus:
+            from ...errors import ConfigError
+
+            raise ConfigError(
+                f"this process is local rank {local} but the machine has {gpus} GPU(s): "
+                f"launch at most {gpus} per node (torchrun --nproc_per_node {gpus}), "
+                "or train on CPU with --device cpu"
+            )
         torch.cuda.set_device(local)
     owned = not td.is_initialized()  # a caller's own group is joined and left running
     if owned:
