@@ -6,6 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tokenizers import Tokenizer
 
 from edgetune.cli import main
 from edgetune.errors import BundleError, ModelError
@@ -419,6 +420,78 @@ def test_static_int8_is_row_independent_by_construction(bundle_dir):
     texts = TEXTS * 3 + ["a much longer text about a film that goes on and on " * 4]
     one = clf.logits(texts, batch_size=1)
     assert np.array_equal(one, clf.logits(texts, batch_size=32))
+
+
+@pytest.fixture(scope="module")
+def token_ranged(trained_run, tmp_path_factory):
+    """The trained run exported with every GELU output ranged per token (spread limit 0)."""
+    from edgetune.export import quantize
+
+    out = tmp_path_factory.mktemp("token") / "b"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(quantize, "TOKEN_SPREAD", 0.0)
+        export(source=str(trained_run), output=str(out), progress=False, validate=False)
+    return out
+
+
+def test_a_fixed_range_is_kept_where_no_few_tokens_dominate(bundle_dir):
+    """The tiny model's GELU outputs spread evenly over its tokens: no per-token ranges (the
+    operators they add would cost speed for nothing)."""
+    info = bundlefmt.verify(bundle_dir)["variants"]["int8-static"]
+    assert info["per_token"] == 0 and "per token" not in info["quantization"]["activations"]
+
+
+def test_gelu_outputs_are_quantized_per_token(token_ranged):
+    """int8-static ranges an FFN-down input (a GELU's output) per token as it runs where a few
+    tokens set its range: the graph computes ``(q - z) * s @ W`` for each row's own range,
+    each row's answer is within half a step per input of the float product with the same
+    int8 weights, and batches stay invariant."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgetune.runtime import Classifier
+
+    bundle_dir = token_ranged
+    m = bundlefmt.verify(bundle_dir)
+    info = m["variants"]["int8-static"]
+    cfg = json.loads((bundle_dir / "config.json").read_text())
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layers"))
+    model = onnx.load(str(bundle_dir / info["file"]))
+    nodes = [n for n in model.graph.node if n.name.endswith("_per_token")]
+    assert info["per_token"] == len(nodes) == layers
+    assert f"{layers} GELU outputs uint8 per token" in info["quantization"]["activations"]
+    mm = nodes[0]
+    x = mm.input[0][len("pt/") : -len("/q")]  # the GELU output it ranges
+    add = next(n for n in model.graph.node if n.op_type == "Add" and mm.output[0] in n.input)
+    model.graph.output.extend(
+        helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in (x, add.output[0])
+    )
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    wq, ws = inits[mm.input[1]].astype(np.float64), inits[mm.input[3]].astype(np.float64)
+    w = (wq - inits[mm.input[5]]) * ws if mm.input[5] else wq * ws
+    tok = Tokenizer.from_file(str(bundle_dir / "tokenizer.json"))
+    enc = tok.encode_batch(["a film that goes on and on", "short"])
+    n = max(len(e.ids) for e in enc)
+    feed = {
+        "input_ids": np.array([e.ids + [0] * (n - len(e.ids)) for e in enc], np.int64),
+        "attention_mask": np.array([[1] * len(e.ids) + [0] * (n - len(e.ids)) for e in enc]),
+    }
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    xs, ys = sess.run([x, add.output[0]], {k: v for k, v in feed.items() if k in names})
+    rows, out = xs.reshape(-1, xs.shape[-1]).astype(np.float64), ys.reshape(-1, w.shape[1])
+    lo, hi = np.minimum(rows.min(1, keepdims=True), 0), np.maximum(rows.max(1, keepdims=True), 0)
+    step = (hi - lo) / 255
+    z = np.round(-lo / step)
+    q = np.clip(np.round(rows / step) + z, 0, 255)
+    np.testing.assert_allclose(out, ((q - z) * step) @ w, rtol=1e-4, atol=1e-4)
+    bound = step / 2 * np.abs(w).sum(0) + 1e-4
+    assert (np.abs(out - rows @ w) <= bound).all()
+    assert np.unique(step).size > 1  # rows really have their own ranges
+    clf = Classifier.load(bundle_dir, variant="int8-static", threads=1)
+    texts = TEXTS * 3 + ["a much longer text about a film that goes on and on " * 4]
+    assert np.array_equal(clf.logits(texts, batch_size=1), clf.logits(texts, batch_size=32))
 
 
 def test_a_model_without_label_names_exports_with_transformers_defaults(tiny_model_dir, tmp_path):

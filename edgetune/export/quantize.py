@@ -91,7 +91,10 @@ def build_variant(
         if not dynamic:  # outsized channels moved into the weights first
             feeds = calibration_feeds(src, optimized, calibration or [])
             source = work / f"{name}-smoothed.onnx"
-            info["smoothed"] = smooth_activations(optimized, source, feeds, SMOOTHING_ALPHA)
+            tokenwise = token_ranged_inputs(optimized, feeds)
+            info["smoothed"] = smooth_activations(
+                optimized, source, feeds, SMOOTHING_ALPHA, skip=tokenwise
+            )
         quantize_dynamic(
             str(source),
             str(tmp),
@@ -104,6 +107,7 @@ def build_variant(
         )
         if not dynamic:  # int8-static: the same kernels, each activation range fixed
             info["fixed_ranges"] = fix_activation_ranges(tmp, source, feeds)
+            info["per_token"] = per_token_ranges(tmp, tokenwise)
     else:
         _quantize_static_learned(optimized, tmp, work, src, quant, qat, exclude, extra)
     m = onnx.load(str(tmp))
@@ -112,6 +116,10 @@ def build_variant(
         gather_to_int4(m, node, quant.block_size)
     onnx.save(m, str(dst))
     info["quantization"] = _int8_settings(name, quant, ops, qat, calibration)
+    if info.get("per_token"):
+        info["quantization"]["activations"] += (
+            f"; {info['per_token']} GELU outputs uint8 per token, ranged as they run"
+        )
     return info
 
 
@@ -230,14 +238,17 @@ SMOOTHING_ALPHA = 0.75  # share of each input channel's range moved into the wei
 SMOOTHING_SPREAD = 8.0
 
 
-def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> int:
+def smooth_activations(
+    src: Path, dst: Path, feeds: list[Any], alpha: float, skip: frozenset[str] = frozenset()
+) -> int:
     """Per-channel smoothing (SmoothQuant): before each MatMul or Attention with a constant
     weight, the input X becomes ``X / s`` and the weight's rows ``s * W``, the same product in
     exact arithmetic. ``s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)`` over ``feeds`` moves the
     few channels with outsized activations (LayerNorm and GELU outputs of BERT-like encoders)
     into the weights, which are quantized per output channel, so one activation range per
     tensor fits the rest. Only inputs whose largest channel range is ``SMOOTHING_SPREAD``
-    times the median's are smoothed. Writes ``dst``; returns the number of tensors smoothed."""
+    times the median's are smoothed, none of ``skip``. Writes ``dst``; returns the number of
+    tensors smoothed."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -253,6 +264,8 @@ def smooth_activations(src: Path, dst: Path, feeds: list[Any], alpha: float) -> 
         const = n.input[1] if len(n.input) > 1 else ""
         if n.op_type not in ("MatMul", "Attention") or n.input[0] in inits:
             continue
+        if n.input[0] in skip:
+            continue  # ranged per token instead (per_token_ranges)
         if const in inits and uses[const] == 1 and len(inits[const].dims) == 2:
             groups.setdefault(n.input[0], []).append(n)
     if not groups:
@@ -474,3 +487,155 @@ def _quantize_static_learned(
             return {k: np.ones((1, 4), dtype=np.int64) for k in feed_names}
 
     _qdq(inferred, dst, One(), quant, exclude, {**extra, "TensorQuantOverrides": overrides})
+
+
+GELU_OPS = ("Gelu", "BiasGelu", "FastGelu", "QuickGelu")
+
+
+# Every GELU output (FFN-down input) is ranged per token where a few tokens set the range of
+# any of them: its range over the calibration texts at least this many times the median
+# token's own range (mpnet-base: up to 30 in its middle layers; MiniLM-L6: at most 7.5, where
+# fixed ranges lose nothing and run fewer operators). All of them, not only the widest: on
+# mpnet-base ranging its 5 widest per token (the rest smoothed, fixed) gained nothing.
+TOKEN_SPREAD = 12.0
+
+
+def token_ranged_inputs(graph: Path, feeds: list[Any]) -> frozenset[str]:
+    """The GELU outputs of ``graph`` to range per token: all of them where, over ``feeds``,
+    one's range (holding 0) is ``TOKEN_SPREAD`` times its median token's range; else none."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    gelus = sorted(o for n in model.graph.node if n.op_type in GELU_OPS for o in n.output)
+    if not gelus or not feeds:
+        return frozenset()
+    lo, hi = dict.fromkeys(gelus, 0.0), dict.fromkeys(gelus, 0.0)
+    tokens: dict[str, list[Any]] = {x: [] for x in gelus}
+    for x, a in _probe(graph, gelus, feeds):
+        rows = a.reshape(-1, a.shape[-1])
+        lo[x], hi[x] = min(lo[x], float(rows.min())), max(hi[x], float(rows.max()))
+        tokens[x].append(np.maximum(rows.max(1), 0) - np.minimum(rows.min(1), 0))
+    spread = max(
+        (hi[x] - lo[x]) / max(float(np.median(np.concatenate(tokens[x]))), 1e-9) for x in gelus
+    )
+    return frozenset(gelus) if spread >= TOKEN_SPREAD else frozenset()
+
+
+def _row_consts() -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "pt/zero": np.array(0.0, np.float32),
+        "pt/255": np.array(255.0, np.float32),
+        "pt/inv255": np.array(1 / 255, np.float32),
+        "pt/tiny": np.array(1e-30, np.float32),
+        "pt/one": np.array(1.0, np.float32),
+        "pt/zp": np.array(0, np.uint8),
+        "pt/last": np.array([-1], np.int64),
+    }
+
+
+def _row_quantize(x: str, p: str, opset: int) -> list[Any]:
+    """Nodes quantizing each row of ``x`` to uint8 from its own min to max (holding 0):
+    ``{p}/q``, its scale ``{p}/scale`` and minus its zero point ``{p}/neg_zp``, per row."""
+    from onnx import helper
+
+    def reduce(op: str, y: str) -> Any:  # axes an input from opset 18, before an attribute
+        if opset >= 18:
+            return helper.make_node(op, [x, "pt/last"], [y], keepdims=1)
+        return helper.make_node(op, [x], [y], axes=[-1], keepdims=1)
+
+    return [
+        reduce("ReduceMax", f"{p}/max"),
+        reduce("ReduceMin", f"{p}/min"),
+        helper.make_node("Max", [f"{p}/max", "pt/zero"], [f"{p}/hi"]),
+        helper.make_node("Min", [f"{p}/min", "pt/zero"], [f"{p}/lo"]),
+        helper.make_node("Sub", [f"{p}/hi", f"{p}/lo"], [f"{p}/span"]),
+        helper.make_node("Max", [f"{p}/span", "pt/tiny"], [f"{p}/range"]),
+        helper.make_node("Div", ["pt/255", f"{p}/range"], [f"{p}/inv"]),
+        helper.make_node("Mul", [f"{p}/lo", f"{p}/inv"], [f"{p}/lo_steps"]),
+        helper.make_node("Round", [f"{p}/lo_steps"], [f"{p}/neg_zp"]),
+        helper.make_node("Mul", [x, f"{p}/inv"], [f"{p}/steps"]),
+        helper.make_node("Sub", [f"{p}/steps", f"{p}/neg_zp"], [f"{p}/shifted"]),
+        helper.make_node("QuantizeLinear", [f"{p}/shifted", "pt/one", "pt/zp"], [f"{p}/q"]),
+        helper.make_node("Mul", [f"{p}/range", "pt/inv255"], [f"{p}/scale"]),
+    ]
+
+
+def per_token_ranges(graph: Path, inputs: frozenset[str]) -> int:
+    """Each fixed-range int8 MatMul of ``graph`` reading one of ``inputs`` (GELU outputs, see
+    ``token_ranged_inputs``) gets a range per token instead of one per tensor, computed as it
+    runs: each row of the input (its last axis) from its own min to max (holding 0) in 255
+    steps, ``q = round(x / s) + z`` as uint8 (``_row_quantize``), then
+    ``MatMulIntegerToFloat(q, W, s, w_scale)`` scales the exact integer product row by row and
+    ``- s * z * w_scale * colsum(W)`` removes the row's zero point. A few tokens carry the
+    largest GELU outputs; with one range per tensor they coarsen every other token's steps. No
+    row depends on another, so batches stay invariant. Rewrites ``graph`` in place; returns the
+    number of MatMuls changed."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(graph))
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    users: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            users.setdefault(x, []).append(n)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    drop: set[int] = set()
+    added: dict[int, list[Any]] = {}  # id of a node to replace -> the nodes in its place
+    quantized: dict[str, tuple[str, str, str]] = {}  # input -> (uint8 rows, scales, -zero points)
+    for mm in [n for n in model.graph.node if n.op_type == "MatMulInteger"]:
+        ql = producer.get(mm.input[0])
+        if ql is None or ql.op_type != "QuantizeLinear" or ql.input[0] not in inputs:
+            continue
+        cast = users[mm.output[0]][0]
+        scale_mul = users[cast.output[0]][0]
+        scales = producer.get(scale_mul.input[1])
+        if cast.op_type != "Cast" or scale_mul.op_type != "Mul" or scales is None:
+            continue
+        x, p = ql.input[0], f"pt/{ql.input[0]}"
+        if x not in quantized:
+            added[id(ql)] = _row_quantize(x, p, opset)
+            quantized[x] = (f"{p}/q", f"{p}/scale", f"{p}/neg_zp")
+        q, s_row, neg_zp = quantized[x]
+        w, wscale = mm.input[1], scales.input[1]
+        wzp = mm.input[3] if len(mm.input) > 3 else ""
+        wq = numpy_helper.to_array(inits[w]).astype(np.int64)
+        wz = numpy_helper.to_array(inits[wzp]).astype(np.int64) if wzp in inits else 0
+        ws = numpy_helper.to_array(inits[wscale]).astype(np.float64)
+        colsum = f"{w}/scaled_colsum"
+        model.graph.initializer.append(
+            numpy_helper.from_array(((wq - wz).sum(0) * ws).astype(np.float32), colsum)
+        )
+        o = mm.output[0]
+        added[id(mm)] = [
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [q, w, s_row, wscale, "pt/zp", wzp],
+                [f"{o}/per_token"],
+                name=f"{mm.name}_per_token",
+                domain="com.microsoft",
+            ),
+            helper.make_node("Mul", [s_row, neg_zp], [f"{o}/zp_scale"]),
+            helper.make_node("Mul", [f"{o}/zp_scale", colsum], [f"{o}/zp_term"]),
+            helper.make_node("Add", [f"{o}/per_token", f"{o}/zp_term"], [scale_mul.output[0]]),
+        ]
+        drop |= {id(mm), id(cast), id(scale_mul), id(scales)}
+        if all(id(u) in added for u in users[ql.output[0]]):
+            drop.add(id(ql))  # else the fixed range stays for its other readers
+    if not added:
+        return 0
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in _row_consts().items())
+    nodes = []
+    for n in model.graph.node:
+        nodes += [] if id(n) in drop else [n]
+        nodes += added.get(id(n), [])
+    replace_nodes(model, nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(graph))
+    return sum(n.op_type == "MatMulIntegerToFloat" for n in nodes)
