@@ -20,8 +20,9 @@ import sys
 import onnx
 import onnxruntime.quantization as oq
 
+from edgetune.export.quantize import GELU_OPS
+
 _quantize_dynamic = oq.quantize_dynamic
-GELU = {"Gelu", "BiasGelu", "FastGelu", "QuickGelu"}
 
 
 def _ffn_down(model_input: object, model_output: object, **kw: object) -> None:
@@ -34,7 +35,9 @@ def _ffn_down(model_input: object, model_output: object, **kw: object) -> None:
             n = producer.get(n.input[0])
         return n.op_type if n is not None else None
 
-    keep = [n.name for n in m.graph.node if n.op_type == "MatMul" and source_op(n.input[0]) in GELU]
+    keep = [
+        n.name for n in m.graph.node if n.op_type == "MatMul" and source_op(n.input[0]) in GELU_OPS
+    ]
     print(f"{len(keep)} FFN-down MatMuls kept in fp32", flush=True)
     kw["nodes_to_exclude"] = [*(kw.get("nodes_to_exclude") or []), *keep]  # type: ignore[misc]
     _quantize_dynamic(model_input, model_output, **kw)  # type: ignore[arg-type]

@@ -767,6 +767,8 @@ def probe_env() -> None:
 
     import torch
 
+    from edgetune.envinfo import dist_version
+
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "cpu_cores": os.cpu_count(),
@@ -796,22 +798,13 @@ def probe_env() -> None:
         top = name.split(".")[0]
         try:
             mod = importlib.import_module(name)
-            info[top] = getattr(mod, "__version__", None) or _dist_version(top)
+            info[top] = getattr(mod, "__version__", None) or dist_version(top)
             info[f"{top}_from"] = str(Path(mod.__file__).parents[name.count(".") + 1])
         except Exception as e:
             info[top] = f"not importable: {type(e).__name__}: {e}"[:200]
-    put("optimum_onnx", lambda: _dist_version("optimum-onnx"))
+    put("optimum_onnx", lambda: dist_version("optimum-onnx"))
     put("ort_providers", lambda: importlib.import_module("onnxruntime").get_available_providers())
     print(json.dumps(info, default=str))
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def probe_fp16(bundle: Path) -> None:

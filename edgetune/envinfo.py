@@ -23,11 +23,12 @@ def environment(*packages: str) -> dict[str, Any]:
     for name in packages:
         if name in sys.modules or importlib.util.find_spec(name) is not None:
             module = importlib.import_module(name)
-            env[name] = getattr(module, "__version__", None) or _dist_version(name)
+            env[name] = getattr(module, "__version__", None) or dist_version(name)
     return env
 
 
-def _dist_version(name: str) -> str | None:
+def dist_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or None."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -593,9 +593,11 @@ def per_token_ranges(graph: Path, inputs: frozenset[str]) -> int:
         if ql is None or ql.op_type != "QuantizeLinear" or ql.input[0] not in inputs:
             continue
         cast = users[mm.output[0]][0]
-        scale_mul = users[cast.output[0]][0]
+        scale_mul = users[cast.output[0]][0] if cast.op_type == "Cast" else None
+        if scale_mul is None or scale_mul.op_type != "Mul":
+            continue
         scales = producer.get(scale_mul.input[1])
-        if cast.op_type != "Cast" or scale_mul.op_type != "Mul" or scales is None:
+        if scales is None:
             continue
         x, p = ql.input[0], f"pt/{ql.input[0]}"
         if x not in quantized:
