@@ -545,6 +545,13 @@ def run_all(a: argparse.Namespace) -> int:
     work = Path(a.work)
     out = Path(a.out or os.environ.get("OUT") or work / "out")
     if not a.dry_run:
+        # The folders below are cleared: only in a scratch folder this script made (a user's
+        # runs/ and bundles/ are never wiped by a mistyped --work).
+        mark = work / ".gpu_check-scratch"
+        if work.exists() and any(work.iterdir()) and not mark.exists():
+            raise SystemExit(f"--work {work} is not empty and not this script's: name a new folder")
+        work.mkdir(parents=True, exist_ok=True)
+        mark.touch()
         shutil.rmtree(work / "runs", ignore_errors=True)
         shutil.rmtree(work / "bundles", ignore_errors=True)
         shutil.rmtree(work / "logs", ignore_errors=True)
